@@ -1,0 +1,541 @@
+/*
+ * The testbed's guest agent: executes netlink primitives on request and returns exactly what
+ * the kernel returned (return value, errno, msg_flags, addresses, control messages, bytes,
+ * CLOCK_MONOTONIC timestamps).  Protocol: harness/protocol.py (guest/proto.h is generated).
+ *
+ * Static, single-threaded, no userland beyond busybox, and only syscalls and options that
+ * Linux 3.14 already has, so one binary serves 3.14 and 6.x guests.
+ *
+ *   agent CHANNEL      CHANNEL is a tty (set to raw mode) or any read/write file;
+ *                      "-" serves on stdin (a socket), which the host's unit tests use
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/netlink.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proto.h"
+
+#define MAX_RECV (1 << 20)
+#define MAX_OUTPUT (1 << 20)
+
+static int chan = -1;
+
+/* ---- utilities ---- */
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void die(const char *what)
+{
+	fprintf(stderr, "agent: %s: %s\n", what, strerror(errno));
+	exit(1);
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n);
+	if (!p)
+		die("realloc");
+	return p;
+}
+
+static uint32_t crc32_update(uint32_t crc, const uint8_t *p, size_t n)
+{
+	static uint32_t table[256];
+	if (!table[1])
+		for (uint32_t i = 0; i < 256; i++) {
+			uint32_t c = i;
+			for (int k = 0; k < 8; k++)
+				c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+			table[i] = c;
+		}
+	crc = ~crc;
+	while (n--)
+		crc = table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+	return ~crc;
+}
+
+static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+
+static void write_all(const void *buf, size_t n)
+{
+	const uint8_t *p = buf;
+	while (n) {
+		ssize_t w = write(chan, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			die("write to channel");
+		p += w;
+		n -= w;
+	}
+}
+
+/* ---- replies: a growing attribute buffer ---- */
+
+static struct { uint8_t *p; size_t len, cap; } out;
+
+static void out_reserve(size_t n)
+{
+	if (out.len + n > out.cap) {
+		out.cap = (out.len + n) * 2;
+		out.p = xrealloc(out.p, out.cap);
+	}
+}
+
+static void put_bytes(int type, const void *v, uint32_t len)
+{
+	uint32_t pad = (4 - len % 4) % 4;
+	out_reserve(8 + len + pad);
+	uint8_t *p = out.p + out.len;
+	uint16_t t = type, z = 0;
+	memcpy(p, &t, 2);
+	memcpy(p + 2, &z, 2);
+	put32(p + 4, len);
+	memcpy(p + 8, v, len);
+	memset(p + 8 + len, 0, pad);
+	out.len += 8 + len + pad;
+}
+
+static void put_int(int type, int64_t v) { put_bytes(type, &v, 8); }
+static void put_str(int type, const char *s) { put_bytes(type, s, strlen(s)); }
+
+static void put_error(const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	put_str(A_ERROR, msg);
+}
+
+/* A syscall's outcome: return value, errno and when it returned. */
+static void put_result(long ret)
+{
+	int e = errno;
+	put_int(A_T_NS, now_ns());
+	put_int(A_RET, ret);
+	put_int(A_ERRNO, ret < 0 ? e : 0);
+}
+
+static void send_frame(int kind, uint32_t id)
+{
+	uint8_t h[PROTO_HEADER_SIZE] = {0};
+	memcpy(h, PROTO_MAGIC, 4);
+	h[4] = PROTO_VERSION;
+	h[5] = kind;
+	put32(h + 8, id);
+	put32(h + 12, out.len);
+	put32(h + 16, crc32_update(crc32_update(0, h, sizeof(h)), out.p, out.len));
+	write_all(h, sizeof(h));
+	write_all(out.p, out.len);
+	out.len = 0;
+}
+
+/* ---- requests: attributes indexed by type ---- */
+
+static struct { const uint8_t *p; uint32_t len; int present; } attr[A_MAX + 1];
+
+static const char *parse_attrs(const uint8_t *p, uint32_t n)
+{
+	memset(attr, 0, sizeof(attr));
+	for (uint32_t pos = 0; pos < n;) {
+		if (n - pos < 8)
+			return "truncated attribute header";
+		uint16_t t;
+		memcpy(&t, p + pos, 2);
+		uint32_t len = get32(p + pos + 4);
+		if (len > n - pos - 8)
+			return "attribute runs past the frame";
+		if (t <= A_MAX && !attr[t].present) {
+			attr[t].p = p + pos + 8;
+			attr[t].len = len;
+			attr[t].present = 1;
+		}
+		pos += 8 + len + (4 - len % 4) % 4;
+	}
+	return NULL;
+}
+
+static int has(int t) { return attr[t].present; }
+
+static int64_t get_int(int t, int64_t dflt)
+{
+	int64_t v = dflt;
+	if (attr[t].present && attr[t].len == 8)
+		memcpy(&v, attr[t].p, 8);
+	return v;
+}
+
+/* A NUL-terminated copy of a string attribute; the caller frees it. */
+static char *get_str(int t)
+{
+	char *s = xrealloc(NULL, attr[t].len + 1);
+	memcpy(s, attr[t].p, attr[t].len);
+	s[attr[t].len] = 0;
+	return s;
+}
+
+static struct sockaddr_nl nl_addr(int family, int portid, int groups)
+{
+	struct sockaddr_nl a;
+	memset(&a, 0, sizeof(a));
+	a.nl_family = get_int(family, AF_NETLINK);
+	a.nl_pid = get_int(portid, 0);
+	a.nl_groups = get_int(groups, 0);
+	return a;
+}
+
+/* ---- operations ---- */
+
+static void op_ping(void)
+{
+	struct utsname u;
+	uname(&u);
+	put_result(0);
+	put_int(A_VERSION, PROTO_VERSION);
+	put_int(A_PID, getpid());
+	put_str(A_RELEASE, u.release);
+}
+
+static void op_socket(void)
+{
+	int fd = socket(get_int(A_FAMILY, AF_NETLINK), get_int(A_TYPE, SOCK_RAW) | SOCK_CLOEXEC,
+			get_int(A_PROTOCOL, NETLINK_ROUTE));
+	int e = errno;
+	struct stat st;
+	if (fd >= 0 && fstat(fd, &st) == 0)
+		put_int(A_INODE, st.st_ino);
+	errno = e;
+	put_result(fd);
+}
+
+static void op_setsockopt(void)
+{
+	int iv = get_int(A_INT_VALUE, 0);
+	const void *v = has(A_VALUE) ? (const void *)attr[A_VALUE].p : &iv;
+	socklen_t len = has(A_VALUE) ? attr[A_VALUE].len : sizeof(iv);
+	put_result(setsockopt(get_int(A_FD, -1), get_int(A_LEVEL, SOL_SOCKET), get_int(A_OPTNAME, 0), v, len));
+}
+
+static void op_getsockopt(void)
+{
+	uint8_t v[256] = {0};
+	socklen_t len = get_int(A_OPTLEN, sizeof(int));
+	if (len > sizeof(v))
+		len = sizeof(v);
+	put_result(getsockopt(get_int(A_FD, -1), get_int(A_LEVEL, SOL_SOCKET), get_int(A_OPTNAME, 0), v, &len));
+	put_int(A_OPTLEN, len);
+	put_bytes(A_VALUE, v, len < sizeof(v) ? len : sizeof(v));
+	if (len == sizeof(int))
+		put_int(A_INT_VALUE, *(int *)v);
+}
+
+static void op_bind_connect(int op)
+{
+	struct sockaddr_nl a = nl_addr(A_FAMILY, A_PORTID, A_GROUPS);
+	int fd = get_int(A_FD, -1);
+	put_result(op == OP_BIND ? bind(fd, (struct sockaddr *)&a, sizeof(a))
+				 : connect(fd, (struct sockaddr *)&a, sizeof(a)));
+}
+
+static void op_getsockname(void)
+{
+	struct sockaddr_nl a;
+	socklen_t len = sizeof(a);
+	memset(&a, 0, sizeof(a));
+	put_result(getsockname(get_int(A_FD, -1), (struct sockaddr *)&a, &len));
+	put_int(A_FAMILY, a.nl_family);
+	put_int(A_PORTID, a.nl_pid);
+	put_int(A_GROUPS, a.nl_groups);
+}
+
+static void op_sendmsg(void)
+{
+	struct sockaddr_nl dst = nl_addr(A_DST_FAMILY, A_DST_PORTID, A_DST_GROUPS);
+	struct iovec iov = { (void *)attr[A_DATA].p, attr[A_DATA].len };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (has(A_DST_FAMILY) || has(A_DST_PORTID) || has(A_DST_GROUPS)) {
+		m.msg_name = &dst;
+		m.msg_namelen = sizeof(dst);
+	}
+	put_result(sendmsg(get_int(A_FD, -1), &m, get_int(A_FLAGS, 0)));
+}
+
+/* Wait up to TIMEOUT_MS for the socket to be readable (or in error) unless the caller asked
+ * for MSG_DONTWAIT; returns 0 if the wait expired. */
+static int wait_readable(int fd, int flags)
+{
+	int64_t timeout = get_int(A_TIMEOUT_MS, -1);
+	if (timeout < 0 || (flags & MSG_DONTWAIT))
+		return 1;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	int r;
+	do
+		r = poll(&p, 1, timeout);
+	while (r < 0 && errno == EINTR);
+	return r != 0;
+}
+
+static void op_recvmsg(void)
+{
+	int fd = get_int(A_FD, -1), flags = get_int(A_FLAGS, 0);
+	size_t size = get_int(A_BUFSIZE, 65536);
+	if (size > MAX_RECV)
+		size = MAX_RECV;
+	if (!wait_readable(fd, flags)) {
+		put_int(A_T_NS, now_ns());
+		put_int(A_TIMED_OUT, 1);
+		return;
+	}
+	static uint8_t buf[MAX_RECV];
+	uint8_t control[512];
+	struct sockaddr_nl src;
+	memset(&src, 0, sizeof(src));
+	struct iovec iov = { buf, size };
+	struct msghdr m = { .msg_name = &src, .msg_namelen = sizeof(src), .msg_iov = &iov,
+			    .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control) };
+	ssize_t r = recvmsg(fd, &m, flags);
+	put_result(r);
+	if (r < 0)
+		return;
+	put_int(A_MSG_FLAGS, m.msg_flags);
+	put_int(A_NAMELEN, m.msg_namelen);
+	put_int(A_SRC_FAMILY, src.nl_family);
+	put_int(A_SRC_PORTID, src.nl_pid);
+	put_int(A_SRC_GROUPS, src.nl_groups);
+	put_bytes(A_CONTROL, control, m.msg_controllen);
+	put_bytes(A_DATA, buf, (size_t)r < size ? (size_t)r : size);
+}
+
+static void op_close(void)
+{
+	put_result(close(get_int(A_FD, -1)));
+}
+
+/* Run a shell command with stdout and stderr captured; killed (whole process group) at the
+ * deadline so a stuck command cannot wedge the agent. */
+static void op_run(void)
+{
+	int64_t deadline = now_ns() + get_int(A_TIMEOUT_MS, 10000) * 1000000;
+	int pipefd[2];
+	if (pipe2(pipefd, O_CLOEXEC) < 0) {
+		put_result(-1);
+		return;
+	}
+	char *cmd = get_str(A_CMD);
+	pid_t pid = fork();
+	if (pid == 0) {
+		setpgid(0, 0);
+		int null = open("/dev/null", O_RDONLY);
+		dup2(null, 0);
+		dup2(pipefd[1], 1);
+		dup2(pipefd[1], 2);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	free(cmd);
+	close(pipefd[1]);
+	if (pid < 0) {
+		close(pipefd[0]);
+		put_result(-1);
+		return;
+	}
+	char *output = NULL;
+	size_t len = 0;
+	int timed_out = 0;
+	for (;;) {
+		int64_t left = (deadline - now_ns()) / 1000000;
+		struct pollfd p = { .fd = pipefd[0], .events = POLLIN };
+		if (left <= 0 || poll(&p, 1, left) == 0) {
+			timed_out = 1;
+			kill(-pid, SIGKILL);
+			break;
+		}
+		char chunk[4096];
+		ssize_t r = read(pipefd[0], chunk, sizeof(chunk));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		if (len + r <= MAX_OUTPUT) {
+			output = xrealloc(output, len + r);
+			memcpy(output + len, chunk, r);
+			len += r;
+		}
+	}
+	close(pipefd[0]);
+	int status = 0;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	put_result(0);
+	put_int(A_TIMED_OUT, timed_out);
+	put_int(A_STATUS, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	put_int(A_SIGNAL, WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+	put_bytes(A_OUTPUT, output ? output : "", len);
+	free(output);
+}
+
+static void op_read_file(void)
+{
+	char *path = get_str(A_PATH);
+	size_t max = get_int(A_MAXLEN, MAX_OUTPUT);
+	if (max > MAX_OUTPUT)
+		max = MAX_OUTPUT;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	free(path);
+	if (fd < 0) {
+		put_result(-1);
+		return;
+	}
+	char *buf = xrealloc(NULL, max + 1);
+	size_t len = 0;
+	ssize_t r = 0;
+	while (len < max && ((r = read(fd, buf + len, max - len)) > 0 || (r < 0 && errno == EINTR)))
+		if (r > 0)
+			len += r;
+	int e = errno;
+	close(fd);
+	errno = e;
+	put_result(r < 0 ? -1 : (long)len);
+	put_bytes(A_DATA, buf, len);
+	free(buf);
+}
+
+static void handle_request(uint32_t id, const uint8_t *payload, uint32_t len)
+{
+	const char *err = parse_attrs(payload, len);
+	int op = get_int(A_OP, 0);
+	if (err)
+		put_error("malformed request: %s", err);
+	else if (!has(A_OP))
+		put_error("request has no OP attribute");
+	else if ((op == OP_RUN && !has(A_CMD)) || (op == OP_READ_FILE && !has(A_PATH)))
+		put_error("op %d is missing its CMD/PATH attribute", op);
+	else
+		switch (op) {
+		case OP_PING: op_ping(); break;
+		case OP_SOCKET: op_socket(); break;
+		case OP_SETSOCKOPT: op_setsockopt(); break;
+		case OP_GETSOCKOPT: op_getsockopt(); break;
+		case OP_BIND:
+		case OP_CONNECT: op_bind_connect(op); break;
+		case OP_GETSOCKNAME: op_getsockname(); break;
+		case OP_SENDMSG: op_sendmsg(); break;
+		case OP_RECVMSG: op_recvmsg(); break;
+		case OP_CLOSE: op_close(); break;
+		case OP_RUN: op_run(); break;
+		case OP_READ_FILE: op_read_file(); break;
+		default: put_error("unknown op %d", op);
+		}
+	send_frame(KIND_REPLY, id);
+}
+
+/* ---- the channel: frames in, resynchronising on the magic after garbage ---- */
+
+static void report_garbage(uint64_t offset, const char *what)
+{
+	put_error("%s at stream offset %llu", what, (unsigned long long)offset);
+	send_frame(KIND_ERROR, 0);
+}
+
+static void serve(void)
+{
+	size_t cap = PROTO_HEADER_SIZE + PROTO_MAX_PAYLOAD, len = 0;
+	uint8_t *buf = xrealloc(NULL, cap);
+	uint64_t offset = 0; /* stream offset of buf[0] */
+	for (;;) {
+		ssize_t r = read(chan, buf + len, cap - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r == 0) {
+			fprintf(stderr, "agent: channel closed\n");
+			exit(1);
+		}
+		if (r < 0)
+			die("read from channel");
+		len += r;
+		for (;;) {
+			size_t skip = 0;
+			while (skip < len && (len - skip < 4 ? memcmp(buf + skip, PROTO_MAGIC, len - skip)
+							     : memcmp(buf + skip, PROTO_MAGIC, 4)))
+				skip++;
+			if (skip) {
+				report_garbage(offset, "garbage before a frame");
+				memmove(buf, buf + skip, len - skip);
+				len -= skip;
+				offset += skip;
+			}
+			if (len < PROTO_HEADER_SIZE)
+				break;
+			uint32_t id = get32(buf + 8), plen = get32(buf + 12), crc = get32(buf + 16);
+			int bad = buf[4] != PROTO_VERSION || buf[5] != KIND_REQUEST || plen > PROTO_MAX_PAYLOAD;
+			if (!bad && len < PROTO_HEADER_SIZE + plen)
+				break;
+			if (!bad) {
+				put32(buf + 16, 0);
+				bad = crc32_update(crc32_update(0, buf, PROTO_HEADER_SIZE), buf + PROTO_HEADER_SIZE,
+						   plen) != crc;
+				put32(buf + 16, crc);
+			}
+			size_t used = 1;
+			if (bad)
+				report_garbage(offset, "bad frame header or CRC");
+			else {
+				handle_request(id, buf + PROTO_HEADER_SIZE, plen);
+				used = PROTO_HEADER_SIZE + plen;
+			}
+			memmove(buf, buf + used, len - used);
+			len -= used;
+			offset += used;
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: agent CHANNEL\n");
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	chan = strcmp(argv[1], "-") ? open(argv[1], O_RDWR | O_NOCTTY | O_CLOEXEC) : 0;
+	if (chan < 0)
+		die(argv[1]);
+	struct termios t;
+	if (tcgetattr(chan, &t) == 0) {
+		cfmakeraw(&t);
+		t.c_cflag |= CLOCAL | CREAD;
+		t.c_cflag &= ~CRTSCTS;
+		t.c_cc[VMIN] = 1;
+		t.c_cc[VTIME] = 0;
+		if (tcsetattr(chan, TCSANOW, &t) < 0)
+			die("tcsetattr");
+		tcflush(chan, TCIOFLUSH);
+	}
+	op_ping();
+	send_frame(KIND_HELLO, 0);
+	serve();
+	return 0;
+}

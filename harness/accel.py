@@ -1,0 +1,69 @@
+"""KVM or TCG.  /dev/kvm existing is not enough: on some hosts (nested virtualisation) a KVM guest
+hangs silently after the boot stub.  So 'auto' boots the kernel under KVM once and waits for
+its first console line; the verdict is cached per (QEMU version, host kernel)."""
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .errors import UsageError
+
+PROBE_SECONDS = 5.0
+_announced = False
+
+
+def _notice(text: str):
+    global _announced
+    if not _announced:
+        print(f"testbed: {text}", file=sys.stderr)
+        _announced = True
+
+
+def probe_kvm(qemu: str, kernel_image: Path) -> bool:
+    """Boot under KVM with no initramfs; a working KVM prints 'Linux version' within a second."""
+    cmd = [qemu, "-accel", "kvm", "-machine", "q35", "-m", "128", "-nodefaults", "-display", "none",
+           "-no-reboot", "-serial", "stdio", "-kernel", str(kernel_image),
+           "-append", "console=ttyS0 earlyprintk=ttyS0 panic=-1"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    seen, deadline = b"", time.monotonic() + PROBE_SECONDS
+    try:
+        while b"Linux version" not in seen and (left := deadline - time.monotonic()) > 0:
+            if select.select([proc.stdout], [], [], left)[0]:
+                chunk = os.read(proc.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                seen = seen[-64:] + chunk
+        return b"Linux version" in seen
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+
+
+def choose(setting: str, qemu: str, kernel_image: Path, cache: Path) -> str:
+    """The accelerator to use for `setting` (auto, kvm or tcg)."""
+    kvm_usable = os.access("/dev/kvm", os.R_OK | os.W_OK)
+    if setting == "kvm" and not kvm_usable:
+        raise UsageError("qemu.accel: 'kvm' but /dev/kvm is missing or not accessible; use auto or tcg")
+    if setting != "auto":
+        return setting
+    if not kvm_usable:
+        _notice("no usable /dev/kvm: using TCG (software emulation)")
+        return "tcg"
+    version = subprocess.run([qemu, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    key = f"{version} | host {os.uname().release}"
+    cache_file = cache / "accel-probe.json"
+    verdicts = json.loads(cache_file.read_text()) if cache_file.exists() else {}
+    if key not in verdicts:
+        verdicts[key] = "kvm" if probe_kvm(qemu, kernel_image) else "tcg"
+        cache.mkdir(parents=True, exist_ok=True)
+        cache_file.write_text(json.dumps(verdicts, indent=1))
+    if verdicts[key] == "tcg":
+        _notice(f"KVM probe boot hung (no console output in {PROBE_SECONDS:g} s): using TCG "
+                f"(verdict cached in {cache_file})")
+    return verdicts[key]

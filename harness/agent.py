@@ -1,0 +1,189 @@
+"""Host side of the agent channel: send requests, wait for replies, keep a transcript.
+
+Every wait has a timeout, and a failure elsewhere (kernel panic on the console, QEMU exiting,
+the channel closing) is delivered to whoever is waiting through `fail()`, so nothing hangs.
+"""
+from __future__ import annotations
+
+import errno as errno_mod
+import itertools
+import socket
+import threading
+import time
+from pathlib import Path
+
+from .protocol import Frame, FrameReader, Kind, Op, ProtocolError, encode_frame
+
+
+class AgentError(Exception):
+    """The agent could not do what was asked, or the channel to it is gone."""
+
+
+class AgentTimeout(AgentError):
+    pass
+
+
+# Where Linux has two names for one errno, the one the kernel sources use.
+_KERNEL_NAMES = {errno_mod.EOPNOTSUPP: "EOPNOTSUPP", errno_mod.EAGAIN: "EAGAIN"}
+
+
+def errname(code: int) -> str:
+    if not code:
+        return "0"
+    return _KERNEL_NAMES.get(code) or errno_mod.errorcode.get(code, f"errno {code}")
+
+
+class Reply:
+    """One request's outcome: `ret`, `errno`, the CLOCK_MONOTONIC time `t_ns`, and all attributes."""
+
+    def __init__(self, op: Op, attrs: dict, host_time: float):
+        self.op, self.attrs, self.host_time = op, attrs, host_time
+
+    def __getitem__(self, name):
+        return self.attrs[name]
+
+    def get(self, name, default=None):
+        return self.attrs.get(name, default)
+
+    @property
+    def ret(self) -> int:
+        return self.attrs.get("RET", -1)
+
+    @property
+    def errno(self) -> int:
+        return self.attrs.get("ERRNO", 0)
+
+    @property
+    def timed_out(self) -> bool:
+        return bool(self.attrs.get("TIMED_OUT"))
+
+    def outcome(self) -> str:
+        """The syscall's result as a person reads it: '-1 ENOBUFS', '0', 'timed out'."""
+        if self.timed_out:
+            return "timed out (nothing to read)"
+        return f"-1 {errname(self.errno)}" if self.ret < 0 else str(self.ret)
+
+
+class Agent:
+    def __init__(self, sock: socket.socket, transcript: Path | None = None):
+        self._sock = sock
+        self._reader = FrameReader()
+        self._ids = itertools.count(1)
+        self._cond = threading.Condition()
+        self._replies: dict[int, tuple[Frame, float]] = {}
+        self._hello: Frame | None = None
+        self._failure: Exception | None = None
+        self._transcript = open(transcript, "w", buffering=1) if transcript else None
+        self._t0 = time.monotonic()
+        self.protocol_errors: list[str] = []
+        # Offset from guest CLOCK_MONOTONIC to host time.monotonic(): the smallest
+        # (host receive time - guest send time) seen, i.e. the reply with the least latency.
+        self._clock_offset: float | None = None
+        self._thread = threading.Thread(target=self._read_loop, name="agent-reader", daemon=True)
+        self._thread.start()
+
+    # ---- reading ----
+
+    def _log(self, direction: str, text: str):
+        if self._transcript:
+            self._transcript.write(f"{time.monotonic() - self._t0:9.3f} {direction} {text}\n")
+
+    def _read_loop(self):
+        while True:
+            try:
+                data = self._sock.recv(65536)
+            except OSError as e:
+                data, closed = b"", e
+            else:
+                closed = None
+            if not data:
+                self.fail(AgentError(f"agent channel closed{f': {closed}' if closed else ''}"))
+                return
+            now = time.monotonic()
+            for item in self._reader.feed(data):
+                if isinstance(item, ProtocolError):
+                    self.protocol_errors.append(str(item))
+                    self._log("!!", f"protocol error: {item}")
+                    continue
+                self._log("<-", f"{Kind(item.kind).name} id={item.id} {_short(item.attrs)}")
+                self._receive(item, now)
+
+    def _receive(self, frame: Frame, now: float):
+        t_ns = frame.attrs.get("T_NS")
+        with self._cond:
+            if t_ns is not None:
+                offset = now - t_ns / 1e9
+                if self._clock_offset is None or offset < self._clock_offset:
+                    self._clock_offset = offset
+            if frame.kind == Kind.HELLO:
+                self._hello = frame
+            elif frame.kind == Kind.REPLY:
+                self._replies[frame.id] = (frame, now)
+            elif frame.kind == Kind.ERROR:
+                self.protocol_errors.append(frame.attrs.get("ERROR", "?"))
+            self._cond.notify_all()
+
+    def _wait(self, ready, timeout: float, what: str):
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while (result := ready()) is None:
+                if self._failure:
+                    raise self._failure
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AgentTimeout(f"no answer from the guest agent to {what} within {timeout:g} s")
+                self._cond.wait(left)
+            return result
+
+    # ---- public ----
+
+    def fail(self, exc: Exception):
+        """Make every current and future wait raise `exc` (the first failure wins)."""
+        with self._cond:
+            if self._failure is None:
+                self._failure = exc
+                self._log("!!", f"failed: {exc}")
+            self._cond.notify_all()
+
+    def wait_ready(self, timeout: float) -> dict:
+        """Wait for the agent's HELLO; returns its attributes (VERSION, RELEASE, PID)."""
+        return self._wait(lambda: self._hello, timeout, "the boot (waiting for its HELLO)").attrs
+
+    def call(self, op: Op, timeout: float = 10.0, **attrs) -> Reply:
+        """Send one request and wait for its reply; a request-level ERROR raises AgentError."""
+        ident = next(self._ids)
+        attrs = {"OP": int(op), **{k.upper(): v for k, v in attrs.items() if v is not None}}
+        self._log("->", f"REQUEST id={ident} {op.name} {_short(attrs)}")
+        try:
+            self._sock.sendall(encode_frame(Kind.REQUEST, ident, attrs))
+        except OSError as e:
+            self.fail(AgentError(f"agent channel closed: {e}"))
+        # The agent's own wait (TIMEOUT_MS) runs inside the guest; allow for it plus slack.
+        frame, now = self._wait(lambda: self._replies.pop(ident, None),
+                                timeout + attrs.get("TIMEOUT_MS", 0) / 1000, op.name)
+        if "ERROR" in frame.attrs:
+            raise AgentError(f"agent rejected {op.name}: {frame.attrs['ERROR']}")
+        return Reply(op, frame.attrs, now)
+
+    def host_time(self, t_ns: int) -> float:
+        """A guest CLOCK_MONOTONIC time on the host's time.monotonic() axis."""
+        return t_ns / 1e9 + (self._clock_offset or 0.0)
+
+    def close(self):
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+        self._thread.join(timeout=5)
+        if self._transcript:
+            self._transcript.close()
+            self._transcript = None
+
+
+def _short(attrs: dict) -> str:
+    def show(v):
+        if isinstance(v, bytes):
+            return f"<{len(v)} bytes>" if len(v) > 48 else v.hex() or "''"
+        return repr(v)
+    return " ".join(f"{k}={show(v)}" for k, v in attrs.items())

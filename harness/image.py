@@ -1,0 +1,87 @@
+"""The guest image: an initramfs with busybox, the init, the agent and the modules a NIC needs.
+
+Built in Python (no root, no cpio tool), cached under <cache>/initramfs by the hash of its
+contents, so a second build of the same inputs is a file lookup.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cpio import Cpio
+from .errors import UsageError
+from .kernel import Kernel
+from .nic import NICS
+
+GUEST = Path(__file__).resolve().parent.parent / "guest"
+BUSYBOX = Path("/bin/busybox")
+
+
+def _sha256(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(len(p).to_bytes(8, "little") + p)
+    return h.hexdigest()
+
+
+def build_agent(cache: Path) -> Path:
+    """The statically linked agent, compiled once per (source, compiler)."""
+    sources = [GUEST / "agent.c", GUEST / "proto.h"]
+    cc = subprocess.run(["gcc", "--version"], capture_output=True).stdout
+    out = cache / "agent" / _sha256(cc, *(p.read_bytes() for p in sources))[:16] / "agent"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(f".tmp{os.getpid()}")
+        build = subprocess.run(["gcc", "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(tmp),
+                                str(GUEST / "agent.c")], capture_output=True, text=True)
+        if build.returncode:
+            raise RuntimeError(f"building the guest agent failed:\n{build.stderr}")
+        tmp.rename(out)
+    return out
+
+
+@dataclass
+class GuestImage:
+    path: Path
+    modules: list[str]  # module files in load order, as placed under /lib/modules
+
+
+def _busybox_applets() -> list[str]:
+    if not BUSYBOX.exists():
+        raise UsageError(f"{BUSYBOX} is missing: the guest needs busybox-static (run `make setup`)")
+    out = subprocess.run([str(BUSYBOX), "--list-full"], capture_output=True, text=True, check=True)
+    return [a for a in out.stdout.split() if a != "bin/busybox"]
+
+
+def build(kernel: Kernel, nic: str | None, cache: Path) -> GuestImage:
+    modules = kernel.modules_for([NICS[nic].driver] if nic else [])
+    agent = build_agent(cache)
+    files = {  # path in the guest -> (content, mode)
+        "init": ((GUEST / "init").read_bytes(), 0o755),
+        "agent": (agent.read_bytes(), 0o755),
+        "bin/busybox": (BUSYBOX.read_bytes(), 0o755),
+        "etc/modules": ("".join(f"{m.name}\n" for m in modules).encode(), 0o644),
+        **{f"lib/modules/{m.name}": (m.read_bytes(), 0o644) for m in modules},
+    }
+    applets = _busybox_applets()
+    digest = _sha256(*(name.encode() + bytes([mode & 0xFF]) + data for name, (data, mode) in sorted(files.items())),
+                     "\n".join(applets).encode())[:16]
+    path = cache / "initramfs" / f"{digest}.cpio"
+    if not path.exists():
+        cpio = Cpio()
+        for d in ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "lib", "lib/modules",
+                  "proc", "sys", "dev", "tmp", "root"):
+            cpio.dir(d)
+        cpio.chardev("dev/console", 5, 1)  # the kernel opens it for init before devtmpfs is mounted
+        for name, (data, mode) in files.items():
+            cpio.file(name, data, mode)
+        for applet in applets:
+            cpio.symlink(applet, "/bin/busybox")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_bytes(cpio.finish())
+        tmp.rename(path)
+    return GuestImage(path, [m.name for m in modules])

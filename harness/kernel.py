@@ -1,0 +1,158 @@
+"""Kernels: where the image and its modules are, and which version it is (read from the image).
+
+Two providers today: a Debian linux-image package unpacked into the cache (`fetch_debian`), and a
+prebuilt bzImage named by path.  The version comes from the bzImage header, never from a name.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import struct
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import KernelSpec
+from .errors import UsageError
+
+
+def bzimage_banner(path: Path) -> str:
+    """The kernel's version string ("6.1.0-56-amd64 (...) #1 SMP ... Debian 6.1.192-2 ...")
+    from the x86 boot protocol header; a UsageError if `path` is not a bzImage."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(0x10000)
+    except OSError as e:
+        raise UsageError(f"kernel image {path}: {e.strerror}; give the path to a bzImage")
+    if len(head) < 0x210 or head[0x202:0x206] != b"HdrS":
+        raise UsageError(f"kernel image {path}: not a bzImage (no 'HdrS' boot header); "
+                         "give arch/x86/boot/bzImage or /boot/vmlinuz-*")
+    offset = struct.unpack_from("<H", head, 0x20E)[0] + 0x200
+    banner = head[offset:offset + 256].split(b"\0")[0].decode("ascii", "replace")
+    if not re.match(r"\d+\.\d+", banner):
+        raise UsageError(f"kernel image {path}: its header has no version string")
+    return banner
+
+
+def upstream_version(banner: str) -> tuple[int, int, int]:
+    """The upstream x.y.z: Debian names its 6.1.192 kernel "6.1.0-56", so prefer the
+    "Debian 6.1.192-2" part of the banner when there is one."""
+    m = re.search(r"Debian (\d+)\.(\d+)\.(\d+)", banner) or re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", banner)
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+@dataclass
+class Kernel:
+    name: str
+    image: Path
+    modules: Path | None  # /lib/modules/<release>, with modules.dep; None when all is built in
+
+    def __post_init__(self):
+        self.banner = bzimage_banner(self.image)
+        self.release = self.banner.split()[0]
+        self.version = upstream_version(self.banner)
+
+    @property
+    def version_str(self) -> str:
+        return ".".join(map(str, self.version))
+
+    def modules_for(self, names: list[str]) -> list[Path]:
+        """The module files that provide `names`, with their dependencies, in load order
+        (from the kernel's own modules.dep).  Built-in or unknown-but-built-in modules need
+        nothing; a name the kernel has neither as module nor built in is a UsageError."""
+        if self.modules is None:
+            return []
+        deps: dict[str, list[str]] = {}
+        for line in (self.modules / "modules.dep").read_text().splitlines():
+            target, _, rest = line.partition(":")
+            deps[target] = rest.split()
+        by_name = {Path(p).name.split(".ko")[0].replace("-", "_"): p for p in deps}
+        builtin_file = self.modules / "modules.builtin"
+        builtin = {Path(p).name.split(".ko")[0].replace("-", "_")
+                   for p in (builtin_file.read_text().split() if builtin_file.exists() else [])}
+        order: list[str] = []
+
+        def visit(path: str):
+            # modules.dep lists dependencies so that loading them last-to-first works
+            for dep in reversed(deps.get(path, [])):
+                visit(dep)
+            if path not in order:
+                order.append(path)
+
+        for name in names:
+            key = name.replace("-", "_")
+            if key in by_name:
+                visit(by_name[key])
+            elif key not in builtin:
+                raise UsageError(f"kernel {self.name} ({self.release}): has no module or built-in driver "
+                                 f"'{name}' (looked in {self.modules}/modules.dep)")
+        return [self.modules / p for p in order]
+
+
+def cache_dir(cache: Path, spec: KernelSpec) -> Path:
+    return cache / "kernels" / spec.name
+
+
+def resolve(spec: KernelSpec, cache: Path) -> Kernel:
+    if spec.image:
+        return Kernel(spec.name, spec.image, spec.modules)
+    where = cache_dir(cache, spec)
+    meta = where / "meta.json"
+    if not meta.exists():
+        raise UsageError(f"kernel {spec.name}: the Debian package {spec.debian_package} is not fetched yet; "
+                         f"run `make setup` (or `testbed kernel fetch {spec.name}`)")
+    info = json.loads(meta.read_text())
+    return Kernel(spec.name, where / "vmlinuz", where / "lib" / "modules" / info["release"])
+
+
+def _apt_field(package: str, field: str) -> str:
+    out = subprocess.run(["apt-cache", "show", "--no-all-versions", package],
+                         capture_output=True, text=True)
+    m = re.search(rf"^{field}: (.*)$", out.stdout, re.M)
+    if out.returncode or not m:
+        raise UsageError(f"Debian package {package}: not known to apt ({out.stderr.strip() or 'no ' + field}); "
+                         "check the name, or run `apt-get update`")
+    return m.group(1).strip()
+
+
+def fetch_debian(spec: KernelSpec, cache: Path, log=print) -> Kernel:
+    """Download the kernel package (following a meta package such as linux-image-amd64 to the
+    real one), unpack its image and modules into the cache, and generate modules.dep.
+    Does nothing when the cached copy is already that package version."""
+    package = spec.debian_package
+    if not re.match(r"linux-image-\d", package):
+        # a meta package (linux-image-amd64): follow it to the versioned image package
+        depends = [d.split()[0] for d in _apt_field(package, "Depends").split(",")]
+        package = next((d for d in depends if re.match(r"linux-image-\d", d)), package)
+    version = _apt_field(package, "Version")
+    where = cache_dir(cache, spec)
+    meta = where / "meta.json"
+    if meta.exists() and json.loads(meta.read_text()).get("version") == version:
+        log(f"kernel {spec.name}: {package} {version} already in {where}")
+        return resolve(spec, cache)
+    log(f"kernel {spec.name}: fetching {package} {version}")
+    where.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=where.parent) as tmp:
+        tmp = Path(tmp)
+        subprocess.run(["apt-get", "download", "-q", f"{package}={version}"], cwd=tmp, check=True,
+                       stdout=subprocess.DEVNULL)
+        deb = next(tmp.glob("*.deb"))
+        unpacked = tmp / "unpacked"
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True)
+        vmlinuz = next((unpacked / "boot").glob("vmlinuz-*"))
+        release = vmlinuz.name[len("vmlinuz-"):]
+        subprocess.run([shutil.which("depmod") or "/sbin/depmod", "-b", str(unpacked), release], check=True)
+        staged = tmp / "kernel"
+        staged.mkdir()
+        shutil.move(vmlinuz, staged / "vmlinuz")
+        shutil.move(unpacked / "boot" / f"config-{release}", staged / "config")
+        (staged / "lib").mkdir()
+        shutil.move(unpacked / "lib" / "modules", staged / "lib" / "modules")
+        (staged / "meta.json").write_text(json.dumps({"package": package, "version": version, "release": release}))
+        if where.exists():
+            shutil.rmtree(where)
+        staged.rename(where)
+    log(f"kernel {spec.name}: {package} {version} unpacked into {where}")
+    return resolve(spec, cache)

@@ -1,0 +1,69 @@
+"""The QEMU monitor (QMP), through the QEMU project's own client, qemu.qmp.
+
+Every command and its answer go to a transcript with host timestamps, so a trace can line up
+what the host did with what the guest kernel reported.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from pathlib import Path
+
+from qemu.qmp import QMPError
+from qemu.qmp.legacy import QEMUMonitorProtocol
+from qemu.qmp.qmp_client import ExecuteError
+
+
+class MonitorError(Exception):
+    """A QMP command failed or the monitor is unreachable."""
+
+
+class Monitor:
+    def __init__(self, sock: socket.socket, transcript: Path | None = None, timeout: float = 10.0):
+        self._qmp = QEMUMonitorProtocol(sock)
+        self._qmp.settimeout(timeout)
+        self._transcript = open(transcript, "w", buffering=1) if transcript else None
+        self._t0 = time.monotonic()
+
+    def _log(self, text: str):
+        if self._transcript:
+            self._transcript.write(f"{time.monotonic() - self._t0:9.3f} {text}\n")
+
+    def connect(self):
+        try:
+            greeting = self._qmp.connect()
+        except (QMPError, OSError, EOFError) as e:
+            raise MonitorError(f"cannot talk to QEMU's monitor: {e}") from e
+        self._log(f"<- {json.dumps(greeting)}")
+
+    def command(self, name: str, **args):
+        """Run one QMP command; returns its 'return' value or raises MonitorError."""
+        self._log(f"-> {json.dumps({'execute': name, 'arguments': args})}")
+        try:
+            result = self._qmp.cmd(name, **args)
+        except ExecuteError as e:
+            self._log(f"<- error {e.error_class}: {e.error_desc}")
+            raise MonitorError(f"QMP {name} {args}: {e.error_class}: {e.error_desc}") from e
+        except (QMPError, OSError, EOFError, asyncio.TimeoutError) as e:
+            self._log(f"<- failed: {e!r}")
+            raise MonitorError(f"QMP {name}: no answer from QEMU ({type(e).__name__}: {e})") from e
+        self._log(f"<- {json.dumps(result)}")
+        return result
+
+    def set_link(self, device: str, up: bool):
+        """QMP set_link: QEMU emits no event for it and accepts it even for NICs that ignore it."""
+        self.command("set_link", name=device, up=up)
+
+    def quit(self):
+        self.command("quit")
+
+    def close(self):
+        try:
+            self._qmp.close()
+        except (QMPError, OSError, EOFError):
+            pass
+        if self._transcript:
+            self._transcript.close()
+            self._transcript = None

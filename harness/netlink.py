@@ -1,0 +1,168 @@
+"""Netlink constants, decoding of what the guest kernel sent, and request building.
+
+Message bodies are decoded by pyroute2's marshal classes (ifinfmsg, nlmsgerr); this module only
+walks the headers itself, so a truncated or malformed datagram is reported as such instead of
+being dropped silently.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST, nlmsgerr
+from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK
+from pyroute2.netlink.rtnl.ifinfmsg import IFF_NAMES, ifinfmsg
+
+from .agent import errname
+
+NETLINK_ROUTE, NETLINK_USERSOCK = 0, 2
+SOL_SOCKET, SOL_NETLINK = 1, 270
+SO_SNDBUF, SO_RCVBUF = 7, 8
+NETLINK_ADD_MEMBERSHIP, NETLINK_DROP_MEMBERSHIP = 1, 2
+NETLINK_PKTINFO, NETLINK_BROADCAST_ERROR, NETLINK_NO_ENOBUFS = 3, 4, 5
+RTNLGRP_LINK = 1
+RTMGRP_LINK = 1 << (RTNLGRP_LINK - 1)
+MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_DONTWAIT = 0x1, 0x2, 0x20, 0x40
+MSG_FLAG_NAMES = {0x1: "MSG_OOB", 0x2: "MSG_PEEK", 0x8: "MSG_CTRUNC", 0x20: "MSG_TRUNC", 0x40: "MSG_DONTWAIT"}
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLM_F_MULTI = 2
+NLMSG_NAMES = {1: "NLMSG_NOOP", NLMSG_ERROR: "NLMSG_ERROR", NLMSG_DONE: "NLMSG_DONE", 4: "NLMSG_OVERRUN",
+               RTM_NEWLINK: "RTM_NEWLINK", RTM_DELLINK: "RTM_DELLINK", RTM_GETLINK: "RTM_GETLINK"}
+NLMSG_HEADER = struct.Struct("=IHHII")
+
+IFF = {name[4:]: value for name, value in IFF_NAMES.items()}  # "UP" -> 0x1
+OPERSTATES = ["UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP"]
+
+
+def flag_names(flags: int, names: dict) -> str:
+    parts = [name for name, bit in names.items() if flags & bit]
+    rest = flags & ~sum(bit for bit in names.values())
+    return "|".join(parts + ([hex(rest)] if rest else [])) or "0"
+
+
+def iff_names(flags: int) -> str:
+    return flag_names(flags, IFF)
+
+
+def msg_flag_names(flags: int) -> str:
+    return flag_names(flags, {name: bit for bit, name in MSG_FLAG_NAMES.items()})
+
+
+@dataclass
+class Message:
+    """One netlink message as a person reads it."""
+    type: int
+    flags: int
+    seq: int
+    portid: int
+    length: int
+    ifindex: int | None = None
+    ifname: str | None = None
+    ifi_flags: int | None = None
+    ifi_change: int | None = None
+    operstate: str | None = None
+    carrier: int | None = None
+    carrier_changes: int | None = None
+    error: int | None = None  # NLMSG_ERROR's errno (positive), NLMSG_DONE's status
+    problem: str | None = None  # why it could not be decoded
+
+    @property
+    def type_name(self) -> str:
+        return NLMSG_NAMES.get(self.type, f"type {self.type}")
+
+    def has(self, *flags: str) -> bool:
+        return all(self.ifi_flags is not None and self.ifi_flags & IFF[f] for f in flags)
+
+    def as_dict(self) -> dict:
+        d = {k: v for k, v in self.__dict__.items() if v is not None}
+        d["type"] = self.type_name
+        if self.ifi_flags is not None:
+            d["ifi_flags"] = iff_names(self.ifi_flags)
+        if self.error is not None and self.type == NLMSG_ERROR:
+            d["error"] = errname(self.error)
+        return d
+
+    def __str__(self):
+        if self.problem:
+            return f"{self.type_name} ({self.problem})"
+        if self.type == NLMSG_ERROR:
+            return f"NLMSG_ERROR {errname(self.error) if self.error else 'ack (0)'} seq={self.seq}"
+        if self.type == NLMSG_DONE:
+            return f"NLMSG_DONE seq={self.seq}"
+        if self.ifi_flags is None:
+            return f"{self.type_name} len={self.length}"
+        parts = [self.type_name, self.ifname or f"ifindex {self.ifindex}", f"flags={iff_names(self.ifi_flags)}"]
+        if self.ifi_change:
+            parts.append(f"change={self.ifi_change:#x}")
+        if self.operstate is not None:
+            parts.append(f"operstate={self.operstate}")
+        if self.carrier is not None:
+            parts.append(f"carrier={self.carrier}")
+        return " ".join(parts)
+
+
+def decode(data: bytes) -> list[Message]:
+    """Every netlink message in one datagram, in order."""
+    out, pos = [], 0
+    while pos + NLMSG_HEADER.size <= len(data):
+        length, mtype, flags, seq, portid = NLMSG_HEADER.unpack_from(data, pos)
+        msg = Message(mtype, flags, seq, portid, length)
+        out.append(msg)
+        if length < NLMSG_HEADER.size or pos + length > len(data):
+            msg.problem = f"truncated: header says {length} bytes, {len(data) - pos} present"
+            break
+        _decode_body(msg, data[pos:pos + length])
+        pos += (length + 3) & ~3
+    if 0 < len(data) - pos < NLMSG_HEADER.size:
+        out.append(Message(0, 0, 0, 0, len(data) - pos, problem="trailing bytes shorter than a header"))
+    return out
+
+
+def _decode_body(msg: Message, raw: bytes):
+    try:
+        if msg.type in (RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK):
+            m = ifinfmsg(raw)
+            m.decode()
+            msg.ifindex, msg.ifi_flags, msg.ifi_change = m["index"], m["flags"], m["change"]
+            msg.ifname = m.get_attr("IFLA_IFNAME")
+            state = m.get_attr("IFLA_OPERSTATE")
+            msg.operstate = OPERSTATES[state] if isinstance(state, int) and state < len(OPERSTATES) else state
+            msg.carrier = m.get_attr("IFLA_CARRIER")
+            msg.carrier_changes = m.get_attr("IFLA_CARRIER_CHANGES")
+        elif msg.type == NLMSG_ERROR:
+            m = nlmsgerr(raw)
+            m.decode()
+            msg.error = -m["error"]
+        elif msg.type == NLMSG_DONE and len(raw) >= NLMSG_HEADER.size + 4:
+            msg.error = struct.unpack_from("=i", raw, NLMSG_HEADER.size)[0]
+    except Exception as e:  # a kernel under test can send anything; report, never crash
+        msg.problem = f"undecodable: {type(e).__name__}: {e}"
+
+
+def getlink_request(seq: int, dump: bool = True, ifindex: int = 0, flags: int = 0) -> bytes:
+    """RTM_GETLINK, a dump of all links by default."""
+    m = ifinfmsg()
+    m["header"]["type"] = RTM_GETLINK
+    m["header"]["flags"] = NLM_F_REQUEST | (NLM_F_DUMP if dump else 0) | flags
+    m["header"]["sequence_number"] = seq
+    m["index"] = ifindex
+    m.encode()
+    return bytes(m.data)
+
+
+def proc_net_netlink(text: str) -> dict[int, dict]:
+    """/proc/net/netlink as {inode: {column: value}}; the columns differ between 3.14 and 6.x,
+    so they are read from the header line."""
+    lines = text.splitlines()
+    if not lines:
+        return {}
+    columns = lines[0].split()
+    table = {}
+    for line in lines[1:]:
+        cells = line.split()
+        if len(cells) != len(columns):
+            continue
+        row = {c: (v if c == "sk" else int(v, 16) if c == "Groups" else int(v)) for c, v in zip(columns, cells)}
+        table[row["Inode"]] = row
+    return table
+

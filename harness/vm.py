@@ -1,0 +1,240 @@
+"""One QEMU process running one guest: the NIC under test, the console, the monitor and the agent.
+
+    with VM(kernel, image, "igb", settings, artifacts=Path("results/x")) as vm:
+        vm.agent.call(Op.PING)
+        vm.monitor.set_link(vm.nic_id, False)
+
+The VM is a context manager whose exit always reaps QEMU (QMP quit, then kill) and removes its
+run directory, on exceptions and Ctrl-C too.  QEMU also dies with this process (PR_SET_PDEATHSIG),
+so a killed host process leaves no QEMU behind; run directories of dead processes are removed
+at the next launch.  The console is always drained to console.log and watched for panics.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .agent import Agent, AgentError
+from .image import GuestImage
+from .kernel import Kernel
+from .monitor import Monitor, MonitorError
+
+QBOOT = Path("/usr/share/qemu/qboot.rom")
+NIC_ID = "nic0"
+# Kernel messages that mean the guest is broken; the scenario fails at once with the line.
+FATAL_CONSOLE = re.compile(r"Kernel panic|BUG:|Oops|testbed-init: agent exited")
+CMDLINE = "console=ttyS0 panic=-1 ipv6.disable=1 rdinit=/init"
+
+
+class VMError(Exception):
+    """The guest or QEMU failed (would not start, panicked, hung); carries the console log path."""
+
+    def __init__(self, message: str, console_log: Path | None = None):
+        super().__init__(message + (f" (console log: {console_log})" if console_log else ""))
+        self.console_log = console_log
+
+
+@dataclass
+class QemuSettings:
+    binary: str = "qemu-system-x86_64"
+    accel: str = "tcg"
+    memory_mb: int = 256
+    boot_timeout: float = 60.0
+
+
+def qemu_command(settings: QemuSettings, kernel_image: Path, initrd: Path, nic: str | None,
+                 fds: dict[str, int], run_dir: Path, append: str = CMDLINE) -> list[str]:
+    """The QEMU command line.  `fds` maps 'console', 'agent' and 'qmp' to socket fds QEMU inherits."""
+    cmd = [settings.binary, "-name", f"testbed-{nic or 'nonic'}", "-machine", "q35", "-accel", settings.accel,
+           "-m", str(settings.memory_mb), "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]
+    if QBOOT.exists():
+        cmd += ["-bios", str(QBOOT)]  # a faster firmware than SeaBIOS for direct kernel boot
+    cmd += ["-kernel", str(kernel_image), "-initrd", str(initrd), "-append", append,
+            "-chardev", f"socket,id=console,fd={fds['console']}", "-serial", "chardev:console",
+            "-chardev", f"socket,id=agent,fd={fds['agent']}", "-serial", "chardev:agent",
+            "-chardev", f"socket,id=qmp,fd={fds['qmp']}", "-mon", "chardev=qmp,mode=control",
+            # a second monitor for people and tools poking at a live guest
+            "-qmp", f"unix:{run_dir / 'qmp.sock'},server=on,wait=off"]
+    if nic:
+        # user networking with restrict=on: the NIC has a peer, the guest reaches nothing
+        cmd += ["-netdev", "user,id=net0,restrict=on", "-device", f"{nic},id={NIC_ID},netdev=net0"]
+    return cmd
+
+
+def _die_with_parent():
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _runs_root() -> Path:
+    return Path(tempfile.gettempdir())
+
+
+def _remove_stale_run_dirs():
+    """Run directories whose owning process is gone (it was SIGKILLed)."""
+    for d in _runs_root().glob("testbed-run-*"):
+        try:
+            pid = int(d.name.split("-")[2])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):
+            pass
+
+
+class VM:
+    def __init__(self, kernel: Kernel, image: GuestImage, nic: str | None, settings: QemuSettings,
+                 artifacts: Path):
+        self.kernel, self.image, self.nic, self.settings = kernel, image, nic, settings
+        self.nic_id = NIC_ID
+        self.artifacts = artifacts
+        self.console_log = artifacts / "console.log"
+        self.proc: subprocess.Popen | None = None
+        self.run_dir: Path | None = None
+        self.agent: Agent | None = None
+        self.monitor: Monitor | None = None
+        self.boot_seconds: float | None = None
+        self.guest_release: str | None = None
+        self._threads: list[threading.Thread] = []
+        self._sockets: list[socket.socket] = []
+        self._started = 0.0
+        self._console_lines: list[str] = []
+        self.fatal: str | None = None
+
+    def __enter__(self) -> "VM":
+        try:
+            self.launch()
+        except BaseException:
+            self.shutdown()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.shutdown()
+
+    # ---- launch ----
+
+    def launch(self):
+        _remove_stale_run_dirs()
+        self.artifacts.mkdir(parents=True, exist_ok=True)
+        self.run_dir = Path(tempfile.mkdtemp(prefix=f"testbed-run-{os.getpid()}-", dir=_runs_root()))
+        pairs = {name: socket.socketpair() for name in ("console", "agent", "qmp")}
+        self._sockets = [p[0] for p in pairs.values()]
+        fds = {name: p[1].fileno() for name, p in pairs.items()}
+        cmd = qemu_command(self.settings, self.kernel.image, self.image.path, self.nic, fds, self.run_dir)
+        qemu_log = self.artifacts / "qemu.log"
+        with open(qemu_log, "w") as log:
+            log.write(shlex.join(cmd) + "\n")
+            log.flush()
+            self._started = time.monotonic()
+            try:
+                self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                             pass_fds=list(fds.values()), preexec_fn=_die_with_parent,
+                                             start_new_session=True)  # Ctrl-C is ours to handle
+            except OSError as e:
+                raise VMError(f"cannot start QEMU ({self.settings.binary}): {e.strerror}")
+            finally:
+                for p in pairs.values():
+                    p[1].close()
+        self.agent = Agent(pairs["agent"][0], self.artifacts / "agent.log")
+        self._thread(self._drain_console, pairs["console"][0], "console")
+        self._thread(self._reap, None, "reaper")
+        self.monitor = Monitor(pairs["qmp"][0], self.artifacts / "qmp.log")
+        try:
+            self.monitor.connect()
+            hello = self.agent.wait_ready(self.settings.boot_timeout)
+        except (AgentError, MonitorError) as e:
+            raise self._failure(e) from None
+        self.boot_seconds = time.monotonic() - self._started
+        self.guest_release = hello.get("RELEASE")
+
+    def _thread(self, target, arg, name):
+        t = threading.Thread(target=target, args=(arg,) if arg is not None else (), name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _failure(self, cause: Exception) -> VMError:
+        """A VMError saying what went wrong, preferring what the console or QEMU said."""
+        if isinstance(cause, VMError):
+            return cause
+        if self.proc and self.proc.poll() is not None:
+            return self._qemu_exited(self.proc.returncode)
+        last = next((line for line in reversed(self._console_lines) if line.strip()), "(no console output)")
+        return VMError(f"{cause}; last console line: {last.strip()!r}", self.console_log)
+
+    def _qemu_exited(self, rc: int) -> VMError:
+        stderr = (self.artifacts / "qemu.log").read_text(errors="replace").splitlines()[1:]
+        said = stderr[-1].strip() if stderr else ""
+        return VMError(f"QEMU exited with status {rc} after {time.monotonic() - self._started:.1f} s"
+                       + (f": {said}" if said else ""), self.console_log)
+
+    def _drain_console(self, sock: socket.socket):
+        """Copy the serial console to console.log and watch it; a full console stalls the guest,
+        so this runs until QEMU closes its end."""
+        with open(self.console_log, "wb") as log:
+            pending = b""
+            while True:
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                log.write(data)
+                log.flush()
+                *lines, pending = (pending + data).split(b"\n")
+                for raw in lines:
+                    line = raw.decode("utf-8", "replace").rstrip("\r")
+                    self._console_lines.append(line)
+                    if self.fatal is None and FATAL_CONSOLE.search(line):
+                        self.fatal = line
+                        t = time.monotonic() - self._started
+                        what = "kernel panic" if "panic" in line else "guest failure"
+                        self.agent.fail(VMError(f"{what} at {t:.1f} s: {line.strip()}", self.console_log))
+        sock.close()
+
+    def _reap(self):
+        rc = self.proc.wait()
+        self.agent.fail(self._qemu_exited(rc))
+
+    # ---- shutdown ----
+
+    def shutdown(self):
+        """Stop QEMU (QMP quit, then SIGKILL), reap it, stop the threads, remove the run dir."""
+        if self.proc and self.proc.poll() is None and self.monitor:
+            try:
+                self.monitor.quit()
+            except MonitorError:
+                pass
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc:
+            self.proc.wait()
+        if self.monitor:
+            self.monitor.close()
+        if self.agent:
+            self.agent.close()
+        for s in self._sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for t in self._threads:
+            t.join(timeout=5)
+        if self.run_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            self.run_dir = None

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# System packages for the testbed (Debian 12). Idempotent: a second run installs nothing.
+# QEMU comes from bookworm-backports: bookworm's 7.2 has no igb device.
+set -euo pipefail
+
+[[ $(id -u) -eq 0 ]] && SUDO= || SUDO=sudo
+backports=/etc/apt/sources.list.d/bookworm-backports.sources
+packages=(qemu-system-x86 qemu-system-data busybox-static gcc libc6-dev make kmod python3-venv ca-certificates)
+
+qemu_ok() {  # igb arrived in QEMU 8.0
+  local v
+  v=$(dpkg-query -W -f='${Version}' qemu-system-x86 2>/dev/null) &&
+    dpkg --compare-versions "$v" ge 1:8.0
+}
+all_installed() {
+  local status
+  status=$(dpkg-query -W -f='${Status}\n' "${packages[@]}" 2>/dev/null) || return 1
+  [[ -z $(grep -v 'install ok installed' <<<"$status") ]]
+}
+
+if qemu_ok && all_installed && [[ -f $backports ]]; then
+  echo "setup: system packages present ($(qemu-system-x86_64 --version | head -n1))"
+  exit 0
+fi
+
+if [[ ! -f $backports ]]; then
+  echo "setup: enabling bookworm-backports"
+  $SUDO tee "$backports" >/dev/null <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}"
+$SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86 qemu-system-data
+qemu_ok || { echo "setup: qemu-system-x86_64 has no igb device; need QEMU >= 8 from bookworm-backports" >&2; exit 1; }
+echo "setup: $(qemu-system-x86_64 --version | head -n1)"
