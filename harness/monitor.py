@@ -38,7 +38,7 @@ class Monitor:
             raise MonitorError(f"cannot talk to QEMU's monitor: {e}") from e
         self._log(f"<- {json.dumps(greeting)}")
 
-    def command(self, name: str, **args):
+    def command(self, name: str, /, **args):
         """Run one QMP command; returns its 'return' value or raises MonitorError."""
         self._log(f"-> {json.dumps({'execute': name, 'arguments': args})}")
         try:

@@ -154,7 +154,7 @@ class VM:
             self.monitor.connect()
             hello = self.agent.wait_ready(self.settings.boot_timeout)
         except (AgentError, MonitorError) as e:
-            raise self._failure(e) from None
+            raise self.diagnose(e) from None
         self.boot_seconds = time.monotonic() - self._started
         self.guest_release = hello.get("RELEASE")
 
@@ -163,7 +163,7 @@ class VM:
         t.start()
         self._threads.append(t)
 
-    def _failure(self, cause: Exception) -> VMError:
+    def diagnose(self, cause: Exception) -> VMError:
         """A VMError saying what went wrong, preferring what the console or QEMU said."""
         if isinstance(cause, VMError):
             return cause

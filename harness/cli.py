@@ -1,0 +1,117 @@
+"""The `testbed` command.
+
+    testbed list                                   the scenarios, with the kernel source each is about
+    testbed run SCENARIO [--kernel K] [--nic N]    boot, run one scenario, print its decoded trace
+    testbed kernel fetch [NAME ...]                fetch Debian kernels named in testbed.yaml
+    testbed bench [--runs N]                       boot-to-ready time per kernel x NIC
+
+Exit status: 0 as expected (or skipped, with the reason), 1 the kernel did not behave as
+expected, 2 bad usage or configuration, 3 infrastructure failure (QEMU, boot, agent),
+130/143 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+from . import config as config_mod
+from .errors import UsageError
+
+EXIT = {"passed": 0, "skipped": 0, "failed": 1, "error": 3}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="testbed", description="QEMU testbed for Linux netlink and NIC link-state behaviour")
+    p.add_argument("--config", default="testbed.yaml", help="configuration file (default: testbed.yaml)")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("list", help="list the scenarios")
+    run = sub.add_parser("run", help="run one scenario and print its trace")
+    run.add_argument("scenario")
+    run.add_argument("--kernel", help="a kernel named in testbed.yaml")
+    run.add_argument("--nic", help="NIC model: igb, e1000e or e1000")
+    run.add_argument("--json", action="store_true", help="print the result as JSON")
+    kernel = sub.add_parser("kernel", help="kernel management")
+    ksub = kernel.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    fetch = ksub.add_parser("fetch", help="fetch the Debian kernels named in testbed.yaml")
+    fetch.add_argument("names", nargs="*")
+    bench = sub.add_parser("bench", help="measure boot-to-ready per kernel x NIC")
+    bench.add_argument("--runs", type=int, default=3)
+    bench.add_argument("--json", type=Path, help="also write the figures to this file")
+    return p
+
+
+def cmd_list(cfg) -> int:
+    from .scenario import SCENARIOS
+    from . import scenarios  # noqa: F401
+    width = max(map(len, SCENARIOS))
+    for s in SCENARIOS.values():
+        print(f"{s.name:<{width}}  {s.description}")
+        print(f"{'':<{width}}  source: {s.source}{'' if s.needs_nic else ' (no NIC needed)'}")
+    return 0
+
+
+def print_result(result, info) -> None:
+    print(f"{result.scenario} on {result.kernel} ({result.version}, {result.release})"
+          + (f" with {result.nic}" if result.nic else "") + f": {info.description}")
+    print(f"  kernel source: {info.source}")
+    for entry in result.trace:
+        print("  " + entry.line().replace("\n", "\n" + " " * 18))
+    print(result.verdict_line())
+    print(f"artifacts: {result.artifacts}/ (console.log, qmp.log, agent.log, trace.txt, result.json)")
+
+
+def cmd_run(cfg, args) -> int:
+    from . import runner
+    info = runner.lookup(args.scenario)
+    result = runner.run(cfg, args.scenario, args.kernel, args.nic)
+    artifacts = Path(result.artifacts)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    (artifacts / "result.json").write_text(json.dumps(result.as_dict(), indent=1))
+    (artifacts / "trace.txt").write_text("".join(e.line() + "\n" for e in result.trace) + result.verdict_line() + "\n")
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=1))
+    else:
+        print_result(result, info)
+    return EXIT[result.verdict]
+
+
+def cmd_kernel_fetch(cfg, args) -> int:
+    from . import kernel
+    names = args.names or [n for n, s in cfg.kernels.items() if s.debian_package]
+    for name in names:
+        spec = cfg.kernel(name)
+        if not spec.debian_package:
+            raise UsageError(f"kernel {name}: not a debian-package kernel; nothing to fetch")
+        kernel.fetch_debian(spec, cfg.cache, log=lambda s: print(f"setup: {s}"))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: VMs shut down, dirs removed
+    try:
+        args = _parser().parse_args(argv)
+        cfg = config_mod.load(args.config)
+        if args.command == "list":
+            return cmd_list(cfg)
+        if args.command == "run":
+            return cmd_run(cfg, args)
+        if args.command == "kernel":
+            return cmd_kernel_fetch(cfg, args)
+        if args.command == "bench":
+            from .bench import bench
+            return bench(cfg, args.runs, args.json)
+    except UsageError as e:
+        print(f"testbed: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("testbed: interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,88 @@
+"""Multicast overrun: ENOBUFS, Drops and how many notifications fit (SCENARIOS.md section C)."""
+from __future__ import annotations
+
+from ..netlink import MSG_DONTWAIT, MSG_PEEK, RTM_NEWLINK, RTMGRP_LINK, SO_RCVBUF, SOL_SOCKET
+from ..scenario import Guest, scenario
+from .link import bring_up
+
+# How netlink_broadcast_deliver() admits a message into a receive queue.  Until 2025 it checked
+# the queue *before* adding (rmem_before <= rcvbuf); "netlink: Fix wraparounds of
+# sk->sk_rmem_alloc" (mainline 6.16, 6.1.146 in the 6.1 series) checks *after* adding, but always
+# admits into an empty queue.
+BEFORE = "rmem_before <= rcvbuf"
+AFTER = "rmem_after <= rcvbuf, or the queue is empty"
+# Series still maintained when the fix landed, whose backport version we have not pinned down:
+# for these the scenario accepts either rule and reports which one the kernel follows.
+UNPINNED_SERIES = {(5, 4), (5, 10), (5, 15), (6, 6), (6, 12), (6, 15)}
+
+
+def admission_rule(version: tuple[int, int, int]) -> str | None:
+    if version >= (6, 16):
+        return AFTER
+    if version[:2] == (6, 1):
+        return AFTER if version[2] >= 146 else BEFORE
+    if version[:2] in UNPINNED_SERIES:
+        return None
+    return BEFORE
+
+
+def messages_that_fit(rcvbuf: int, truesize: int, rule: str) -> int:
+    if rule == BEFORE:
+        return rcvbuf // truesize + 1
+    return max(1, rcvbuf // truesize)
+
+
+@scenario("overrun",
+          "a bound RTNLGRP_LINK subscriber that does not read: ENOBUFS once, then the queued messages, "
+          "then EAGAIN; Drops counts the rest",
+          source="net/netlink/af_netlink.c:netlink_broadcast_deliver, netlink_overrun, netlink_rcv_wake")
+def overrun(g: Guest):
+    observer = bring_up(g)  # reads everything, so it knows how many notifications were sent
+
+    # T: one notification's skb truesize, read from /proc/net/netlink while it sits in a queue.
+    g.set_link(False)
+    observer.recv(flags=MSG_PEEK)
+    truesize = g.netlink_table()[observer.inode]["Rmem"]
+    g.note(f"one RTM_NEWLINK for {g.ifname} costs {truesize} bytes of receive buffer (Rmem with one queued)")
+    observer.recv()
+    g.expect_true("measured a truesize", truesize > 0, str(truesize))
+
+    # A receive buffer of ~2.5 messages tells the two admission rules apart (2 vs 3 fit).
+    victim = g.socket(rcvbuf=truesize * 5 // 4, groups=RTMGRP_LINK)
+    rcvbuf = victim.getsockopt(SOL_SOCKET, SO_RCVBUF)
+    rule = admission_rule(g.version)
+    rules = [rule] if rule else [BEFORE, AFTER]
+    fits = {r: messages_that_fit(rcvbuf, truesize, r) for r in rules}
+    g.note(f"kernel {g.kernel.version_str}: admission rule "
+           + (f"'{rule}'" if rule else "not pinned for this series, accepting either")
+           + "; " + ", ".join(f"'{r}' admits {n}" for r, n in fits.items()) + f" (rcvbuf {rcvbuf}, T {truesize})")
+
+    # Flip the link until the kernel has sent two more notifications than can fit.
+    sent, up = 0, False
+    while sent < max(fits.values()) + 2:
+        up = not up
+        g.set_link(up)
+        while True:
+            got = observer.recv()
+            g.expect_true("the observer receives the notification", got.ok, got.describe())
+            sent += len(got.messages)
+            if any(m.ifname == g.ifname and m.has("LOWER_UP") == up for m in got.messages):
+                break
+
+    row = g.netlink_table()[victim.inode]
+    queued = row["Rmem"] // truesize
+    g.note(f"{sent} notifications sent; the victim holds Rmem {row['Rmem']} ({queued} messages), Drops {row['Drops']}")
+    matched = [r for r, n in fits.items() if n == queued]
+    g.expect_true("the number queued matches the admission rule", matched,
+                  f"{queued} queued; expected " + " or ".join(f"{n} ('{r}')" for r, n in fits.items()))
+    g.expect("Rmem is a whole number of messages", row["Rmem"], queued * truesize)
+    g.expect("Drops counts every notification not queued", row["Drops"], sent - queued)
+
+    first = victim.recv(flags=MSG_DONTWAIT)
+    g.expect("first recvmsg reports the overrun", first.errno, "ENOBUFS")
+    for i in range(queued):
+        got = victim.recv(flags=MSG_DONTWAIT)
+        g.expect_true(f"queued message {i + 1} of {queued} follows",
+                      got.ok and [m.type for m in got.messages] == [RTM_NEWLINK], got.describe())
+    last = victim.recv(flags=MSG_DONTWAIT)
+    g.expect("then the queue is empty (ENOBUFS reported only once)", last.errno, "EAGAIN")
