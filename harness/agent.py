@@ -149,20 +149,21 @@ class Agent:
         """Wait for the agent's HELLO; returns its attributes (VERSION, RELEASE, PID)."""
         return self._wait(lambda: self._hello, timeout, "the boot (waiting for its HELLO)").attrs
 
-    def call(self, op: Op, timeout: float = 10.0, **attrs) -> Reply:
+    def call(self, op: Op | int, timeout: float = 10.0, **attrs) -> Reply:
         """Send one request and wait for its reply; a request-level ERROR raises AgentError."""
         ident = next(self._ids)
+        name = Op(op).name if op in Op._value2member_map_ else f"op {op}"
         attrs = {"OP": int(op), **{k.upper(): v for k, v in attrs.items() if v is not None}}
-        self._log("->", f"REQUEST id={ident} {op.name} {_short(attrs)}")
+        self._log("->", f"REQUEST id={ident} {name} {_short(attrs)}")
         try:
             self._sock.sendall(encode_frame(Kind.REQUEST, ident, attrs))
         except OSError as e:
             self.fail(AgentError(f"agent channel closed: {e}"))
         # The agent's own wait (TIMEOUT_MS) runs inside the guest; allow for it plus slack.
         frame, now = self._wait(lambda: self._replies.pop(ident, None),
-                                timeout + attrs.get("TIMEOUT_MS", 0) / 1000, op.name)
+                                timeout + attrs.get("TIMEOUT_MS", 0) / 1000, name)
         if "ERROR" in frame.attrs:
-            raise AgentError(f"agent rejected {op.name}: {frame.attrs['ERROR']}")
+            raise AgentError(f"agent rejected {name}: {frame.attrs['ERROR']}")
         return Reply(op, frame.attrs, now)
 
     def host_time(self, t_ns: int) -> float:

@@ -72,10 +72,6 @@ def cmd_run(cfg, args) -> int:
     from . import runner
     info = runner.lookup(args.scenario)
     result = runner.run(cfg, args.scenario, args.kernel, args.nic)
-    artifacts = Path(result.artifacts)
-    artifacts.mkdir(parents=True, exist_ok=True)
-    (artifacts / "result.json").write_text(json.dumps(result.as_dict(), indent=1))
-    (artifacts / "trace.txt").write_text("".join(e.line() + "\n" for e in result.trace) + result.verdict_line() + "\n")
     if args.json:
         print(json.dumps(result.as_dict(), indent=1))
     else:

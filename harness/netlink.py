@@ -151,8 +151,8 @@ def getlink_request(seq: int, dump: bool = True, ifindex: int = 0, flags: int = 
 
 
 def proc_net_netlink(text: str) -> dict[int, dict]:
-    """/proc/net/netlink as {inode: {column: value}}; the columns differ between 3.14 and 6.x,
-    so they are read from the header line."""
+    """/proc/net/netlink as {inode: {column: value}}.  The layout differs between 3.14 (Dump is a
+    pointer) and 6.x, so columns are read from the header line and only the counters are parsed."""
     lines = text.splitlines()
     if not lines:
         return {}
@@ -162,7 +162,12 @@ def proc_net_netlink(text: str) -> dict[int, dict]:
         cells = line.split()
         if len(cells) != len(columns):
             continue
-        row = {c: (v if c == "sk" else int(v, 16) if c == "Groups" else int(v)) for c, v in zip(columns, cells)}
+        row = dict(zip(columns, cells))
+        try:
+            for c in ("Eth", "Pid", "Rmem", "Wmem", "Drops", "Inode"):
+                row[c] = int(row[c])
+            row["Groups"] = int(row["Groups"], 16)
+        except (KeyError, ValueError):
+            continue
         table[row["Inode"]] = row
     return table
-

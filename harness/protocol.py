@@ -15,12 +15,14 @@ from __future__ import annotations
 import enum
 import struct
 import zlib
+from pathlib import Path
 
 MAGIC = b"NLTB"
 VERSION = 1
 HEADER = struct.Struct("<4sBBHIIII")
 ATTR_HEADER = struct.Struct("<HHI")
 MAX_PAYLOAD = 4 << 20
+GUEST_HEADER = Path(__file__).resolve().parent.parent / "guest" / "proto.h"
 
 
 class Kind(enum.IntEnum):

@@ -1,6 +1,7 @@
 """Running a scenario: config -> kernel + guest image -> VM -> scenario -> Result."""
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -36,6 +37,13 @@ class Result:
     def verdict_line(self) -> str:
         where = f"{self.scenario} on {self.kernel} ({self.version or '?'})" + (f" with {self.nic}" if self.nic else "")
         return f"{self.verdict.upper()}: {where}" + (f": {self.reason}" if self.reason else "")
+
+    def save(self) -> None:
+        """result.json and trace.txt beside the console, QMP and agent logs."""
+        where = Path(self.artifacts)
+        where.mkdir(parents=True, exist_ok=True)
+        (where / "result.json").write_text(json.dumps(self.as_dict(), indent=1))
+        (where / "trace.txt").write_text("".join(e.line() + "\n" for e in self.trace) + self.verdict_line() + "\n")
 
     def as_dict(self) -> dict:
         d = {k: v for k, v in self.__dict__.items() if k != "trace"}
@@ -107,4 +115,5 @@ def run(cfg: Config, name: str, kernel_name: str | None = None, nic: str | None 
         trace.add("note", traceback.format_exc())
     result.duration = time.monotonic() - started
     result.trace = trace.entries
+    result.save()
     return result

@@ -1,0 +1,70 @@
+"""The real agent binary, run on the host over a socketpair (no VM): its primitives return the
+kernel's exact results, per-request waits expire, and malformed requests get an error reply."""
+import socket
+import subprocess
+
+import pytest
+
+from harness.agent import Agent, AgentError
+from harness.netlink import MSG_DONTWAIT, MSG_OOB, NETLINK_ROUTE, SO_RCVBUF, SOL_SOCKET
+from harness.protocol import Kind, Op, encode_frame
+
+
+@pytest.fixture
+def agent(agent_binary):
+    host, guest = socket.socketpair()
+    proc = subprocess.Popen([str(agent_binary), "-"], stdin=guest)
+    guest.close()
+    a = Agent(host)
+    a.wait_ready(5)
+    yield a
+    a.close()
+    proc.wait(timeout=5)
+
+
+def test_hello_and_ping_carry_version_and_monotonic_time(agent):
+    r = agent.call(Op.PING)
+    assert r.ret == 0 and r["VERSION"] == 1 and r["T_NS"] > 0
+
+
+def test_socket_options_are_the_kernels_values(agent):
+    fd = agent.call(Op.SOCKET, protocol=NETLINK_ROUTE).ret
+    assert fd >= 0
+    assert agent.call(Op.SETSOCKOPT, fd=fd, level=SOL_SOCKET, optname=SO_RCVBUF, int_value=4096).ret == 0
+    got = agent.call(Op.GETSOCKOPT, fd=fd, level=SOL_SOCKET, optname=SO_RCVBUF)
+    assert got["INT_VALUE"] == 8192  # the kernel doubles SO_RCVBUF
+
+
+def test_errno_is_reported_by_name(agent):
+    fd = agent.call(Op.SOCKET, protocol=NETLINK_ROUTE).ret
+    assert agent.call(Op.SENDMSG, fd=fd, data=b"x" * 16, flags=MSG_OOB).outcome() == "-1 EOPNOTSUPP"
+    assert agent.call(Op.RECVMSG, fd=fd, flags=MSG_DONTWAIT).outcome() == "-1 EAGAIN"
+    assert agent.call(Op.CLOSE, fd=999).outcome() == "-1 EBADF"
+
+
+def test_recv_wait_expires_as_timed_out_not_as_an_errno(agent):
+    fd = agent.call(Op.SOCKET, protocol=NETLINK_ROUTE).ret
+    r = agent.call(Op.RECVMSG, fd=fd, timeout_ms=50)
+    assert r.timed_out and "RET" not in r.attrs
+
+
+def test_run_captures_output_status_and_kills_at_deadline(agent):
+    r = agent.call(Op.RUN, cmd="echo out; echo err >&2; exit 3")
+    assert (r["STATUS"], r["OUTPUT"]) == (3, b"out\nerr\n")
+    r = agent.call(Op.RUN, cmd="sleep 30", timeout_ms=100)
+    assert r.timed_out and r["SIGNAL"] == 9
+
+
+def test_read_file_and_its_errno(agent):
+    assert agent.call(Op.READ_FILE, path="/proc/net/netlink")["DATA"].startswith(b"sk")
+    assert agent.call(Op.READ_FILE, path="/nonexistent").outcome() == "-1 ENOENT"
+
+
+def test_malformed_requests_get_errors_and_the_agent_keeps_serving(agent):
+    with pytest.raises(AgentError, match="unknown op"):
+        agent.call(99)
+    with pytest.raises(AgentError, match="missing its CMD"):
+        agent.call(Op.RUN)
+    agent._sock.sendall(b"\xff" * 100 + encode_frame(Kind.REPLY, 5, {}))  # garbage, wrong direction
+    assert agent.call(Op.PING).ret == 0
+    assert agent.protocol_errors

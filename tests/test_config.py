@@ -1,0 +1,82 @@
+"""Bad input gets one line naming the key, the value and what is allowed; exit status 2."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import config
+from harness.errors import UsageError
+
+ROOT = Path(__file__).resolve().parent.parent
+GOOD = "kernels:\n  k:\n    debian-package: linux-image-amd64\nnics: [igb]\n"
+
+BAD_YAML = [
+    ("kernels: [\n", "not valid YAML"),
+    ("kernals: {}\n", "did you mean 'kernels'"),
+    ("kernels: {}\n", "must name at least one kernel"),
+    ("kernels:\n  k: {image: /nonexistent/bzImage}\n", "kernels.k.image: '/nonexistent/bzImage' does not exist"),
+    ("kernels:\n  k: {debian-package: x, image: y}\n", "needs exactly one of"),
+    ("kernels:\n  k: {debain-package: x}\n", "did you mean 'debian-package'"),
+    (GOOD + "nics: igb\n", "nics: 'igb' must be a list"),
+    (GOOD.replace("[igb]", "[igb, ixgbe]"), "nics[1]: 'ixgbe' is not one of: igb, e1000e, e1000"),
+    (GOOD + "default: {kernel: nope}\n", "default.kernel: 'nope' is not one of: k"),
+    (GOOD + "qemu: {memory: lots}\n", "qemu.memory: 'lots' must be a size in MiB"),
+    (GOOD + "qemu: {memory: 8}\n", "must be between 64 and 16384"),
+    (GOOD + "qemu: {accel: hvf}\n", "qemu.accel: 'hvf' is not one of: auto, kvm, tcg"),
+    (GOOD + "qemu: {boot-timeout: -1}\n", "must be a positive number"),
+    (GOOD + "qemu: {bianry: x}\n", "did you mean 'binary'"),
+    ("- a list\n", "must be a mapping"),
+]
+
+
+@pytest.mark.parametrize("text,message", BAD_YAML)
+def test_bad_configuration_is_one_clear_line(tmp_path, text, message):
+    path = tmp_path / "testbed.yaml"
+    path.write_text(text)
+    with pytest.raises(UsageError) as e:
+        config.load(path)
+    assert message in str(e.value) and str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_good_configuration_loads(tmp_path):
+    path = tmp_path / "testbed.yaml"
+    path.write_text(GOOD)
+    cfg = config.load(path)
+    assert cfg.default_kernel == "k" and cfg.nics == ["igb"] and cfg.accel == "auto"
+
+
+def run_cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "carier-qmp"], "did you mean 'carrier-qmp'"),
+    (["run", "overrun", "--nic", "e1000x"], "--nic e1000x: unknown NIC model"),
+    (["run", "overrun", "--kernel", "3.14"], "--kernel 3.14: no such kernel"),
+    (["--config", "/nonexistent.yaml", "list"], "/nonexistent.yaml: cannot read"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["run"], "the following arguments are required: scenario"),
+])
+def test_cli_usage_errors_exit_2_with_one_line(args, message):
+    r = run_cli(*args)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_not_a_kernel_image(tmp_path):
+    fake = tmp_path / "bzImage"
+    fake.write_bytes(b"\0" * 4096)
+    (tmp_path / "testbed.yaml").write_text(f"kernels:\n  bad: {{image: {fake}}}\nnics: [igb]\n")
+    r = run_cli("--config", str(tmp_path / "testbed.yaml"), "run", "overrun")
+    assert r.returncode == 2 and "not a bzImage" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_list_names_every_scenario_with_its_source():
+    r = run_cli("list")
+    assert r.returncode == 0
+    for name in ("carrier-qmp", "carrier-admin-down", "overrun"):
+        assert name in r.stdout
+    assert "af_netlink.c" in r.stdout

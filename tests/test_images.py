@@ -1,0 +1,78 @@
+"""Kernel images, module resolution, the initramfs and the QEMU command line (no VM)."""
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.cpio import Cpio
+from harness.errors import UsageError
+from harness.kernel import Kernel, bzimage_banner, upstream_version
+from harness.vm import NIC_ID, QemuSettings, qemu_command
+
+
+def fake_bzimage(path: Path, banner: str) -> Path:
+    head = bytearray(0x1000)
+    head[0x202:0x206] = b"HdrS"
+    struct.pack_into("<H", head, 0x20E, 0x400)
+    head[0x600:0x600 + len(banner)] = banner.encode()
+    path.write_bytes(bytes(head))
+    return path
+
+
+def test_version_is_read_from_the_image(tmp_path):
+    banner = "6.1.0-56-amd64 (debian-kernel@lists.debian.org) #1 SMP PREEMPT_DYNAMIC Debian 6.1.192-2 (2026-11-16)"
+    assert bzimage_banner(fake_bzimage(tmp_path / "bz", banner)) == banner
+    assert upstream_version(banner) == (6, 1, 192)  # not the "6.1.0" of the release name
+    assert upstream_version("3.14.40 (me@host) #1 SMP") == (3, 14, 40)
+    assert upstream_version("6.8.0-rc3 #1") == (6, 8, 0)
+
+
+def test_a_file_that_is_not_a_bzimage_is_a_usage_error(tmp_path):
+    (tmp_path / "x").write_bytes(b"ELF" * 1000)
+    with pytest.raises(UsageError, match="not a bzImage"):
+        bzimage_banner(tmp_path / "x")
+    with pytest.raises(UsageError, match="No such file"):
+        bzimage_banner(tmp_path / "missing")
+
+
+def test_modules_come_from_modules_dep_in_load_order(tmp_path):
+    mods = tmp_path / "lib/modules/6.1.0"
+    mods.mkdir(parents=True)
+    (mods / "modules.dep").write_text(
+        "kernel/igb.ko: kernel/dca.ko kernel/i2c-algo-bit.ko\nkernel/dca.ko:\nkernel/i2c-algo-bit.ko:\n"
+        "kernel/e1000e.ko:\n")
+    (mods / "modules.builtin").write_text("kernel/drivers/net/dummy.ko\n")
+    k = Kernel("k", fake_bzimage(tmp_path / "bz", "6.1.0 #1"), mods)
+    assert [p.name for p in k.modules_for(["igb"])] == ["i2c-algo-bit.ko", "dca.ko", "igb.ko"]
+    assert k.modules_for(["dummy"]) == []  # built in
+    with pytest.raises(UsageError, match="no module or built-in driver 'virtio_net'"):
+        k.modules_for(["virtio_net"])
+
+
+def test_cpio_unpacks_with_busybox(tmp_path):
+    c = Cpio()
+    c.dir("bin")
+    c.file("init", b"#!/bin/sh\necho hi\n", 0o755)
+    c.symlink("bin/sh", "/bin/busybox")
+    c.chardev("console", 5, 1)
+    (tmp_path / "a.cpio").write_bytes(c.finish())
+    listing = subprocess.run(["busybox", "cpio", "-tv"], stdin=open(tmp_path / "a.cpio", "rb"),
+                             capture_output=True, text=True, check=True).stdout
+    assert "bin/sh -> /bin/busybox" in listing
+    assert "-rwxr-xr-x" in listing and "crw-------" in listing
+
+
+def test_qemu_command_line():
+    cmd = qemu_command(QemuSettings(accel="tcg"), Path("/k"), Path("/i"), "igb",
+                       {"console": 3, "agent": 4, "qmp": 5}, Path("/run"))
+    joined = " ".join(cmd)
+    assert cmd[cmd.index("-machine") + 1] == "q35"
+    assert f"-device igb,id={NIC_ID},netdev=net0" in joined and "restrict=on" in joined
+    assert "-no-reboot" in cmd and "-nodefaults" in cmd and "panic=-1" in joined
+    assert "socket,id=console,fd=3" in joined and "socket,id=agent,fd=4" in joined
+    assert "-mon chardev=qmp,mode=control" in joined
+    assert joined.index("chardev:console") < joined.index("chardev:agent")  # ttyS0, then ttyS1
+    nonic = qemu_command(QemuSettings(), Path("/k"), Path("/i"), None, {"console": 3, "agent": 4, "qmp": 5},
+                         Path("/run"))
+    assert "-device" not in nonic

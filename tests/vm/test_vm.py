@@ -1,0 +1,80 @@
+"""The VM's lifecycle against real QEMU: nothing is left behind, failures are fast and named."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import runner
+from harness.agent import AgentError
+from harness.protocol import Op
+from harness.vm import VM, QemuSettings, VMError
+
+pytestmark = pytest.mark.vm
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def target(cfg):
+    return runner.prepare(cfg, None, "igb")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def test_exit_reaps_qemu_and_removes_the_run_dir(target, tmp_path):
+    with VM(target.kernel, target.image, "igb", target.settings, tmp_path) as vm:
+        pid, run_dir = vm.proc.pid, vm.run_dir
+        assert run_dir.is_dir() and oct(run_dir.stat().st_mode & 0o777) == "0o700"
+        release = vm.agent.call(Op.PING)["RELEASE"]
+        assert release == target.kernel.release  # the agent runs on the kernel we asked for
+    assert not alive(pid) and not run_dir.exists()
+    assert "testbed-init: starting agent" in (tmp_path / "console.log").read_text()
+    assert "set_link" not in (tmp_path / "qmp.log").read_text() and '"quit"' in (tmp_path / "qmp.log").read_text()
+
+
+def test_kernel_panic_fails_the_waiter_with_the_panic_line(target, tmp_path):
+    with VM(target.kernel, target.image, "igb", target.settings, tmp_path) as vm:
+        with pytest.raises(VMError, match="kernel panic at .* s: .*Kernel panic") as e:
+            vm.agent.call(Op.RUN, cmd="echo c > /proc/sysrq-trigger", timeout=60)
+        assert str(tmp_path / "console.log") in str(e.value)
+        pid = vm.proc.pid
+    assert not alive(pid)
+
+
+def test_qemu_that_cannot_start_is_a_named_failure(target, tmp_path):
+    bad_option = QemuSettings(target.settings.binary, target.settings.accel, memory_mb=10 ** 9)
+    with pytest.raises(VMError, match="QEMU exited with status 1"):
+        with VM(target.kernel, target.image, "igb", bad_option, tmp_path / "a"):
+            pass
+    missing = QemuSettings("/nonexistent/qemu-system-x86_64", "tcg")
+    with pytest.raises(VMError, match="cannot start QEMU"):
+        with VM(target.kernel, target.image, "igb", missing, tmp_path / "b"):
+            pass
+
+
+@pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupted_run_leaves_no_qemu_and_no_run_dir(sig, status):
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "carrier-qmp"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    run_dirs = []
+    while not run_dirs and time.monotonic() < deadline:  # wait until QEMU is booting
+        run_dirs = list(Path("/tmp").glob(f"testbed-run-{proc.pid}-*"))
+        time.sleep(0.1)
+    assert run_dirs, "the run never started a VM"
+    time.sleep(1)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == status, err
+    assert not any(Path("/tmp").glob(f"testbed-run-{proc.pid}-*"))
+    leftover = subprocess.run(["pgrep", "-f", f"testbed-run-{proc.pid}-"], capture_output=True, text=True)
+    assert leftover.stdout == "", f"QEMU left running: {leftover.stdout}"
