@@ -139,6 +139,27 @@ def _decode_body(msg: Message, raw: bytes):
         msg.problem = f"undecodable: {type(e).__name__}: {e}"
 
 
+CMSG_HEADER = struct.Struct("=QiI")  # x86_64 struct cmsghdr: size_t len, int level, int type
+
+
+def decode_cmsgs(control: bytes) -> list[tuple[int, int, bytes]]:
+    """recvmsg's control buffer as (level, type, data) triples."""
+    out, pos = [], 0
+    while pos + CMSG_HEADER.size <= len(control):
+        length, level, ctype = CMSG_HEADER.unpack_from(control, pos)
+        if length < CMSG_HEADER.size or pos + length > len(control):
+            break
+        out.append((level, ctype, control[pos + CMSG_HEADER.size:pos + length]))
+        pos += (length + 7) & ~7
+    return out
+
+
+def describe_cmsg(level: int, ctype: int, data: bytes) -> str:
+    if (level, ctype) == (SOL_NETLINK, NETLINK_PKTINFO) and len(data) >= 4:
+        return f"NETLINK_PKTINFO group {struct.unpack_from('=I', data)[0]}"
+    return f"cmsg level {level} type {ctype} ({len(data)} bytes)"
+
+
 def getlink_request(seq: int, dump: bool = True, ifindex: int = 0, flags: int = 0) -> bytes:
     """RTM_GETLINK, a dump of all links by default."""
     m = ifinfmsg()

@@ -23,7 +23,8 @@ from typing import Callable
 
 from .agent import Agent, Reply, errname
 from .netlink import (MSG_DONTWAIT, NETLINK_ROUTE, RTM_NEWLINK, SOL_NETLINK, SOL_SOCKET, SO_RCVBUF,
-                      SO_SNDBUF, Message, decode, getlink_request, msg_flag_names, proc_net_netlink)
+                      SO_SNDBUF, Message, decode, decode_cmsgs, describe_cmsg, getlink_request, msg_flag_names,
+                      proc_net_netlink)
 from .protocol import Op
 
 PROTOCOLS = {0: "NETLINK_ROUTE", 2: "NETLINK_USERSOCK"}
@@ -131,11 +132,13 @@ class NetlinkSocket:
             text += f", msg_flags {msg_flag_names(r.get('MSG_FLAGS', 0))}, from portid {r.get('SRC_PORTID')}"
             if r.get("SRC_GROUPS"):
                 text += f" groups {r.get('SRC_GROUPS'):#x}"
+            text += "".join(f", {describe_cmsg(*c)}" for c in got.cmsgs)
         elif r.timed_out:
             text = f"recvmsg(fd {self.fd}): nothing within {timeout:g} s"
         self.g.trace_result(r, text)
+        latency = self.g.since_host_action(r) if r.get("SRC_GROUPS") else ""  # notifications only
         for m in got.messages:
-            self.g.trace_result(r, f"  {m}", message=m.as_dict())
+            self.g.trace_result(r, f"  {m}{latency}", message=m.as_dict())
         return got
 
     def recv_link(self, ifname: str, timeout: float = 5.0) -> Message:
@@ -179,6 +182,10 @@ class Received:
     messages: list[Message]
 
     @property
+    def cmsgs(self) -> list[tuple[int, int, bytes]]:
+        return decode_cmsgs(self.reply.get("CONTROL", b""))
+
+    @property
     def ok(self) -> bool:
         return self.reply.ret >= 0 and not self.reply.timed_out
 
@@ -204,6 +211,7 @@ class Guest:
         self.nic = vm.nic
         self.ifname = "eth0"
         self._seq = 0
+        self._last_host_action: tuple[float, str] | None = None
 
     # ---- plumbing ----
 
@@ -213,6 +221,13 @@ class Guest:
     def trace_result(self, r: Reply, text: str, **data):
         at = self.agent.host_time(r["T_NS"]) if "T_NS" in r.attrs else None
         self.trace.add("guest", text, at=at, **data)
+
+    def since_host_action(self, r: Reply) -> str:
+        """'  (+4 ms after QMP set_link nic0 off)': how long the kernel took to report it."""
+        if not self._last_host_action or "T_NS" not in r.attrs:
+            return ""
+        at, what = self._last_host_action
+        return f"  (+{(self.agent.host_time(r['T_NS']) - at) * 1000:.0f} ms after {what})"
 
     def note(self, text: str, **data):
         self.trace.add("note", text, **data)
@@ -285,7 +300,9 @@ class Guest:
     def set_link(self, up: bool):
         t = time.monotonic()
         self.vm.monitor.set_link(self.vm.nic_id, up)
-        self.trace.add("host", f"QMP set_link {self.vm.nic_id} {'on' if up else 'off'}", at=t)
+        what = f"QMP set_link {self.vm.nic_id} {'on' if up else 'off'}"
+        self.trace.add("host", what, at=t)
+        self._last_host_action = (t, what)
 
     # ---- expectations ----
 

@@ -68,3 +68,19 @@ def test_malformed_requests_get_errors_and_the_agent_keeps_serving(agent):
     agent._sock.sendall(b"\xff" * 100 + encode_frame(Kind.REPLY, 5, {}))  # garbage, wrong direction
     assert agent.call(Op.PING).ret == 0
     assert agent.protocol_errors
+
+
+def test_multicast_source_address_and_pktinfo_cmsg(agent):
+    """On the host kernel: a NETLINK_USERSOCK group message carries the group in msg_name and,
+    with NETLINK_PKTINFO, in a control message."""
+    from harness.netlink import NETLINK_PKTINFO, NETLINK_USERSOCK, SOL_NETLINK, decode_cmsgs, describe_cmsg
+    group = 1 << 20  # group 21: out of the way of anything else on the host
+    rx = agent.call(Op.SOCKET, protocol=NETLINK_USERSOCK).ret
+    tx = agent.call(Op.SOCKET, protocol=NETLINK_USERSOCK).ret
+    assert agent.call(Op.BIND, fd=rx, groups=group).ret == 0
+    assert agent.call(Op.SETSOCKOPT, fd=rx, level=SOL_NETLINK, optname=NETLINK_PKTINFO, int_value=1).ret == 0
+    agent.call(Op.SENDMSG, fd=tx, data=b"\x14\0\0\0\x10\0\0\0" + b"\0" * 12, dst_portid=0, dst_groups=group)
+    got = agent.call(Op.RECVMSG, fd=rx, timeout_ms=2000)
+    assert got.ret == 20 and got["SRC_GROUPS"] == group and got["SRC_PORTID"] != 0
+    [cmsg] = decode_cmsgs(got["CONTROL"])
+    assert describe_cmsg(*cmsg) == "NETLINK_PKTINFO group 21"

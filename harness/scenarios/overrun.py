@@ -53,9 +53,9 @@ def overrun(g: Guest):
     rule = admission_rule(g.version)
     rules = [rule] if rule else [BEFORE, AFTER]
     fits = {r: messages_that_fit(rcvbuf, truesize, r) for r in rules}
-    g.note(f"kernel {g.kernel.version_str}: admission rule "
-           + (f"'{rule}'" if rule else "not pinned for this series, accepting either")
-           + "; " + ", ".join(f"'{r}' admits {n}" for r, n in fits.items()) + f" (rcvbuf {rcvbuf}, T {truesize})")
+    g.note(f"kernel {g.kernel.version_str} (rcvbuf {rcvbuf}, T {truesize}): "
+           + ("" if rule else "admission rule not pinned for this series, accepting either: ")
+           + " or ".join(f"'{r}' admits {n}" for r, n in fits.items()))
 
     # Flip the link until the kernel has sent two more notifications than can fit.
     sent, up = 0, False
