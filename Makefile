@@ -2,15 +2,21 @@
 # make test      every test, VM tests included
 # make test-vm   only the tests that boot real guests
 # make bench     boot-to-ready time per kernel x NIC
+# make kernel KERNEL_SRC=PATH   build a kernel tree (or tarball) with kernel-config/
 VENV   := .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
-.PHONY: setup test test-unit test-vm bench clean
+.PHONY: setup test test-unit test-vm bench kernel clean
 
 setup: $(VENV)/.installed
 	./scripts/setup-system.sh
 	$(VENV)/bin/testbed kernel fetch
+	$(VENV)/bin/testbed kernel build
+
+kernel: $(VENV)/.installed
+	@test -n "$(KERNEL_SRC)" || { echo "usage: make kernel KERNEL_SRC=/path/to/linux"; exit 2; }
+	$(VENV)/bin/testbed kernel build --source "$(KERNEL_SRC)"
 
 # The venv is rebuilt only when the package description changes.
 $(VENV)/.installed: pyproject.toml
@@ -30,7 +36,7 @@ test-vm: $(VENV)/.installed
 	$(PY) -m pytest -m vm
 
 bench: $(VENV)/.installed
-	$(VENV)/bin/testbed bench --runs 3 --json results/bench.json
+	$(VENV)/bin/testbed bench --runs 5 --json results/bench.json
 
 clean:
 	rm -rf results

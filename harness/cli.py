@@ -3,6 +3,7 @@
     testbed list                                   the scenarios, with the kernel source each is about
     testbed run SCENARIO [--kernel K] [--nic N]    boot, run one scenario, print its decoded trace
     testbed kernel fetch [NAME ...]                fetch Debian kernels named in testbed.yaml
+    testbed kernel build [NAME ... | --source PATH] build kernels from source with kernel-config/
     testbed bench [--runs N]                       boot-to-ready time per kernel x NIC
 
 Exit status: 0 as expected (or skipped, with the reason), 1 the kernel did not behave as
@@ -42,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     ksub = kernel.add_subparsers(dest="action", required=True, parser_class=_Parser)
     fetch = ksub.add_parser("fetch", help="fetch the Debian kernels named in testbed.yaml")
     fetch.add_argument("names", nargs="*")
+    kbuild = ksub.add_parser("build", help="build kernels from source with kernel-config/")
+    kbuild.add_argument("names", nargs="*", help="kernels in testbed.yaml (default: every source kernel)")
+    kbuild.add_argument("--source", type=Path, help="build this tree or tarball instead")
+    kbuild.add_argument("--name", help="name for --source (default: the directory's name)")
+    kbuild.add_argument("--jobs", type=int, help="parallel jobs (default: the number of CPUs)")
     bench = sub.add_parser("bench", help="measure boot-to-ready per kernel x NIC")
     bench.add_argument("--runs", type=int, default=3)
     bench.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -79,14 +85,34 @@ def cmd_run(cfg, args) -> int:
     return EXIT[result.verdict]
 
 
-def cmd_kernel_fetch(cfg, args) -> int:
-    from . import kernel
-    names = args.names or [n for n, s in cfg.kernels.items() if s.debian_package]
-    for name in names:
-        spec = cfg.kernel(name)
-        if not spec.debian_package:
-            raise UsageError(f"kernel {name}: not a debian-package kernel; nothing to fetch")
-        kernel.fetch_debian(spec, cfg.cache, log=lambda s: print(f"setup: {s}"))
+def cmd_kernel(cfg, args) -> int:
+    from . import kernel, kbuild
+    if args.action == "fetch":
+        for name in args.names or [n for n, s in cfg.kernels.items() if s.debian_package]:
+            spec = cfg.kernel(name)
+            if not spec.debian_package:
+                raise UsageError(f"kernel {name}: not a debian-package kernel; nothing to fetch")
+            kernel.fetch_debian(spec, cfg.cache, log=lambda s: print(f"setup: {s}"))
+        return 0
+    if args.source:
+        if not args.source.exists():
+            raise UsageError(f"--source {args.source}: does not exist; give a kernel tree or a .tar.* of one")
+        specs = [kbuild.BuildSpec(args.name or args.source.name.split(".tar")[0], args.source.resolve())]
+    else:
+        names = args.names or [n for n, s in cfg.kernels.items() if s.build]
+        specs = []
+        for name in names:
+            if not cfg.kernel(name).build:
+                raise UsageError(f"kernel {name}: has no 'source' in {cfg.path}; nothing to build")
+            specs.append(cfg.kernel(name).build)
+    try:
+        for spec in specs:
+            out = kbuild.build(spec, cfg.cache, args.jobs, say=lambda s: print(f"testbed: {s}"))
+            if args.source:
+                print(f"use it from testbed.yaml:\n  kernels:\n    {spec.name}: {{image: {out / 'bzImage'}}}")
+    except kbuild.BuildError as e:
+        print(f"testbed: {e}", file=sys.stderr)
+        return 3
     return 0
 
 
@@ -100,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return cmd_run(cfg, args)
         if args.command == "kernel":
-            return cmd_kernel_fetch(cfg, args)
+            return cmd_kernel(cfg, args)
         if args.command == "bench":
             from .bench import bench
             return bench(cfg, args.runs, args.json)

@@ -2,7 +2,13 @@
 
     kernels:
       debian-6.1: {debian-package: linux-image-amd64}   # fetched into the cache by make setup
-      my-3.14:    {image: /path/to/bzImage}             # prebuilt, everything built in
+      min-6.1:    {source: /usr/src/linux-source-6.1.tar.xz}   # built with kernel-config/
+      my-3.14:                                          # a tree that needs help with a new gcc
+        source: ~/src/linux-3.14.79
+        make: {CC: gcc, KCFLAGS: -fno-pie}              # make variables
+        files: {include/linux/compiler-gcc12.h: compiler-gcc12.h}   # placed into the build dir
+        patches: [fix-build.patch]                      # applied to a private copy of the tree
+      my-6.6:     {image: /path/to/bzImage}             # prebuilt, everything built in
     nics: [igb, e1000e]
     default: {kernel: debian-6.1, nic: igb}
     qemu: {binary: qemu-system-x86_64, memory: 256, accel: auto, boot-timeout: 60}
@@ -14,12 +20,14 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from .errors import UsageError
+from .kbuild import BuildSpec
 from .nic import NICS
 
 ACCELS = ("auto", "kvm", "tcg")
@@ -31,6 +39,7 @@ class KernelSpec:
     debian_package: str | None = None
     image: Path | None = None
     modules: Path | None = None  # a prebuilt kernel's /lib/modules/<release> directory
+    build: BuildSpec | None = None  # a kernel built from source
 
 
 @dataclass
@@ -99,8 +108,29 @@ class _Reader:
 
 
 TOP_KEYS = ("kernels", "nics", "default", "qemu", "results", "cache")
-KERNEL_KEYS = ("debian-package", "image", "modules")
+KERNEL_KEYS = ("debian-package", "image", "modules", "source", "make", "files", "patches")
 QEMU_KEYS = ("binary", "memory", "accel", "boot-timeout")
+
+
+def _existing(r: _Reader, key: str, value, base: Path, what: str) -> Path:
+    path = base / Path(r.typed(key, value, str, what)).expanduser()
+    if not path.exists():
+        r.fail(key, str(path), f"does not exist; give {what}")
+    return path
+
+
+def _build_spec(r: _Reader, key: str, name: str, entry: dict, base: Path) -> BuildSpec:
+    source = _existing(r, f"{key}.source", entry["source"], base, "a kernel tree or a .tar.* of one")
+    make_vars = r.mapping(f"{key}.make", entry.get("make") or {})
+    for var, value in make_vars.items():
+        if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", str(var)):
+            r.fail(f"{key}.make.{var}", value, "is not a make variable name (CC, HOSTCFLAGS, KCFLAGS, ...)")
+        r.typed(f"{key}.make.{var}", value, str, "a string")
+    files = {str(dest): _existing(r, f"{key}.files.{dest}", src, base, "a file to place into the build directory")
+             for dest, src in r.mapping(f"{key}.files", entry.get("files") or {}).items()}
+    patches = r.typed(f"{key}.patches", entry.get("patches") or [], list, "a list of patch files")
+    return BuildSpec(name, source, make_vars, files,
+                     [_existing(r, f"{key}.patches[{i}]", p, base, "a patch file") for i, p in enumerate(patches)])
 
 
 def load(path: Path | str = "testbed.yaml") -> Config:
@@ -124,18 +154,24 @@ def load(path: Path | str = "testbed.yaml") -> Config:
     for name, entry in r.mapping("kernels", data.get("kernels") or {}).items():
         key = f"kernels.{name}"
         entry = r.mapping(key, entry, KERNEL_KEYS)
-        sources = [k for k in ("debian-package", "image") if k in entry]
+        sources = [k for k in ("debian-package", "image", "source") if k in entry]
         if len(sources) != 1:
-            r.fail(key, entry, "needs exactly one of: debian-package (a Debian linux-image package) "
-                               "or image (a path to a bzImage)")
+            r.fail(key, entry, "needs exactly one of: debian-package (a Debian linux-image package), "
+                               "image (a path to a bzImage) or source (a kernel tree or tarball to build)")
+        if "source" not in entry:
+            for k in ("make", "files", "patches"):
+                if k in entry:
+                    r.fail(f"{key}.{k}", entry[k], "only applies to kernels built from source")
         spec = KernelSpec(str(name))
         if "debian-package" in entry:
             spec.debian_package = r.typed(f"{key}.debian-package", entry["debian-package"], str, "a package name")
-        else:
+        elif "image" in entry:
             image = base / r.typed(f"{key}.image", entry["image"], str, "a path to a bzImage")
             if not image.is_file():
                 r.fail(f"{key}.image", str(image), "does not exist; give the path to a bzImage")
             spec.image = image
+        else:
+            spec.build = _build_spec(r, key, str(name), entry, base)
         if "modules" in entry:
             spec.modules = base / r.typed(f"{key}.modules", entry["modules"], str, "a directory path")
             if not (spec.modules / "modules.dep").is_file():

@@ -1,7 +1,7 @@
 """Kernels: where the image and its modules are, and which version it is (read from the image).
 
-Two providers today: a Debian linux-image package unpacked into the cache (`fetch_debian`), and a
-prebuilt bzImage named by path.  The version comes from the bzImage header, never from a name.
+Three providers: a Debian linux-image package unpacked into the cache (`fetch_debian`), a
+kernel built from source with kernel-config/ (harness/kbuild.py), and a prebuilt bzImage.  The version comes from the bzImage header, never from a name.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import kbuild
 from .config import KernelSpec
 from .errors import UsageError
 
@@ -46,13 +47,19 @@ def upstream_version(banner: str) -> tuple[int, int, int]:
 @dataclass
 class Kernel:
     name: str
-    image: Path
+    image: Path           # the bzImage: its header names the version
     modules: Path | None  # /lib/modules/<release>, with modules.dep; None when all is built in
+    pvh_vmlinux: Path | None = None  # the same kernel as an ELF with a PVH entry: boots faster
 
     def __post_init__(self):
         self.banner = bzimage_banner(self.image)
         self.release = self.banner.split()[0]
         self.version = upstream_version(self.banner)
+
+    @property
+    def boot_image(self) -> Path:
+        """What QEMU's -kernel gets: the PVH vmlinux skips the bzImage's decompressor."""
+        return self.pvh_vmlinux or self.image
 
     @property
     def version_str(self) -> str:
@@ -98,6 +105,13 @@ def cache_dir(cache: Path, spec: KernelSpec) -> Path:
 def resolve(spec: KernelSpec, cache: Path) -> Kernel:
     if spec.image:
         return Kernel(spec.name, spec.image, spec.modules)
+    if spec.build:
+        built = kbuild.output_dir(cache, spec.build) / "bzImage"
+        if not built.exists():
+            raise UsageError(f"kernel {spec.name}: not built yet for the current sources and kernel-config/; "
+                             f"run `make setup` or `testbed kernel build {spec.name}` (about 6 min on 2 cores)")
+        pvh = "CONFIG_PVH=y" in (built.parent / "config").read_text()
+        return Kernel(spec.name, built, None, built.parent / "vmlinux" if pvh else None)
     where = cache_dir(cache, spec)
     meta = where / "meta.json"
     if not meta.exists():

@@ -12,6 +12,7 @@ from .agent import AgentError
 from .config import Config
 from .errors import UsageError
 from .monitor import MonitorError
+from .protocol import Op
 from .scenario import SCENARIOS, Failed, Guest, ScenarioInfo, Skip, Trace, TraceEntry
 from .vm import VM, QemuSettings, VMError
 from . import scenarios as _catalogue  # noqa: F401  (registers the scenarios)
@@ -97,6 +98,8 @@ def run(cfg: Config, name: str, kernel_name: str | None = None, nic: str | None 
             trace.add("note", f"guest ready: kernel {vm.guest_release}, {nic or 'no NIC'}, "
                               f"{target.settings.accel.upper()}, boot {vm.boot_seconds:.2f} s")
             try:
+                if nic and vm.agent.call(Op.READ_FILE, path="/sys/class/net/eth0/ifindex").ret < 0:
+                    raise Skip(f"kernel {target.kernel.release} has no driver for {nic} (no eth0 after boot)")
                 info.func(Guest(vm, trace))
                 result.verdict = PASSED
             except Failed as e:

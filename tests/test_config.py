@@ -27,6 +27,12 @@ BAD_YAML = [
     (GOOD + "qemu: {boot-timeout: -1}\n", "must be a positive number"),
     (GOOD + "qemu: {bianry: x}\n", "did you mean 'binary'"),
     ("- a list\n", "must be a mapping"),
+    ("kernels:\n  k: {source: /nonexistent/linux}\n", "kernels.k.source: '/nonexistent/linux' does not exist"),
+    ("kernels:\n  k: {image: /etc/hostname, make: {CC: gcc}}\n", "kernels.k.make: {'CC': 'gcc'} only applies to kernels built from source"),
+    ("kernels:\n  k: {source: /tmp, make: {cc: gcc}}\n", "kernels.k.make.cc: 'gcc' is not a make variable name"),
+    ("kernels:\n  k: {source: /tmp, make: {CC: 12}}\n", "kernels.k.make.CC: 12 must be a string"),
+    ("kernels:\n  k: {source: /tmp, patches: [/nonexistent.patch]}\n", "kernels.k.patches[0]: '/nonexistent.patch' does not exist"),
+    ("kernels:\n  k: {source: /tmp, files: {include/x.h: /nonexistent.h}}\n", "kernels.k.files.include/x.h: '/nonexistent.h' does not exist"),
 ]
 
 

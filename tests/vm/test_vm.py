@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def target(cfg):
-    return runner.prepare(cfg, None, "igb")
+    """These test the VM, not a kernel: the minimal kernel when configured (it boots fastest)."""
+    return runner.prepare(cfg, "min-6.1" if "min-6.1" in cfg.kernels else None, "igb")
 
 
 def alive(pid: int) -> bool:
@@ -62,8 +63,9 @@ def test_qemu_that_cannot_start_is_a_named_failure(target, tmp_path):
 
 
 @pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_interrupted_run_leaves_no_qemu_and_no_run_dir(sig, status):
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "carrier-qmp"], cwd=ROOT,
+def test_interrupted_run_leaves_no_qemu_and_no_run_dir(target, sig, status):
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "carrier-qmp", "--kernel", target.kernel.name],
+                            cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     run_dirs = []

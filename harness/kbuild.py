@@ -1,0 +1,274 @@
+"""Building a kernel from a source tree (or a tarball of one) with kernel-config/.
+
+The configuration is allnoconfig with the fragments forced in (KCONFIG_ALLCONFIG, which 3.14
+and 6.x both understand), checked afterwards: every option of the required fragments must be in
+the resulting .config, else the build stops naming the options and whether the tree does not
+know them or Kconfig dropped them (an unmet dependency).  where-available.config holds options
+only some versions know; they are reported, not required.
+
+The build is out of tree (O=): the source tree is never written to.  Patches are applied to a
+private copy.  The result is cached by (tree, fragments, compiler, make variables, extra files,
+patches), so a second build of the same inputs is a lookup.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import UsageError
+
+FRAGMENTS = Path(__file__).resolve().parent.parent / "kernel-config"
+OPTIONAL_FRAGMENT = "where-available.config"
+
+
+class BuildError(Exception):
+    """The kernel did not configure or compile; the message names the log."""
+
+
+@dataclass
+class BuildSpec:
+    name: str
+    source: Path                                           # a kernel tree, or a .tar.* of one
+    make_vars: dict[str, str] = field(default_factory=dict)  # CC, HOSTCFLAGS, KCFLAGS, ...
+    files: dict[str, Path] = field(default_factory=dict)     # build-dir path -> file to place there
+    patches: list[Path] = field(default_factory=list)
+
+
+def fragment_options(paths: list[Path]) -> dict[str, str]:
+    options = {}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            m = re.match(r"(CONFIG_\w+)=(.*)", line.strip())
+            if m:
+                options[m.group(1)] = m.group(2)
+    return options
+
+
+def fragments() -> tuple[list[Path], list[Path]]:
+    """(required, optional) fragment files."""
+    every = sorted(FRAGMENTS.glob("*.config"))
+    return [p for p in every if p.name != OPTIONAL_FRAGMENT], [p for p in every if p.name == OPTIONAL_FRAGMENT]
+
+
+def _sha(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(len(p).to_bytes(8, "little") + p)
+    return h.hexdigest()
+
+
+def _file_sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+_fingerprints: dict[tuple, str] = {}
+
+
+def tree_fingerprint(source: Path) -> str:
+    """A tarball by its contents; a tree by every file's path, size and mtime (reading 1 GB of
+    sources on every run would cost more than the check is worth)."""
+    if source.is_file():
+        st = source.stat()
+        memo = (str(source.resolve()), st.st_size, st.st_mtime_ns)
+        if memo not in _fingerprints:
+            _fingerprints[memo] = _file_sha(source)
+        return _fingerprints[memo]
+    entries = []
+    for root, dirs, files in os.walk(source):
+        dirs[:] = sorted(d for d in dirs if d != ".git")
+        for f in sorted(files):
+            st = os.lstat(os.path.join(root, f))
+            entries.append(f"{os.path.relpath(os.path.join(root, f), source)} {st.st_size} {st.st_mtime_ns}")
+    return _sha("\n".join(entries).encode())
+
+
+def _compiler(spec: BuildSpec) -> bytes:
+    cc = spec.make_vars.get("CC", "gcc").split()
+    try:
+        return subprocess.run([*cc, "--version"], capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise UsageError(f"kernels.{spec.name}.make.CC: {' '.join(cc)!r} does not run ({e}); give a compiler")
+
+
+def build_key(spec: BuildSpec) -> str:
+    required, optional = fragments()
+    return _sha(tree_fingerprint(spec.source).encode(),
+                *(p.name.encode() + p.read_bytes() for p in required + optional),
+                _compiler(spec), json.dumps(spec.make_vars, sort_keys=True).encode(),
+                *(dest.encode() + src.read_bytes() for dest, src in sorted(spec.files.items())),
+                *(p.read_bytes() for p in spec.patches))[:16]
+
+
+def output_dir(cache: Path, spec: BuildSpec) -> Path:
+    return cache / "kernels" / f"{spec.name}-{build_key(spec)}"
+
+
+def _unpacked_tree(source: Path, cache: Path) -> Path:
+    """A tarball unpacked once into the cache (shared by every build of it)."""
+    where = cache / "src" / tree_fingerprint(source)[:16]
+    if not where.exists():
+        tmp = where.with_name(where.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        r = subprocess.run(["tar", "-xf", str(source), "-C", str(tmp)], capture_output=True, text=True)
+        if r.returncode:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise UsageError(f"{source}: cannot unpack: {r.stderr.strip()}")
+        tmp.rename(where)
+    tops = [p for p in where.iterdir() if (p / "Makefile").exists()]
+    if not tops:
+        raise UsageError(f"{source}: the tarball has no kernel tree (no top-level Makefile)")
+    return tops[0]
+
+
+def source_tree(spec: BuildSpec, cache: Path, work: Path) -> Path:
+    """The tree to build: the user's, unpacked if a tarball, copied and patched if there are patches."""
+    tree = _unpacked_tree(spec.source, cache) if spec.source.is_file() else spec.source
+    if not (tree / "Makefile").exists() or not (tree / "Kconfig").exists():
+        raise UsageError(f"kernels.{spec.name}.source: {tree} is not a kernel tree (no Makefile and Kconfig)")
+    if not spec.patches:
+        return tree
+    private = work / "src"
+    work.mkdir(parents=True, exist_ok=True)
+    # Hard links: patch(1) writes a new file and renames it, so the user's tree is never changed,
+    # and an out-of-tree build never writes into the source.  A real copy costs ~30 s here.
+    copied = subprocess.run(["cp", "-al", str(tree), str(private)], capture_output=True, text=True)
+    if copied.returncode:  # another filesystem: copy for real
+        shutil.rmtree(private, ignore_errors=True)
+        copied = subprocess.run(["cp", "-a", str(tree), str(private)], capture_output=True, text=True)
+    if copied.returncode:
+        raise BuildError(f"kernel {spec.name}: cannot copy {tree} to patch it: {copied.stderr.strip()}")
+    for patch in spec.patches:
+        r = subprocess.run(["patch", "-p1", "--forward", "--batch", "-i", str(patch)], cwd=private,
+                           capture_output=True, text=True)
+        if r.returncode:
+            raise BuildError(f"kernel {spec.name}: patch {patch} does not apply: "
+                             f"{(r.stdout + r.stderr).strip().splitlines()[-1]}")
+    return private
+
+
+def _known_symbols(tree: Path) -> set[str]:
+    known = set()
+    for root, _, files in os.walk(tree):
+        for f in files:
+            if f.startswith("Kconfig"):
+                text = Path(root, f).read_text(errors="replace")
+                known.update(re.findall(r"^\s*(?:menu)?config\s+(\w+)", text, re.M))
+    return known
+
+
+def check_config(tree: Path, config: Path, name: str) -> list[str]:
+    """Fail unless every required option took; returns notes on the optional ones."""
+    required, optional = fragments()
+    have = fragment_options([config])
+    missing = {k: v for k, v in fragment_options(required).items() if have.get(k) != v}
+    if missing:
+        known = _known_symbols(tree)
+        unknown = [k for k in missing if k[len("CONFIG_"):] not in known]
+        dropped = [k for k in missing if k not in unknown]
+        parts = []
+        if unknown:
+            parts.append(f"unknown to this tree: {', '.join(unknown)}")
+        if dropped:
+            parts.append(f"dropped by Kconfig (unmet dependencies): {', '.join(dropped)}")
+        raise BuildError(f"kernel {name}: the configuration lacks options the testbed needs; "
+                         + "; ".join(parts) + f" (see {config})")
+    return [f"{k}={v}" + ("" if have.get(k) == v else " (not in this version)")
+            for k, v in fragment_options(optional).items()]
+
+
+def _make(tree: Path, build: Path, spec: BuildSpec, *targets: str, log=None, extra: dict | None = None):
+    args = ["make", "-C", str(tree), f"O={build}", *(f"{k}={v}" for k, v in {**spec.make_vars, **(extra or {})}.items()),
+            *targets]
+    return subprocess.Popen(args, stdout=log or subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            stdin=subprocess.DEVNULL)
+
+
+def configure(spec: BuildSpec, cache: Path, work: Path) -> tuple[Path, Path, list[str]]:
+    """Unpack/copy/patch the tree, place the extra files, make allnoconfig with the fragments
+    forced in, and check the result.  Returns (tree, build dir, notes on optional options)."""
+    tree = source_tree(spec, cache, work)
+    build = work / "build"
+    build.mkdir(parents=True, exist_ok=True)
+    for dest, src in spec.files.items():
+        (build / dest).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, build / dest)
+    required, optional = fragments()
+    allconfig = build / "testbed-fragments.config"
+    allconfig.write_text("".join(p.read_text() for p in required + optional))
+    proc = _make(tree, build, spec, "allnoconfig", extra={"KCONFIG_ALLCONFIG": str(allconfig)})
+    out, _ = proc.communicate()
+    (build / "configure.log").write_text(out)
+    if proc.returncode:
+        raise BuildError(f"kernel {spec.name}: make allnoconfig failed: {out.strip().splitlines()[-1:]} "
+                         f"(log: {build / 'configure.log'})")
+    return tree, build, check_config(tree, build / ".config", spec.name)
+
+
+def _last_error(log: Path) -> str:
+    lines = log.read_text(errors="replace").splitlines()
+    errors = [line for line in lines if re.search(r"\berror\b|Error \d", line)]
+    return (errors[0] if errors else lines[-1] if lines else "").strip()
+
+
+def _compile(tree: Path, build_dir: Path, spec: BuildSpec, jobs: int, log_path: Path):
+    """make bzImage, output to the log, a progress line on the terminal (one a minute otherwise)."""
+    started, objects, last_report = time.monotonic(), 0, 0.0
+    tty = sys.stderr.isatty()
+    with open(log_path, "w") as log:
+        proc = _make(tree, build_dir, spec, f"-j{jobs}", "bzImage")
+        for line in proc.stdout:
+            log.write(line)
+            objects += line.lstrip().startswith(("CC ", "AS "))
+            now = time.monotonic()
+            if tty or now - last_report > 60:
+                elapsed = now - started
+                print(f"\r  building {spec.name}: {objects} objects, {elapsed // 60:.0f}:{elapsed % 60:02.0f}",
+                      end="" if tty else "\n", file=sys.stderr, flush=True)
+                last_report = now
+        proc.wait()
+    if tty:
+        print(file=sys.stderr)
+    if proc.returncode:
+        raise BuildError(f"kernel {spec.name}: build failed: {_last_error(log_path)} (log: {log_path})")
+
+
+def build(spec: BuildSpec, cache: Path, jobs: int | None = None, say=print) -> Path:
+    """Build (or find in the cache) the kernel; returns the directory holding bzImage."""
+    out = output_dir(cache, spec)
+    if (out / "bzImage").exists():
+        say(f"kernel {spec.name}: already built ({out})")
+        return out
+    work = cache / "kbuild" / out.name  # kept after a failure, for its logs; cleared by the next try
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    tree, build_dir, notes = configure(spec, cache, work)
+    say(f"kernel {spec.name}: configured from {tree}; optional: {', '.join(notes)}")
+    started = time.monotonic()
+    _compile(tree, build_dir, spec, jobs or os.cpu_count(), work / "build.log")
+    staged = out.with_name(out.name + ".tmp")
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True)
+    for src, dest in (("arch/x86/boot/bzImage", "bzImage"), ("vmlinux", "vmlinux"), (".config", "config")):
+        shutil.copy(build_dir / src, staged / dest)
+    shutil.copy(work / "build.log", staged / "build.log")
+    seconds = time.monotonic() - started
+    (staged / "meta.json").write_text(json.dumps({"name": spec.name, "source": str(spec.source),
+                                                  "make": spec.make_vars, "optional": notes,
+                                                  "seconds": round(seconds, 1)}))
+    staged.rename(out)
+    shutil.rmtree(work, ignore_errors=True)
+    say(f"kernel {spec.name}: built in {seconds // 60:.0f} min {seconds % 60:.0f} s -> {out / 'bzImage'}")
+    return out
