@@ -348,6 +348,12 @@ static void op_run(void)
 	pid_t pid = fork();
 	if (pid == 0) {
 		setpgid(0, 0);
+		if (has(A_UID)) {
+			gid_t g = getegid();
+			uid_t u = geteuid();
+			if (setresgid(g, g, g) || setresuid(u, u, u))
+				_exit(126);
+		}
 		int null = open("/dev/null", O_RDONLY);
 		dup2(null, 0);
 		dup2(pipefd[1], 1);
@@ -423,10 +429,30 @@ static void op_read_file(void)
 	free(buf);
 }
 
+/* Run one request as another user: dropping the effective uid from 0 also clears the effective
+ * capabilities, which is what netlink's permission checks (ns_capable) look at. */
+static int become(int64_t uid, int64_t gid)
+{
+	return setresgid(-1, gid, -1) == 0 && setresuid(-1, uid, -1) == 0;
+}
+
+static void become_root(void)
+{
+	if (setresuid(-1, 0, -1) || setresgid(-1, 0, -1))
+		die("cannot return to root");
+}
+
 static void handle_request(uint32_t id, const uint8_t *payload, uint32_t len)
 {
 	const char *err = parse_attrs(payload, len);
 	int op = get_int(A_OP, 0);
+	int as_user = !err && has(A_UID);
+	if (as_user && !become(get_int(A_UID, 0), get_int(A_GID, get_int(A_UID, 0)))) {
+		put_error("cannot switch to uid %lld: %s", (long long)get_int(A_UID, 0), strerror(errno));
+		become_root();
+		send_frame(KIND_REPLY, id);
+		return;
+	}
 	if (err)
 		put_error("malformed request: %s", err);
 	else if (!has(A_OP))
@@ -449,6 +475,8 @@ static void handle_request(uint32_t id, const uint8_t *payload, uint32_t len)
 		case OP_READ_FILE: op_read_file(); break;
 		default: put_error("unknown op %d", op);
 		}
+	if (as_user)
+		become_root();
 	send_frame(KIND_REPLY, id);
 }
 

@@ -65,4 +65,6 @@
 #define A_INODE 38
 #define A_MAXLEN 39
 #define A_NAMELEN 40
-#define A_MAX 40
+#define A_UID 41
+#define A_GID 42
+#define A_MAX 42

@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST, nlmsgerr
+from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, nlmsgerr  # noqa: F401
 from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_NAMES, ifinfmsg
 
@@ -24,9 +24,10 @@ RTNLGRP_LINK = 1
 RTMGRP_LINK = 1 << (RTNLGRP_LINK - 1)
 MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_DONTWAIT = 0x1, 0x2, 0x20, 0x40
 MSG_FLAG_NAMES = {0x1: "MSG_OOB", 0x2: "MSG_PEEK", 0x8: "MSG_CTRUNC", 0x20: "MSG_TRUNC", 0x40: "MSG_DONTWAIT"}
-NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLMSG_NOOP, NLMSG_ERROR, NLMSG_DONE = 1, 2, 3
 NLM_F_MULTI = 2
-NLMSG_NAMES = {1: "NLMSG_NOOP", NLMSG_ERROR: "NLMSG_ERROR", NLMSG_DONE: "NLMSG_DONE", 4: "NLMSG_OVERRUN",
+NLM_F_DUMP_INTR = 0x10
+NLMSG_NAMES = {NLMSG_NOOP: "NLMSG_NOOP", NLMSG_ERROR: "NLMSG_ERROR", NLMSG_DONE: "NLMSG_DONE", 4: "NLMSG_OVERRUN",
                RTM_NEWLINK: "RTM_NEWLINK", RTM_DELLINK: "RTM_DELLINK", RTM_GETLINK: "RTM_GETLINK"}
 NLMSG_HEADER = struct.Struct("=IHHII")
 
@@ -158,6 +159,33 @@ def describe_cmsg(level: int, ctype: int, data: bytes) -> str:
     if (level, ctype) == (SOL_NETLINK, NETLINK_PKTINFO) and len(data) >= 4:
         return f"NETLINK_PKTINFO group {struct.unpack_from('=I', data)[0]}"
     return f"cmsg level {level} type {ctype} ({len(data)} bytes)"
+
+
+def nlmsg_bytes(mtype: int, flags: int = 0, seq: int = 0, portid: int = 0, payload: bytes = b"") -> bytes:
+    """A raw netlink message of exactly header + payload bytes (for size-exact sends)."""
+    return NLMSG_HEADER.pack(NLMSG_HEADER.size + len(payload), mtype, flags, seq, portid) + payload
+
+
+def link_request(mtype: int, seq: int, ifindex: int = 0, ifname: str | None = None, flags: int = 0,
+                 change: int = 0, kind: str | None = None, carrier: int | None = None,
+                 nlm_flags: int = NLM_F_ACK) -> bytes:
+    """RTM_NEWLINK / RTM_DELLINK / RTM_SETLINK: create a link of `kind`, change its flags, or set
+    its carrier (dummy supports IFLA_CARRIER on 3.14 and 6.x)."""
+    m = ifinfmsg()
+    m["header"]["type"] = mtype
+    m["header"]["flags"] = NLM_F_REQUEST | nlm_flags
+    m["header"]["sequence_number"] = seq
+    m["index"], m["flags"], m["change"] = ifindex, flags, change
+    attrs = []
+    if ifname:
+        attrs.append(("IFLA_IFNAME", ifname))
+    if carrier is not None:
+        attrs.append(("IFLA_CARRIER", carrier))
+    if kind:
+        attrs.append(("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", kind)]}))
+    m["attrs"] = attrs
+    m.encode()
+    return bytes(m.data)
 
 
 def getlink_request(seq: int, dump: bool = True, ifindex: int = 0, flags: int = 0) -> bytes:

@@ -92,6 +92,8 @@ ATTRS = [
     ("INODE", 38, INT),         # a socket's inode, the key of /proc/net/netlink
     ("MAXLEN", 39, INT),
     ("NAMELEN", 40, INT),       # msg_namelen the kernel returned
+    ("UID", 41, INT),           # run this request with this effective uid (and GID) instead of root
+    ("GID", 42, INT),
 ]
 ATTR_BY_NAME = {name: (num, kind) for name, num, kind in ATTRS}
 ATTR_BY_NUM = {num: (name, kind) for name, num, kind in ATTRS}

@@ -17,14 +17,15 @@ applicable to this kernel or NIC.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 from .agent import Agent, Reply, errname
-from .netlink import (MSG_DONTWAIT, NETLINK_ROUTE, RTM_NEWLINK, SOL_NETLINK, SOL_SOCKET, SO_RCVBUF,
-                      SO_SNDBUF, Message, decode, decode_cmsgs, describe_cmsg, getlink_request, msg_flag_names,
-                      proc_net_netlink)
+from .netlink import (MSG_DONTWAIT, NETLINK_ROUTE, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLMSG_DONE,
+                      NLMSG_ERROR, NLMSG_NAMES, RTM_NEWLINK, SOL_NETLINK, SOL_SOCKET, SO_RCVBUF, SO_SNDBUF, Message, decode,
+                      decode_cmsgs, describe_cmsg, getlink_request, link_request, msg_flag_names, proc_net_netlink)
 from .protocol import Op
 
 PROTOCOLS = {0: "NETLINK_ROUTE", 2: "NETLINK_USERSOCK"}
@@ -77,23 +78,63 @@ class Trace:
     def __init__(self):
         self.t0 = time.monotonic()
         self.entries: list[TraceEntry] = []
+        self.muted = 0  # inside a helper that traces one summary line instead of its steps
 
     def add(self, actor: str, text: str, at: float | None = None, **data) -> TraceEntry:
         entry = TraceEntry((at if at is not None else time.monotonic()) - self.t0, actor, text, data)
-        self.entries.append(entry)
+        if not self.muted or not data.get("ok", True):
+            self.entries.append(entry)
         return entry
+
+    @contextlib.contextmanager
+    def summarised(self):
+        self.muted += 1
+        try:
+            yield
+        finally:
+            self.muted -= 1
 
 
 class NetlinkSocket:
-    """A netlink socket in the guest; every call is traced and returns the agent's exact result."""
+    """A netlink socket in the guest; every call is traced and returns the agent's exact result.
+    A socket opened with `uid` makes every call as that user."""
 
-    def __init__(self, guest: "Guest", fd: int, inode: int, protocol: int):
-        self.g, self.fd, self.inode, self.protocol = guest, fd, inode, protocol
+    def __init__(self, guest: "Guest", fd: int, inode: int, protocol: int, uid: int | None = None):
+        self.g, self.fd, self.inode, self.protocol, self.uid = guest, fd, inode, protocol, uid
 
     def _call(self, op: Op, text: str, **attrs) -> Reply:
-        r = self.g.call(op, fd=self.fd, **attrs)
-        self.g.trace_result(r, f"{text} → {r.outcome()}")
+        r = self.g.call(op, fd=self.fd, uid=self.uid, **attrs)
+        self.g.trace_result(r, f"{text} → {r.outcome()}{self._who()}")
         return r
+
+    def _who(self) -> str:
+        return f"  [uid {self.uid}]" if self.uid is not None else ""
+
+    def getsockname(self) -> tuple[int, int]:
+        """(portid, groups); portid is signed, as the kernel's autobind makes negative ones."""
+        r = self.g.call(Op.GETSOCKNAME, fd=self.fd)
+        portid = r.get("PORTID", 0)
+        portid = portid - (1 << 32) if portid >= 1 << 31 else portid
+        self.g.trace_result(r, f"getsockname(fd {self.fd}) → portid {portid}, groups {r.get('GROUPS', 0):#x}")
+        return portid, r.get("GROUPS", 0)
+
+    def request(self, data: bytes, timeout: float = 5.0) -> Message:
+        """Send a request to the kernel and return its answer (an ack or error is NLMSG_ERROR)."""
+        self.send(data)
+        got = self.recv(timeout=timeout)
+        self.g.require("the kernel answers the request", got.ok and got.messages, got.describe())
+        return got.messages[0]
+
+    def dump(self, request: bytes, bufsize: int = 32768, timeout: float = 5.0) -> list["Received"]:
+        """Send a dump request and read datagrams until NLMSG_DONE or NLMSG_ERROR."""
+        self.send(request)
+        datagrams = []
+        while True:
+            got = self.recv(bufsize, timeout=timeout)
+            self.g.require("the dump continues until NLMSG_DONE", got.ok, got.describe())
+            datagrams.append(got)
+            if any(m.type in (NLMSG_DONE, NLMSG_ERROR) for m in got.messages):
+                return datagrams
 
     def bind(self, portid: int = 0, groups: int = 0, family: int | None = None) -> Reply:
         return self._call(Op.BIND, f"bind(fd {self.fd}, portid {portid}, groups {groups:#x})",
@@ -111,20 +152,25 @@ class NetlinkSocket:
 
     def getsockopt(self, level: int, option: int) -> int:
         name = OPTIONS.get((level, option), f"{LEVELS.get(level, level)}/{option}")
-        r = self.g.call(Op.GETSOCKOPT, fd=self.fd, level=level, optname=option)
+        r = self.g.call(Op.GETSOCKOPT, fd=self.fd, level=level, optname=option, uid=self.uid)
         value = r.get("INT_VALUE")
         self.g.trace_result(r, f"getsockopt(fd {self.fd}, {name}) → {r.outcome()}, value {value}")
         return value
 
-    def send(self, data: bytes, flags: int = 0, dst: tuple[int, int] | None = None) -> Reply:
+    def send(self, data: bytes, flags: int = 0, dst: tuple[int, int] | None = None,
+             family: int | None = None) -> Reply:
+        """sendmsg; `dst` = (portid, groups) sets msg_name, `family` its nl_family (default AF_NETLINK)."""
         to = {"dst_portid": dst[0], "dst_groups": dst[1]} if dst else {}
+        if family is not None:
+            to["dst_family"] = family
         where = f", to portid {dst[0]} groups {dst[1]:#x}" if dst else ""
+        where += f", nl_family {family}" if family is not None else ""
         return self._call(Op.SENDMSG, f"sendmsg(fd {self.fd}, {len(data)} bytes{where}, flags "
                                       f"{msg_flag_names(flags)})", data=data, flags=flags, **to)
 
     def recv(self, bufsize: int = 65536, flags: int = 0, timeout: float = 5.0) -> "Received":
         """recvmsg; waits up to `timeout` for something to read unless MSG_DONTWAIT is given."""
-        r = self.g.call(Op.RECVMSG, fd=self.fd, bufsize=bufsize, flags=flags,
+        r = self.g.call(Op.RECVMSG, fd=self.fd, bufsize=bufsize, flags=flags, uid=self.uid,
                         timeout_ms=None if flags & MSG_DONTWAIT else int(timeout * 1000))
         got = Received(r, decode(r.get("DATA", b"")) if r.ret >= 0 else [])
         text = f"recvmsg(fd {self.fd}, {bufsize}, {msg_flag_names(flags)}) → {r.outcome()}"
@@ -144,11 +190,11 @@ class NetlinkSocket:
     def recv_link(self, ifname: str, timeout: float = 5.0) -> Message:
         """The next message, which must be an RTM_NEWLINK for `ifname`."""
         got = self.recv(timeout=timeout)
-        self.g.expect_true(f"an RTM_NEWLINK for {ifname} arrives within {timeout:g} s",
-                           got.ok and got.messages, got.describe())
+        self.g.require(f"an RTM_NEWLINK for {ifname} arrives within {timeout:g} s", got.ok and got.messages,
+                       got.describe())
         m = got.messages[0]
-        self.g.expect_true(f"the next message is RTM_NEWLINK {ifname}",
-                           m.type == RTM_NEWLINK and m.ifname == ifname, str(m))
+        self.g.require(f"the next message is RTM_NEWLINK {ifname}", m.type == RTM_NEWLINK and m.ifname == ifname,
+                       str(m))
         return m
 
     def wait_link(self, ifname: str, match: Callable[[Message], bool], timeout: float = 10.0) -> Message:
@@ -162,6 +208,16 @@ class NetlinkSocket:
             if got.reply.timed_out:
                 break
         raise Failed(f"no matching RTM_NEWLINK for {ifname} within {timeout:g} s")
+
+    def wait_link_event(self, ifname: str, until_type: int, timeout: float = 10.0) -> list[Message]:
+        """Every message for `ifname` up to and including the first of type `until_type`."""
+        deadline, seen = time.monotonic() + timeout, []
+        while (left := deadline - time.monotonic()) > 0:
+            got = self.recv(timeout=left)
+            seen += [m for m in got.messages if m.ifname == ifname]
+            if any(m.type == until_type for m in seen):
+                return seen
+        raise Failed(f"no {NLMSG_NAMES.get(until_type, until_type)} for {ifname} within {timeout:g} s")
 
     def drain(self, quiet: float = 1.0) -> list[Message]:
         """Read until nothing arrives for `quiet` seconds; returns what was read."""
@@ -208,6 +264,7 @@ class Guest:
         self.agent: Agent = vm.agent
         self.kernel = vm.kernel
         self.version = vm.kernel.version  # upstream (major, minor, patch), read from the image
+        self.agent_pid = vm.agent_pid
         self.nic = vm.nic
         self.ifname = "eth0"
         self._seq = 0
@@ -239,14 +296,15 @@ class Guest:
     # ---- guest actions ----
 
     def socket(self, protocol: int = NETLINK_ROUTE, groups: int | None = None, rcvbuf: int | None = None,
-               sndbuf: int | None = None) -> NetlinkSocket:
+               sndbuf: int | None = None, uid: int | None = None) -> NetlinkSocket:
         """A netlink socket; with `groups` it is also bound (autobind gives it a portid, which it
-        needs to receive kernel notifications)."""
-        r = self.call(Op.SOCKET, protocol=protocol)
-        self.trace_result(r, f"socket(AF_NETLINK, SOCK_RAW, {PROTOCOLS.get(protocol, protocol)}) → {r.outcome()}")
+        needs to receive kernel notifications); with `uid` it is opened and used as that user."""
+        r = self.call(Op.SOCKET, protocol=protocol, uid=uid)
+        self.trace_result(r, f"socket(AF_NETLINK, SOCK_RAW, {PROTOCOLS.get(protocol, protocol)}) → {r.outcome()}"
+                             + (f"  [uid {uid}]" if uid is not None else ""))
         if r.ret < 0:
             raise Failed(f"socket() failed: {r.outcome()}")
-        sock = NetlinkSocket(self, r.ret, r.get("INODE"), protocol)
+        sock = NetlinkSocket(self, r.ret, r.get("INODE"), protocol, uid)
         for option, value in ((SO_RCVBUF, rcvbuf), (SO_SNDBUF, sndbuf)):
             if value is not None:
                 sock.setsockopt(SOL_SOCKET, option, value)
@@ -254,10 +312,10 @@ class Guest:
             self.expect("bind", sock.bind(groups=groups).outcome(), "0")
         return sock
 
-    def sh(self, cmd: str, timeout: float = 20.0, check: bool = True) -> str:
+    def sh(self, cmd: str, timeout: float = 20.0, check: bool = True, uid: int | None = None) -> str:
         """Run a shell command in the guest; returns its output.  With `check`, a non-zero exit
         fails the scenario."""
-        r = self.call(Op.RUN, cmd=cmd, timeout_ms=int(timeout * 1000))
+        r = self.call(Op.RUN, cmd=cmd, timeout_ms=int(timeout * 1000), uid=uid)
         output = r.get("OUTPUT", b"").decode("utf-8", "replace")
         status = "timed out" if r.timed_out else f"exit {r.get('STATUS')}"
         self.trace_result(r, f"$ {cmd} → {status}" + (f": {output.strip()}" if output.strip() else ""))
@@ -275,25 +333,42 @@ class Guest:
         r = self.call(Op.READ_FILE, path="/proc/net/netlink")
         return proc_net_netlink(r.get("DATA", b"").decode())
 
+    def ifindex(self, ifname: str) -> int:
+        r = self.call(Op.READ_FILE, path=f"/sys/class/net/{ifname}/ifindex")
+        self.require(f"{ifname} exists", r.ret > 0, r.outcome())
+        return int(r["DATA"])
+
+    def link_request(self, mtype: int, what: str, **fields) -> None:
+        """An RTM_NEWLINK/RTM_DELLINK from a root socket, which must be acked; traced as one line."""
+        with self.trace.summarised():
+            sock = self.socket()
+            answer = sock.request(link_request(mtype, self.next_seq(), **fields))
+            sock.close()
+        ack = errname(answer.error or 0) if answer.type == NLMSG_ERROR else str(answer)
+        self.trace.add("guest", f"{NLMSG_NAMES[mtype]}: {what} → {'ack' if ack == '0' else ack}")
+        self.require(f"{what} is acked", ack == "0", ack)
+
+    def add_dummy(self, name: str) -> int:
+        """Create a dummy link (through netlink, as `ip link add NAME type dummy` would); its ifindex."""
+        self.link_request(RTM_NEWLINK, f"create dummy {name}", ifname=name, kind="dummy",
+                          nlm_flags=NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
+        return self.ifindex(name)
+
+    def set_carrier(self, ifname: str, on: bool):
+        """IFLA_CARRIER through RTM_NEWLINK (`ip link set NAME carrier on|off`)."""
+        self.link_request(RTM_NEWLINK, f"set {ifname} carrier {'on' if on else 'off'}",
+                          ifindex=self.ifindex(ifname), carrier=int(on))
+
     def getlink(self, ifname: str | None = None) -> Message:
         """A fresh RTM_GETLINK for one interface (dump + filter, which 3.14 supports too)."""
-        sock = self.socket()
-        seq = self.next_seq()
-        sock.send(getlink_request(seq))
-        found = None
-        while True:
-            got = sock.recv()
-            if not got.ok:
-                raise Failed(f"RTM_GETLINK dump ended early: {got.describe()}")
-            for m in got.messages:
-                if m.ifname == (ifname or self.ifname):
-                    found = m
-            if any(m.type in (2, 3) for m in got.messages):  # NLMSG_ERROR / NLMSG_DONE
-                break
-        sock.close()
-        if found is None:
-            raise Failed(f"no link named {ifname or self.ifname} in the RTM_GETLINK dump")
-        return found
+        ifname = ifname or self.ifname
+        with self.trace.summarised():
+            sock = self.socket()
+            found = [m for d in sock.dump(getlink_request(self.next_seq())) for m in d.messages if m.ifname == ifname]
+            sock.close()
+        self.require(f"{ifname} is in the RTM_GETLINK dump", found)
+        self.trace.add("guest", f"RTM_GETLINK dump: {found[-1]}")
+        return found[-1]
 
     # ---- the NIC's link, from the host ----
 
@@ -319,6 +394,11 @@ class Guest:
                        ok=ok)
         if not ok:
             raise Failed(f"{what}" + (f": {detail}" if detail else ""))
+
+    def require(self, what: str, condition, detail: str = ""):
+        """A precondition of the scenario's own plumbing: traced only if it fails."""
+        if not condition:
+            self.expect_true(what, condition, detail)
 
     def skip(self, reason: str):
         raise Skip(reason)

@@ -108,6 +108,7 @@ class VM:
         self.monitor: Monitor | None = None
         self.boot_seconds: float | None = None
         self.guest_release: str | None = None
+        self.agent_pid: int | None = None
         self._threads: list[threading.Thread] = []
         self._sockets: list[socket.socket] = []
         self._started = 0.0
@@ -160,6 +161,7 @@ class VM:
             raise self.diagnose(e) from None
         self.boot_seconds = time.monotonic() - self._started
         self.guest_release = hello.get("RELEASE")
+        self.agent_pid = hello.get("PID")
 
     def _thread(self, target, arg, name):
         t = threading.Thread(target=target, args=(arg,) if arg is not None else (), name=name, daemon=True)

@@ -84,3 +84,13 @@ def test_multicast_source_address_and_pktinfo_cmsg(agent):
     assert got.ret == 20 and got["SRC_GROUPS"] == group and got["SRC_PORTID"] != 0
     [cmsg] = decode_cmsgs(got["CONTROL"])
     assert describe_cmsg(*cmsg) == "NETLINK_PKTINFO group 21"
+
+
+def test_a_request_can_run_as_another_uid_and_the_agent_returns_to_root(agent):
+    r = agent.call(Op.RUN, cmd="id -u; id -g", uid=65534, gid=65534)
+    assert r["OUTPUT"] == b"65534\n65534\n"
+    assert agent.call(Op.RUN, cmd="id -u")["OUTPUT"] == b"0\n"
+    # as non-root, netlink refuses to send to a group on NETLINK_ROUTE (netlink_allowed)
+    fd = agent.call(Op.SOCKET, protocol=NETLINK_ROUTE, uid=65534).ret
+    sent = agent.call(Op.SENDMSG, fd=fd, data=b"\x10\0\0\0\0\0\0\0" + b"\0" * 8, dst_groups=1, uid=65534)
+    assert sent.outcome() == "-1 EPERM"

@@ -1,7 +1,9 @@
 """Link notifications driven from QEMU's monitor (SCENARIOS.md section F)."""
 from __future__ import annotations
 
-from ..netlink import RTMGRP_LINK, iff_names
+from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_NEWLINK
+
+from ..netlink import IFF, RTMGRP_LINK, iff_names
 from ..scenario import Guest, scenario
 
 SILENCE = 3.0  # seconds of required quiet when the kernel is expected to say nothing
@@ -65,3 +67,99 @@ def carrier_admin_down(g: Guest):
     up = mon.wait_link(g.ifname, lambda m: m.has("LOWER_UP"))
     g.expect("IFLA_CARRIER once set_link on reaches an admin-up NIC", up.carrier, 1)
     g.expect("operstate", up.operstate, "UP")
+
+
+STEP = 2.0  # seconds between steps: more than linkwatch's 1 s batching
+
+
+def expect_exactly_one(g: Guest, mon, ifname: str, what: str, quiet: float = STEP):
+    """The next message is an RTM_NEWLINK for `ifname`, and nothing follows within `quiet` s."""
+    m = mon.recv_link(ifname)
+    extra = mon.drain(quiet=quiet)
+    g.expect(f"further messages after {what}", [str(x) for x in extra], [])
+    return m
+
+
+def expect_silence(g: Guest, mon, what: str, quiet: float = STEP):
+    got = mon.recv(timeout=quiet)
+    g.expect_true(f"no notification within {quiet:g} s of {what}", got.reply.timed_out, got.describe())
+
+
+@scenario("carrier-dummy",
+          "`ip link set d0 carrier off|on` on an admin-up dummy: exactly one RTM_NEWLINK per step with "
+          "LOWER_UP/RUNNING and operstate following; none while admin-down",
+          source="drivers/net/dummy.c (ndo_change_carrier), net/core/link_watch.c, net/core/dev.c:netdev_state_change",
+          needs_nic=False)
+def carrier_dummy(g: Guest):
+    ifindex = g.add_dummy("d0")
+    mon = g.socket(groups=RTMGRP_LINK)
+    g.link_request(RTM_NEWLINK, "set d0 up", ifindex=ifindex, flags=IFF["UP"], change=IFF["UP"])
+    mon.drain(quiet=STEP)
+    for on in (False, True, False, True):
+        g.set_carrier("d0", on)
+        m = expect_exactly_one(g, mon, "d0", f"carrier {'on' if on else 'off'}")
+        g.expect(f"carrier {'on' if on else 'off'}: LOWER_UP, RUNNING, operstate, IFLA_CARRIER",
+                 (m.has("LOWER_UP"), m.has("RUNNING"), m.operstate, m.carrier),
+                 (on, on, "UP" if on else "DOWN", int(on)))
+    g.link_request(RTM_NEWLINK, "set d0 down", ifindex=ifindex, flags=0, change=IFF["UP"])
+    mon.drain(quiet=STEP)
+    for on in (False, True):
+        g.set_carrier("d0", on)
+        expect_silence(g, mon, f"carrier {'on' if on else 'off'} while admin-down")
+
+
+@scenario("admin-up-down-dummy",
+          "`ip link set up` on a dummy: exactly one RTM_NEWLINK (ifi_change IFF_UP); `set down`: exactly one",
+          source="net/core/dev.c:__dev_notify_flags, net/core/rtnetlink.c:rtmsg_ifinfo", needs_nic=False)
+def admin_up_down_dummy(g: Guest):
+    g.add_dummy("d0")
+    mon = g.socket(groups=RTMGRP_LINK)
+    g.sh("ip link set d0 up")
+    up = expect_exactly_one(g, mon, "d0", "admin up")
+    g.expect("admin up: UP, ifi_change", (up.has("UP"), up.ifi_change), (True, IFF["UP"]))
+    g.sh("ip link set d0 down")
+    down = expect_exactly_one(g, mon, "d0", "admin down")
+    g.expect("admin down: UP cleared, ifi_change", (down.has("UP"), down.ifi_change), (False, IFF["UP"]))
+
+
+@scenario("admin-up-down",
+          "`ip link set up` on the NIC: two RTM_NEWLINK (the admin change, then carrier-on from linkwatch); "
+          "`set down`: exactly one, operstate DOWN, the driver's carrier-off is silent",
+          source="net/core/dev.c:__dev_notify_flags, net/core/link_watch.c:linkwatch_do_dev")
+def admin_up_down(g: Guest):
+    mon = g.socket(groups=RTMGRP_LINK)
+    g.sh(f"ip link set {g.ifname} up")
+    first = mon.recv_link(g.ifname)
+    g.expect("first: the admin change, no carrier yet", (first.ifi_change, first.has("LOWER_UP")), (IFF["UP"], False))
+    second = expect_exactly_one(g, mon, g.ifname, "the carrier-on", quiet=3.0)
+    g.expect("second: carrier on, operstate UP", (second.has("LOWER_UP", "RUNNING"), second.operstate), (True, "UP"))
+    g.sh(f"ip link set {g.ifname} down")
+    down = expect_exactly_one(g, mon, g.ifname, "admin down", quiet=3.0)
+    g.expect("admin down: UP cleared, operstate", (down.has("UP"), down.operstate), (False, "DOWN"))
+
+
+@scenario("register-unregister",
+          "PCI unbind of the NIC's driver: RTM_NEWLINK (down) then RTM_DELLINK; bind: one RTM_NEWLINK with "
+          "ifi_change 0xffffffff and carrier 1; the same for ip link add/del of a dummy",
+          source="drivers/base/dd.c:really_probe, net/core/dev.c:register_netdevice, unregister_netdevice_many")
+def register_unregister(g: Guest):
+    address = g.sh(f"basename $(readlink /sys/class/net/{g.ifname}/device)").strip()
+    driver = g.sh(f"basename $(readlink /sys/class/net/{g.ifname}/device/driver)").strip()
+    mon = bring_up(g)
+    g.sh(f"echo {address} > /sys/bus/pci/drivers/{driver}/unbind")
+    gone = mon.wait_link_event(g.ifname, RTM_DELLINK)
+    g.expect("unbind while up: the messages for the NIC",
+             [(m.type_name, m.has("UP")) for m in gone], [("RTM_NEWLINK", False), ("RTM_DELLINK", False)])
+    g.sh(f"echo {address} > /sys/bus/pci/drivers/{driver}/bind")
+    back = expect_exactly_one(g, mon, g.ifname, "bind", quiet=3.0)
+    g.expect("bind: ifi_change and carrier of the new device", (back.ifi_change, back.carrier), (0xFFFFFFFF, 1))
+    g.note("driver bound again: " + g.sh(f"readlink /sys/class/net/{g.ifname}/device/driver").strip())
+    g.note("probe, from the kernel log: " + g.sh(f"dmesg | grep '{address}' | tail -n 3").strip())
+
+    g.add_dummy("reg0")
+    added = expect_exactly_one(g, mon, "reg0", "ip link add")
+    g.expect("ip link add: ifi_change", added.ifi_change, 0xFFFFFFFF)
+    g.sh("ip link del reg0")
+    got = mon.recv()
+    g.expect("ip link del of a down dummy: only RTM_DELLINK", [(m.type_name, m.ifname) for m in got.messages],
+             [("RTM_DELLINK", "reg0")])

@@ -1,7 +1,8 @@
 """Multicast overrun: ENOBUFS, Drops and how many notifications fit (SCENARIOS.md section C)."""
 from __future__ import annotations
 
-from ..netlink import MSG_DONTWAIT, MSG_PEEK, RTM_NEWLINK, RTMGRP_LINK, SO_RCVBUF, SOL_SOCKET
+from ..netlink import (MSG_DONTWAIT, MSG_PEEK, NETLINK_NO_ENOBUFS, RTM_NEWLINK, RTMGRP_LINK, SO_RCVBUF, SOL_NETLINK,
+                       SOL_SOCKET)
 from ..scenario import Guest, scenario
 from .link import bring_up
 
@@ -32,11 +33,9 @@ def messages_that_fit(rcvbuf: int, truesize: int, rule: str) -> int:
     return max(1, rcvbuf // truesize)
 
 
-@scenario("overrun",
-          "a bound RTNLGRP_LINK subscriber that does not read: ENOBUFS once, then the queued messages, "
-          "then EAGAIN; Drops counts the rest",
-          source="net/netlink/af_netlink.c:netlink_broadcast_deliver, netlink_overrun, netlink_rcv_wake")
-def overrun(g: Guest):
+def flood(g: Guest, no_enobufs: bool):
+    """Flip the link until more notifications were sent than a small-buffered, non-reading
+    subscriber can hold; check what it holds, its Drops and what recvmsg then returns."""
     observer = bring_up(g)  # reads everything, so it knows how many notifications were sent
 
     # T: one notification's skb truesize, read from /proc/net/netlink while it sits in a queue.
@@ -45,26 +44,26 @@ def overrun(g: Guest):
     truesize = g.netlink_table()[observer.inode]["Rmem"]
     g.note(f"one RTM_NEWLINK for {g.ifname} costs {truesize} bytes of receive buffer (Rmem with one queued)")
     observer.recv()
-    g.expect_true("measured a truesize", truesize > 0, str(truesize))
+    g.require("measured a truesize", truesize > 0, str(truesize))
 
     # A receive buffer of ~2.5 messages tells the two admission rules apart (2 vs 3 fit).
     victim = g.socket(rcvbuf=truesize * 5 // 4, groups=RTMGRP_LINK)
+    if no_enobufs:
+        g.expect("setsockopt NETLINK_NO_ENOBUFS", victim.setsockopt(SOL_NETLINK, NETLINK_NO_ENOBUFS, 1).outcome(), "0")
     rcvbuf = victim.getsockopt(SOL_SOCKET, SO_RCVBUF)
     rule = admission_rule(g.version)
-    rules = [rule] if rule else [BEFORE, AFTER]
-    fits = {r: messages_that_fit(rcvbuf, truesize, r) for r in rules}
+    fits = {r: messages_that_fit(rcvbuf, truesize, r) for r in ([rule] if rule else [BEFORE, AFTER])}
     g.note(f"kernel {g.kernel.version_str} (rcvbuf {rcvbuf}, T {truesize}): "
            + ("" if rule else "admission rule not pinned for this series, accepting either: ")
            + " or ".join(f"'{r}' admits {n}" for r, n in fits.items()))
 
-    # Flip the link until the kernel has sent two more notifications than can fit.
     sent, up = 0, False
     while sent < max(fits.values()) + 2:
         up = not up
         g.set_link(up)
         while True:
             got = observer.recv()
-            g.expect_true("the observer receives the notification", got.ok, got.describe())
+            g.require("the observer receives the notification", got.ok, got.describe())
             sent += len(got.messages)
             if any(m.ifname == g.ifname and m.has("LOWER_UP") == up for m in got.messages):
                 break
@@ -72,17 +71,31 @@ def overrun(g: Guest):
     row = g.netlink_table()[victim.inode]
     queued = row["Rmem"] // truesize
     g.note(f"{sent} notifications sent; the victim holds Rmem {row['Rmem']} ({queued} messages), Drops {row['Drops']}")
-    matched = [r for r, n in fits.items() if n == queued]
-    g.expect_true("the number queued matches the admission rule", matched,
+    g.expect_true("the number queued matches the admission rule", [r for r, n in fits.items() if n == queued],
                   f"{queued} queued; expected " + " or ".join(f"{n} ('{r}')" for r, n in fits.items()))
     g.expect("Rmem is a whole number of messages", row["Rmem"], queued * truesize)
     g.expect("Drops counts every notification not queued", row["Drops"], sent - queued)
 
-    first = victim.recv(flags=MSG_DONTWAIT)
-    g.expect("first recvmsg reports the overrun", first.errno, "ENOBUFS")
+    if not no_enobufs:
+        g.expect("first recvmsg reports the overrun", victim.recv(flags=MSG_DONTWAIT).errno, "ENOBUFS")
     for i in range(queued):
         got = victim.recv(flags=MSG_DONTWAIT)
         g.expect_true(f"queued message {i + 1} of {queued} follows",
                       got.ok and [m.type for m in got.messages] == [RTM_NEWLINK], got.describe())
-    last = victim.recv(flags=MSG_DONTWAIT)
-    g.expect("then the queue is empty (ENOBUFS reported only once)", last.errno, "EAGAIN")
+    g.expect("then the queue is empty" + ("" if no_enobufs else " (ENOBUFS reported only once)"),
+             victim.recv(flags=MSG_DONTWAIT).errno, "EAGAIN")
+
+
+@scenario("overrun",
+          "a bound RTNLGRP_LINK subscriber that does not read: ENOBUFS once, then the queued messages, "
+          "then EAGAIN; Drops counts the rest",
+          source="net/netlink/af_netlink.c:netlink_broadcast_deliver, netlink_overrun, netlink_rcv_wake")
+def overrun(g: Guest):
+    flood(g, no_enobufs=False)
+
+
+@scenario("no-enobufs",
+          "the same flood with NETLINK_NO_ENOBUFS: no error is reported, messages are still dropped, Drops grows",
+          source="net/netlink/af_netlink.c:netlink_overrun (NETLINK_F_RECV_NO_ENOBUFS), netlink_setsockopt")
+def no_enobufs(g: Guest):
+    flood(g, no_enobufs=True)
