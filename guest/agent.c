@@ -130,10 +130,13 @@ static void put_error(const char *fmt, ...)
 	put_str(A_ERROR, msg);
 }
 
-/* A syscall's outcome: return value, errno and when it returned. */
+static int64_t t_start; /* when the current request's syscall was about to run */
+
+/* A syscall's outcome: return value, errno, and when it started and returned. */
 static void put_result(long ret)
 {
 	int e = errno;
+	put_int(A_T_START_NS, t_start);
 	put_int(A_T_NS, now_ns());
 	put_int(A_RET, ret);
 	put_int(A_ERRNO, ret < 0 ? e : 0);
@@ -442,9 +445,73 @@ static void become_root(void)
 		die("cannot return to root");
 }
 
+/* Requests running in child processes: their replies arrive on pipes and are forwarded whole. */
+#define MAX_BACKGROUND 16
+static struct { pid_t pid; int fd; uint8_t *buf; size_t len; } bg[MAX_BACKGROUND];
+static int is_background_child;
+
+static void handle_request(uint32_t id, const uint8_t *payload, uint32_t len);
+
+/* Fork a child that handles the request and writes its reply frame to a pipe. */
+static void start_background(uint32_t id, const uint8_t *payload, uint32_t len)
+{
+	int slot = 0, p[2];
+	while (slot < MAX_BACKGROUND && bg[slot].pid)
+		slot++;
+	if (slot == MAX_BACKGROUND || pipe2(p, O_CLOEXEC) < 0) {
+		put_error("cannot start a background request (%d running)", slot);
+		send_frame(KIND_REPLY, id);
+		return;
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(p[0]);
+		chan = p[1];
+		is_background_child = 1;
+		handle_request(id, payload, len);
+		_exit(0);
+	}
+	close(p[1]);
+	if (pid < 0) {
+		close(p[0]);
+		put_error("fork: %s", strerror(errno));
+		send_frame(KIND_REPLY, id);
+		return;
+	}
+	bg[slot].pid = pid;
+	bg[slot].fd = p[0];
+	bg[slot].len = 0;
+}
+
+/* A background child wrote to its pipe: collect, and at EOF forward the frame and reap it. */
+static void collect_background(int slot)
+{
+	uint8_t chunk[65536];
+	ssize_t r = read(bg[slot].fd, chunk, sizeof(chunk));
+	if (r > 0) {
+		bg[slot].buf = xrealloc(bg[slot].buf, bg[slot].len + r);
+		memcpy(bg[slot].buf + bg[slot].len, chunk, r);
+		bg[slot].len += r;
+		return;
+	}
+	if (r < 0 && errno == EINTR)
+		return;
+	write_all(bg[slot].buf, bg[slot].len);
+	close(bg[slot].fd);
+	while (waitpid(bg[slot].pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	bg[slot].pid = 0;
+	bg[slot].len = 0;
+}
+
 static void handle_request(uint32_t id, const uint8_t *payload, uint32_t len)
 {
 	const char *err = parse_attrs(payload, len);
+	if (!err && get_int(A_BACKGROUND, 0) && !is_background_child) {
+		start_background(id, payload, len);
+		return;
+	}
+	t_start = now_ns();
 	int op = get_int(A_OP, 0);
 	int as_user = !err && has(A_UID);
 	if (as_user && !become(get_int(A_UID, 0), get_int(A_GID, get_int(A_UID, 0)))) {
@@ -494,6 +561,24 @@ static void serve(void)
 	uint8_t *buf = xrealloc(NULL, cap);
 	uint64_t offset = 0; /* stream offset of buf[0] */
 	for (;;) {
+		struct pollfd fds[1 + MAX_BACKGROUND] = { { .fd = chan, .events = POLLIN } };
+		int slots[1 + MAX_BACKGROUND], n = 1;
+		for (int i = 0; i < MAX_BACKGROUND; i++)
+			if (bg[i].pid) {
+				fds[n].fd = bg[i].fd;
+				fds[n].events = POLLIN;
+				slots[n++] = i;
+			}
+		if (poll(fds, n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			die("poll");
+		}
+		for (int i = 1; i < n; i++)
+			if (fds[i].revents)
+				collect_background(slots[i]);
+		if (!fds[0].revents)
+			continue;
 		ssize_t r = read(chan, buf + len, cap - len);
 		if (r < 0 && errno == EINTR)
 			continue;

@@ -67,4 +67,6 @@
 #define A_NAMELEN 40
 #define A_UID 41
 #define A_GID 42
-#define A_MAX 42
+#define A_BACKGROUND 43
+#define A_T_START_NS 44
+#define A_MAX 44

@@ -151,6 +151,11 @@ class Agent:
 
     def call(self, op: Op | int, timeout: float = 10.0, **attrs) -> Reply:
         """Send one request and wait for its reply; a request-level ERROR raises AgentError."""
+        return self.start(op, **attrs).wait(timeout)
+
+    def start(self, op: Op | int, **attrs) -> "Pending":
+        """Send one request without waiting; with background=1 the agent runs it in a child
+        process and keeps serving other requests meanwhile (a blocking sendmsg, say)."""
         ident = next(self._ids)
         name = Op(op).name if op in Op._value2member_map_ else f"op {op}"
         attrs = {"OP": int(op), **{k.upper(): v for k, v in attrs.items() if v is not None}}
@@ -159,12 +164,15 @@ class Agent:
             self._sock.sendall(encode_frame(Kind.REQUEST, ident, attrs))
         except OSError as e:
             self.fail(AgentError(f"agent channel closed: {e}"))
+        return Pending(self, op, ident, name, attrs.get("TIMEOUT_MS", 0) / 1000)
+
+    def _reply(self, pending: "Pending", timeout: float) -> Reply:
         # The agent's own wait (TIMEOUT_MS) runs inside the guest; allow for it plus slack.
-        frame, now = self._wait(lambda: self._replies.pop(ident, None),
-                                timeout + attrs.get("TIMEOUT_MS", 0) / 1000, name)
+        frame, now = self._wait(lambda: self._replies.pop(pending.ident, None),
+                                timeout + pending.guest_wait, pending.name)
         if "ERROR" in frame.attrs:
-            raise AgentError(f"agent rejected {name}: {frame.attrs['ERROR']}")
-        return Reply(op, frame.attrs, now)
+            raise AgentError(f"agent rejected {pending.name}: {frame.attrs['ERROR']}")
+        return Reply(pending.op, frame.attrs, now)
 
     def host_time(self, t_ns: int) -> float:
         """A guest CLOCK_MONOTONIC time on the host's time.monotonic() axis."""
@@ -180,6 +188,20 @@ class Agent:
         if self._transcript:
             self._transcript.close()
             self._transcript = None
+
+
+class Pending:
+    """A request sent and not yet answered."""
+
+    def __init__(self, agent: Agent, op, ident: int, name: str, guest_wait: float):
+        self.agent, self.op, self.ident, self.name, self.guest_wait = agent, op, ident, name, guest_wait
+
+    def wait(self, timeout: float = 10.0) -> Reply:
+        return self.agent._reply(self, timeout)
+
+    def done(self) -> bool:
+        with self.agent._cond:
+            return self.ident in self.agent._replies
 
 
 def _short(attrs: dict) -> str:

@@ -56,8 +56,12 @@ def _busybox_applets() -> list[str]:
     return [a for a in out.stdout.split() if a != "bin/busybox"]
 
 
+# Drivers scenarios use besides the NIC's, loaded when the kernel has them as modules.
+OPTIONAL_MODULES = ("dummy",)
+
+
 def build(kernel: Kernel, nic: str | None, cache: Path) -> GuestImage:
-    modules = kernel.modules_for([NICS[nic].driver] if nic else [])
+    modules = kernel.modules_for([NICS[nic].driver] if nic else [], optional=OPTIONAL_MODULES)
     agent = build_agent(cache)
     files = {  # path in the guest -> (content, mode)
         "init": ((GUEST / "init").read_bytes(), 0o755),

@@ -65,10 +65,10 @@ class Kernel:
     def version_str(self) -> str:
         return ".".join(map(str, self.version))
 
-    def modules_for(self, names: list[str]) -> list[Path]:
-        """The module files that provide `names`, with their dependencies, in load order
-        (from the kernel's own modules.dep).  Built-in or unknown-but-built-in modules need
-        nothing; a name the kernel has neither as module nor built in is a UsageError."""
+    def modules_for(self, names: list[str], optional: tuple[str, ...] = ()) -> list[Path]:
+        """The module files that provide `names` (and those of `optional` the kernel has), with
+        their dependencies, in load order (from the kernel's own modules.dep).  Built-in modules
+        need nothing; a required name the kernel has neither as module nor built in is a UsageError."""
         if self.modules is None:
             return []
         deps: dict[str, list[str]] = {}
@@ -88,11 +88,11 @@ class Kernel:
             if path not in order:
                 order.append(path)
 
-        for name in names:
+        for name in [*names, *optional]:
             key = name.replace("-", "_")
             if key in by_name:
                 visit(by_name[key])
-            elif key not in builtin:
+            elif key not in builtin and name not in optional:
                 raise UsageError(f"kernel {self.name} ({self.release}): has no module or built-in driver "
                                  f"'{name}' (looked in {self.modules}/modules.dep)")
         return [self.modules / p for p in order]

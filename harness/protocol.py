@@ -94,6 +94,8 @@ ATTRS = [
     ("NAMELEN", 40, INT),       # msg_namelen the kernel returned
     ("UID", 41, INT),           # run this request with this effective uid (and GID) instead of root
     ("GID", 42, INT),
+    ("BACKGROUND", 43, INT),    # run the request in a child process; its reply comes when it ends
+    ("T_START_NS", 44, INT),    # CLOCK_MONOTONIC right before the syscall
 ]
 ATTR_BY_NAME = {name: (num, kind) for name, num, kind in ATTRS}
 ATTR_BY_NUM = {num: (name, kind) for name, num, kind in ATTRS}

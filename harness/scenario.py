@@ -36,6 +36,13 @@ OPTIONS = {(SOL_SOCKET, SO_SNDBUF): "SO_SNDBUF", (SOL_SOCKET, SO_RCVBUF): "SO_RC
            (SOL_NETLINK, 5): "NETLINK_NO_ENOBUFS"}
 
 
+def _show(value) -> str:
+    """A value for a trace line: long byte strings by length and first bytes."""
+    if isinstance(value, bytes) and len(value) > 24:
+        return f"<{len(value)} bytes {value[:12].hex()}…>"
+    return repr(value)
+
+
 class Skip(Exception):
     """The scenario does not apply to this kernel or NIC; the message says why."""
 
@@ -168,6 +175,14 @@ class NetlinkSocket:
         return self._call(Op.SENDMSG, f"sendmsg(fd {self.fd}, {len(data)} bytes{where}, flags "
                                       f"{msg_flag_names(flags)})", data=data, flags=flags, **to)
 
+    def send_in_background(self, data: bytes, dst: tuple[int, int] | None = None) -> "BackgroundSend":
+        """A blocking sendmsg run by a child of the agent, so it may sleep while the scenario
+        goes on (e.g. until a receiver makes room)."""
+        to = {"dst_portid": dst[0], "dst_groups": dst[1]} if dst else {}
+        pending = self.g.agent.start(Op.SENDMSG, fd=self.fd, data=data, uid=self.uid, background=1, **to)
+        self.g.trace.add("guest", f"sendmsg(fd {self.fd}, {len(data)} bytes) started in a child process")
+        return BackgroundSend(self, pending, len(data))
+
     def recv(self, bufsize: int = 65536, flags: int = 0, timeout: float = 5.0) -> "Received":
         """recvmsg; waits up to `timeout` for something to read unless MSG_DONTWAIT is given."""
         r = self.g.call(Op.RECVMSG, fd=self.fd, bufsize=bufsize, flags=flags, uid=self.uid,
@@ -230,6 +245,22 @@ class NetlinkSocket:
 
     def close(self) -> Reply:
         return self._call(Op.CLOSE, f"close(fd {self.fd})")
+
+
+@dataclass
+class BackgroundSend:
+    sock: NetlinkSocket
+    pending: object
+    length: int
+
+    def done(self) -> bool:
+        return self.pending.done()
+
+    def result(self, timeout: float = 10.0) -> Reply:
+        r = self.pending.wait(timeout)
+        self.sock.g.trace_result(r, f"background sendmsg(fd {self.sock.fd}, {self.length} bytes) → {r.outcome()}"
+                                    f" after {(r['T_NS'] - r['T_START_NS']) / 1e6:.0f} ms")
+        return r
 
 
 @dataclass
@@ -338,20 +369,24 @@ class Guest:
         self.require(f"{ifname} exists", r.ret > 0, r.outcome())
         return int(r["DATA"])
 
-    def link_request(self, mtype: int, what: str, **fields) -> None:
-        """An RTM_NEWLINK/RTM_DELLINK from a root socket, which must be acked; traced as one line."""
+    def link_request(self, mtype: int, what: str, unsupported_skips: bool = False, **fields) -> None:
+        """An RTM_NEWLINK/RTM_DELLINK from a root socket, which must be acked; traced as one line.
+        With `unsupported_skips`, EOPNOTSUPP (no such link kind in this kernel) skips the scenario."""
         with self.trace.summarised():
             sock = self.socket()
             answer = sock.request(link_request(mtype, self.next_seq(), **fields))
             sock.close()
         ack = errname(answer.error or 0) if answer.type == NLMSG_ERROR else str(answer)
         self.trace.add("guest", f"{NLMSG_NAMES[mtype]}: {what} → {'ack' if ack == '0' else ack}")
+        if unsupported_skips and ack == "EOPNOTSUPP":
+            self.skip(f"kernel {self.kernel.release} cannot {what} (EOPNOTSUPP: the driver is not in this kernel)")
         self.require(f"{what} is acked", ack == "0", ack)
 
     def add_dummy(self, name: str) -> int:
-        """Create a dummy link (through netlink, as `ip link add NAME type dummy` would); its ifindex."""
+        """Create a dummy link (through netlink, as `ip link add NAME type dummy` would); its ifindex.
+        A kernel without the dummy driver skips the scenario."""
         self.link_request(RTM_NEWLINK, f"create dummy {name}", ifname=name, kind="dummy",
-                          nlm_flags=NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
+                          nlm_flags=NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, unsupported_skips=True)
         return self.ifindex(name)
 
     def set_carrier(self, ifname: str, on: bool):
@@ -383,10 +418,10 @@ class Guest:
 
     def expect(self, what: str, actual, expected):
         ok = actual == expected
-        self.trace.add("check", f"{'ok  ' if ok else 'FAIL'} {what}: {actual!r}"
-                       + ("" if ok else f", expected {expected!r}"), ok=ok)
+        self.trace.add("check", f"{'ok  ' if ok else 'FAIL'} {what}: {_show(actual)}"
+                       + ("" if ok else f", expected {_show(expected)}"), ok=ok)
         if not ok:
-            raise Failed(f"{what}: got {actual!r}, expected {expected!r}")
+            raise Failed(f"{what}: got {_show(actual)}, expected {_show(expected)}")
 
     def expect_true(self, what: str, condition, detail: str = ""):
         ok = bool(condition)

@@ -94,3 +94,12 @@ def test_a_request_can_run_as_another_uid_and_the_agent_returns_to_root(agent):
     fd = agent.call(Op.SOCKET, protocol=NETLINK_ROUTE, uid=65534).ret
     sent = agent.call(Op.SENDMSG, fd=fd, data=b"\x10\0\0\0\0\0\0\0" + b"\0" * 8, dst_groups=1, uid=65534)
     assert sent.outcome() == "-1 EPERM"
+
+
+def test_background_request_runs_while_the_agent_keeps_serving(agent):
+    slow = agent.start(Op.RUN, cmd="sleep 0.5; echo late", background=1)
+    fast = agent.call(Op.RUN, cmd="echo early")  # answered while the background one sleeps
+    assert fast["OUTPUT"] == b"early\n" and not slow.done()
+    late = slow.wait(5)
+    assert late["OUTPUT"] == b"late\n" and late["T_NS"] > fast["T_NS"]
+    assert late["T_NS"] - late["T_START_NS"] >= 0

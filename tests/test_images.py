@@ -46,6 +46,7 @@ def test_modules_come_from_modules_dep_in_load_order(tmp_path):
     k = Kernel("k", fake_bzimage(tmp_path / "bz", "6.1.0 #1"), mods)
     assert [p.name for p in k.modules_for(["igb"])] == ["i2c-algo-bit.ko", "dca.ko", "igb.ko"]
     assert k.modules_for(["dummy"]) == []  # built in
+    assert [p.name for p in k.modules_for([], optional=("e1000e", "veth"))] == ["e1000e.ko"]  # veth: absent, fine
     with pytest.raises(UsageError, match="no module or built-in driver 'virtio_net'"):
         k.modules_for(["virtio_net"])
 

@@ -1,6 +1,8 @@
 """Link notifications driven from QEMU's monitor (SCENARIOS.md section F)."""
 from __future__ import annotations
 
+import time
+
 from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_NEWLINK
 
 from ..netlink import IFF, RTMGRP_LINK, iff_names
@@ -163,3 +165,44 @@ def register_unregister(g: Guest):
     got = mon.recv()
     g.expect("ip link del of a down dummy: only RTM_DELLINK", [(m.type_name, m.ifname) for m in got.messages],
              [("RTM_DELLINK", "reg0")])
+
+
+FLAPS = 10
+FLAP_GAP = 0.05  # seconds between flips: far faster than linkwatch's 1 s batching
+
+
+@scenario("flap-storm",
+          f"{FLAPS} set_link off/on pairs {FLAP_GAP * 1000:.0f} ms apart: linkwatch batches, so fewer RTM_NEWLINK "
+          "than flips; the last one and a fresh RTM_GETLINK show the final state (up); IFLA_CARRIER_CHANGES "
+          "grows by an even number, at most 2 per flap",
+          source="net/core/link_watch.c:linkwatch_fire_event, linkwatch_schedule_work, linkwatch_do_dev")
+def flap_storm(g: Guest):
+    mon = bring_up(g)
+    before = g.getlink()
+    for _ in range(FLAPS):
+        g.set_link(False)
+        time.sleep(FLAP_GAP)
+        g.set_link(True)
+        time.sleep(FLAP_GAP)
+    # QEMU's autonegotiation (0.5 s) and the drivers' 2 s watchdog: wait until 3 s pass quietly
+    messages = [m for m in mon.drain(quiet=3.0) if m.ifname == g.ifname]
+    downs = sum(not m.has("LOWER_UP") for m in messages)
+    g.note(f"{2 * FLAPS} flips produced {len(messages)} RTM_NEWLINK for {g.ifname} ({downs} down, "
+           f"{len(messages) - downs} up)")
+    g.expect_true("fewer notifications than flips", len(messages) < 2 * FLAPS, f"{len(messages)}")
+    if messages:
+        last = messages[-1]
+        g.expect("the last notification shows the final state", (last.has("UP", "LOWER_UP"), last.operstate),
+                 (True, "UP"))
+    after = g.getlink()
+    g.expect("a fresh RTM_GETLINK shows the link up", (after.has("UP", "LOWER_UP", "RUNNING"), after.operstate),
+             (True, "UP"))
+    if before.carrier_changes is None:
+        g.note(f"kernel {g.kernel.version_str} has no IFLA_CARRIER_CHANGES (added in 3.15)")
+        return
+    delta = after.carrier_changes - before.carrier_changes
+    g.note(f"IFLA_CARRIER_CHANGES {before.carrier_changes} → {after.carrier_changes} (+{delta})")
+    g.expect_true(f"IFLA_CARRIER_CHANGES grew by an even number, at most {2 * FLAPS}", delta % 2 == 0 and
+                  0 <= delta <= 2 * FLAPS, f"+{delta}")
+    g.expect_true("the driver saw at least as many transitions as were reported", delta >= len(messages),
+                  f"+{delta} for {len(messages)} messages")

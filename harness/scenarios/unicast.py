@@ -1,0 +1,79 @@
+"""Unicast between processes on NETLINK_USERSOCK (SCENARIOS.md section B;
+net/netlink/af_netlink.c:netlink_unicast, netlink_attachskb)."""
+from __future__ import annotations
+
+import struct
+import time
+
+from ..netlink import MSG_DONTWAIT, NETLINK_USERSOCK, NLMSG_NOOP, SO_RCVBUF, SOL_SOCKET, nlmsg_bytes
+from ..scenario import Guest, scenario
+from .overrun import AFTER, BEFORE, admission_rule, messages_that_fit
+
+SO_SNDTIMEO = 21
+RECEIVER, SENDER = 6000, 6001
+MESSAGE = nlmsg_bytes(NLMSG_NOOP, payload=b"x" * 184)  # 200 bytes
+
+
+def fill(g: Guest):
+    """A receiver with the smallest buffer, filled by non-blocking sends until EAGAIN; returns
+    (receiver, sender, messages it took)."""
+    receiver = g.socket(NETLINK_USERSOCK, rcvbuf=1)
+    receiver.bind(portid=RECEIVER)
+    sender = g.socket(NETLINK_USERSOCK)
+    sender.bind(portid=SENDER)
+    rcvbuf = receiver.getsockopt(SOL_SOCKET, SO_RCVBUF)
+    accepted = 0
+    while (r := sender.send(MESSAGE, flags=MSG_DONTWAIT, dst=(RECEIVER, 0))).ret > 0:
+        accepted += 1
+        if accepted == 1:
+            truesize = g.netlink_table()[receiver.inode]["Rmem"]
+        g.require("the receiver fills up within 64 messages", accepted < 64)
+    g.expect("the send that finds the receiver full", r.outcome(), "-1 EAGAIN")
+    rule = admission_rule(g.version)
+    fits = {x: messages_that_fit(rcvbuf, truesize, x) for x in ([rule] if rule else [BEFORE, AFTER])}
+    g.note(f"rcvbuf {rcvbuf}, one {len(MESSAGE)}-byte message costs {truesize}: {accepted} accepted; "
+           + " or ".join(f"'{x}' admits {n}" for x, n in fits.items()))
+    g.expect_true("the number accepted matches the admission rule", accepted in fits.values(), f"{accepted}")
+    return receiver, sender, accepted
+
+
+@scenario("unicast-full-nonblock",
+          "a non-reading receiver fills up: a MSG_DONTWAIT sender gets EAGAIN; the receiver sees no ENOBUFS and "
+          "its Drops stays 0 (overrun is only marked when the sender is the kernel)",
+          source="net/netlink/af_netlink.c:netlink_attachskb, netlink_unicast", needs_nic=False)
+def unicast_full_nonblock(g: Guest):
+    receiver, _, accepted = fill(g)
+    g.expect("Drops of the receiver", g.netlink_table()[receiver.inode]["Drops"], 0)
+    for i in range(accepted):
+        got = receiver.recv(flags=MSG_DONTWAIT)
+        g.expect(f"message {i + 1} of {accepted} (no ENOBUFS before it)", got.reply.get("DATA"), MESSAGE)
+    g.expect("then the queue is empty", receiver.recv(flags=MSG_DONTWAIT).errno, "EAGAIN")
+
+
+@scenario("unicast-full-block",
+          "a blocking sender to a full receiver sleeps until the receiver reads, then completes; with "
+          "SO_SNDTIMEO it gives up with EAGAIN after at least the timeout",
+          source="net/netlink/af_netlink.c:netlink_attachskb (sock_sndtimeo, schedule_timeout), netlink_rcv_wake",
+          needs_nic=False)
+def unicast_full_block(g: Guest):
+    receiver, sender, _ = fill(g)
+
+    timed = g.socket(NETLINK_USERSOCK)
+    timeout_ms = 300
+    timed.setsockopt(SOL_SOCKET, SO_SNDTIMEO, struct.pack("=qq", 0, timeout_ms * 1000))
+    r = timed.send(MESSAGE, dst=(RECEIVER, 0))
+    waited_ms = (r["T_NS"] - r["T_START_NS"]) / 1e6
+    g.expect("with SO_SNDTIMEO 300 ms", r.outcome(), "-1 EAGAIN")
+    g.expect_true(f"it slept at least the timeout ({waited_ms:.0f} ms)", waited_ms >= timeout_ms)
+
+    blocked = sender.send_in_background(MESSAGE, dst=(RECEIVER, 0))
+    time.sleep(1.0)
+    g.expect("the blocking sender is still asleep after 1 s", blocked.done(), False)
+    read = receiver.recv(flags=MSG_DONTWAIT)
+    g.expect("the receiver reads one message", read.reply.get("DATA"), MESSAGE)
+    done = blocked.result()
+    g.expect("the sender then completes", done.outcome(), str(len(MESSAGE)))
+    # recvmsg wakes the sleeper (netlink_rcv_wake) and, on one vCPU, the woken sender may finish
+    # before the reader's recvmsg has returned: compare with the moment the read began.
+    g.expect_true("and it completed only once the read had begun", done["T_NS"] >= read.reply["T_START_NS"],
+                  f"send done at {done['T_NS']} ns, read began at {read.reply['T_START_NS']} ns")
