@@ -339,11 +339,33 @@ static void op_close(void)
 
 /* Run a shell command with stdout and stderr captured; killed (whole process group) at the
  * deadline so a stuck command cannot wedge the agent. */
+/* The command's output channel: a pipe, or with PTY a pseudo-terminal, on which stdio is
+ * line-buffered as on a person's terminal (monitors like nl-monitor print as events come). */
+static int output_channel(int fds[2])
+{
+	if (!get_int(A_PTY, 0))
+		return pipe2(fds, O_CLOEXEC);
+	int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0)
+		return -1;
+	int slave = open(ptsname(master), O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (slave < 0)
+		return -1;
+	struct termios t;
+	if (tcgetattr(slave, &t) == 0) {
+		t.c_oflag &= ~ONLCR; /* keep the program's "\n" as it wrote it */
+		tcsetattr(slave, TCSANOW, &t);
+	}
+	fds[0] = master;
+	fds[1] = slave;
+	return 0;
+}
+
 static void op_run(void)
 {
 	int64_t deadline = now_ns() + get_int(A_TIMEOUT_MS, 10000) * 1000000;
 	int pipefd[2];
-	if (pipe2(pipefd, O_CLOEXEC) < 0) {
+	if (output_channel(pipefd) < 0) {
 		put_result(-1);
 		return;
 	}
@@ -386,7 +408,7 @@ static void op_run(void)
 		ssize_t r = read(pipefd[0], chunk, sizeof(chunk));
 		if (r < 0 && errno == EINTR)
 			continue;
-		if (r <= 0)
+		if (r <= 0) /* EOF, or EIO from a pty whose last holder closed it */
 			break;
 		if (len + r <= MAX_OUTPUT) {
 			output = xrealloc(output, len + r);

@@ -69,4 +69,5 @@
 #define A_GID 42
 #define A_BACKGROUND 43
 #define A_T_START_NS 44
-#define A_MAX 44
+#define A_PTY 45
+#define A_MAX 45

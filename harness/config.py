@@ -11,6 +11,7 @@
       my-6.6:     {image: /path/to/bzImage}             # prebuilt, everything built in
     nics: [igb, e1000e]
     default: {kernel: debian-6.1, nic: igb}
+    guest-binaries: [/usr/sbin/ip, /usr/bin/nl-monitor]   # copied in with their shared libraries
     qemu: {binary: qemu-system-x86_64, memory: 256, accel: auto, boot-timeout: 60}
     results: results
 
@@ -54,6 +55,7 @@ class Config:
     accel: str = "auto"
     boot_timeout: float = 60.0
     results: Path = Path("results")
+    guest_binaries: list[Path] = field(default_factory=list)  # host programs copied into the guest
     cache: Path = field(default_factory=lambda: Path(os.environ.get("TESTBED_CACHE") or
                                                      Path.home() / ".cache" / "testbed"))
 
@@ -107,7 +109,7 @@ class _Reader:
         return value
 
 
-TOP_KEYS = ("kernels", "nics", "default", "qemu", "results", "cache")
+TOP_KEYS = ("kernels", "nics", "default", "qemu", "results", "cache", "guest-binaries")
 KERNEL_KEYS = ("debian-package", "image", "modules", "source", "make", "files", "patches")
 QEMU_KEYS = ("binary", "memory", "accel", "boot-timeout")
 
@@ -202,4 +204,10 @@ def load(path: Path | str = "testbed.yaml") -> Config:
     cfg.results = base / r.typed("results", data.get("results", "results"), str, "a directory path")
     if "cache" in data:
         cfg.cache = base / r.typed("cache", data["cache"], str, "a directory path")
+    binaries = r.typed("guest-binaries", data.get("guest-binaries") or [], list, "a list of host program paths")
+    for i, b in enumerate(binaries):
+        path = _existing(r, f"guest-binaries[{i}]", b, base, "a host program (e.g. /usr/sbin/ip)")
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            r.fail(f"guest-binaries[{i}]", str(path), "is not an executable file")
+        cfg.guest_binaries.append(path)
     return cfg

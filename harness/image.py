@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +61,28 @@ def _busybox_applets() -> list[str]:
 OPTIONAL_MODULES = ("dummy",)
 
 
-def build(kernel: Kernel, nic: str | None, cache: Path) -> GuestImage:
+def shared_objects(program: Path) -> list[Path]:
+    """The libraries and dynamic loader `program` needs, as ldd resolves them on this host."""
+    out = subprocess.run(["ldd", str(program)], capture_output=True, text=True)
+    if "not a dynamic executable" in out.stdout + out.stderr:
+        return []
+    if out.returncode or "not found" in out.stdout:
+        raise UsageError(f"guest-binaries: {program}: ldd cannot resolve its libraries: "
+                         f"{(out.stdout + out.stderr).strip().splitlines()[-1]}")
+    return [Path(p) for p in re.findall(r"(/\S+) \(0x", out.stdout)]
+
+
+def host_files(programs: list[Path]) -> dict[str, tuple[bytes, int]]:
+    """Host programs at their own paths, with every shared object they need."""
+    files = {}
+    for program in programs:
+        files[str(program).lstrip("/")] = (program.resolve().read_bytes(), 0o755)
+        for lib in shared_objects(program):
+            files.setdefault(str(lib).lstrip("/"), (lib.resolve().read_bytes(), 0o755))
+    return files
+
+
+def build(kernel: Kernel, nic: str | None, cache: Path, host_programs: list[Path] = ()) -> GuestImage:
     modules = kernel.modules_for([NICS[nic].driver] if nic else [], optional=OPTIONAL_MODULES)
     agent = build_agent(cache)
     files = {  # path in the guest -> (content, mode)
@@ -69,15 +91,22 @@ def build(kernel: Kernel, nic: str | None, cache: Path) -> GuestImage:
         "bin/busybox": (BUSYBOX.read_bytes(), 0o755),
         "etc/modules": ("".join(f"{m.name}\n" for m in modules).encode(), 0o644),
         **{f"lib/modules/{m.name}": (m.read_bytes(), 0o644) for m in modules},
+        **host_files(list(host_programs)),
     }
-    applets = _busybox_applets()
+    applets = [a for a in _busybox_applets() if a not in files]
     digest = _sha256(*(name.encode() + bytes([mode & 0xFF]) + data for name, (data, mode) in sorted(files.items())),
                      "\n".join(applets).encode())[:16]
     path = cache / "initramfs" / f"{digest}.cpio"
     if not path.exists():
         cpio = Cpio()
-        for d in ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "lib", "lib/modules",
-                  "proc", "sys", "dev", "tmp", "root"):
+        dirs = {"bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "lib", "lib/modules", "proc", "sys", "dev",
+                "tmp", "root"}
+        for name in files:
+            parent = Path(name).parent
+            while str(parent) != ".":
+                dirs.add(str(parent))
+                parent = parent.parent
+        for d in sorted(dirs, key=lambda d: (d.count("/"), d)):
             cpio.dir(d)
         cpio.chardev("dev/console", 5, 1)  # the kernel opens it for init before devtmpfs is mounted
         for name, (data, mode) in files.items():

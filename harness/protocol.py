@@ -96,6 +96,7 @@ ATTRS = [
     ("GID", 42, INT),
     ("BACKGROUND", 43, INT),    # run the request in a child process; its reply comes when it ends
     ("T_START_NS", 44, INT),    # CLOCK_MONOTONIC right before the syscall
+    ("PTY", 45, INT),           # run a command on a pseudo-terminal (line-buffered stdio)
 ]
 ATTR_BY_NAME = {name: (num, kind) for name, num, kind in ATTRS}
 ATTR_BY_NUM = {num: (name, kind) for name, num, kind in ATTRS}

@@ -72,7 +72,7 @@ class Target:
 
 def prepare(cfg: Config, kernel_name: str | None, nic: str | None) -> Target:
     k = kernel.resolve(cfg.kernel(kernel_name), cfg.cache)
-    img = image.build(k, nic, cfg.cache)
+    img = image.build(k, nic, cfg.cache, cfg.guest_binaries)
     settings = QemuSettings(cfg.qemu_binary, accel.choose(cfg.accel, cfg.qemu_binary, k.image, cfg.cache),
                             cfg.memory_mb, cfg.boot_timeout)
     return Target(k, img, nic, settings)

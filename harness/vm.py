@@ -37,7 +37,7 @@ FATAL_CONSOLE = re.compile(r"Kernel panic|BUG:|Oops|testbed-init: agent exited")
 # loglevel=5: the console shows warnings and worse (WARNING:, BUG:, Oops, panics) but not the
 # hundreds of info lines a polled UART prints slowly under TCG (-0.16 s per boot); the guest's
 # dmesg keeps everything.
-CMDLINE = "console=ttyS0 loglevel=5 panic=-1 ipv6.disable=1 rdinit=/init"
+CMDLINE = "console=ttyS0 loglevel=5 panic=-1 ipv6.disable=1 dummy.numdummies=0 rdinit=/init"
 
 
 class VMError(Exception):

@@ -2,6 +2,7 @@
 kernel's exact results, per-request waits expire, and malformed requests get an error reply."""
 import socket
 import subprocess
+import sys
 
 import pytest
 
@@ -103,3 +104,13 @@ def test_background_request_runs_while_the_agent_keeps_serving(agent):
     late = slow.wait(5)
     assert late["OUTPUT"] == b"late\n" and late["T_NS"] > fast["T_NS"]
     assert late["T_NS"] - late["T_START_NS"] >= 0
+
+
+def test_run_on_a_pty_gets_line_buffered_stdio(agent):
+    # python's print() is block-buffered into a pipe but line-buffered on a terminal
+    prog = "import sys, time; print('first'); time.sleep(30)"
+    cmd = f"env -u PYTHONUNBUFFERED {sys.executable} -c \"{prog}\""
+    on_pipe = agent.call(Op.RUN, cmd=cmd, timeout_ms=1500)
+    on_pty = agent.call(Op.RUN, cmd=cmd, timeout_ms=1500, pty=1)
+    assert on_pipe.timed_out and on_pipe["OUTPUT"] == b""
+    assert on_pty.timed_out and on_pty["OUTPUT"] == b"first\n"

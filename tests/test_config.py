@@ -33,6 +33,8 @@ BAD_YAML = [
     ("kernels:\n  k: {source: /tmp, make: {CC: 12}}\n", "kernels.k.make.CC: 12 must be a string"),
     ("kernels:\n  k: {source: /tmp, patches: [/nonexistent.patch]}\n", "kernels.k.patches[0]: '/nonexistent.patch' does not exist"),
     ("kernels:\n  k: {source: /tmp, files: {include/x.h: /nonexistent.h}}\n", "kernels.k.files.include/x.h: '/nonexistent.h' does not exist"),
+    (GOOD + "guest-binaries: [/nonexistent/ip]\n", "guest-binaries[0]: '/nonexistent/ip' does not exist"),
+    (GOOD + "guest-binaries: [/etc/hostname]\n", "guest-binaries[0]: '/etc/hostname' is not an executable file"),
 ]
 
 

@@ -77,3 +77,10 @@ def test_qemu_command_line():
     nonic = qemu_command(QemuSettings(), Path("/k"), Path("/i"), None, {"console": 3, "agent": 4, "qmp": 5},
                          Path("/run"))
     assert "-device" not in nonic
+
+
+def test_host_programs_come_with_the_shared_objects_ldd_finds():
+    from harness.image import host_files
+    files = host_files([Path("/usr/sbin/ip")])
+    assert "usr/sbin/ip" in files and "lib64/ld-linux-x86-64.so.2" in files
+    assert any(name.endswith("/libc.so.6") for name in files) and any("libmnl" in name for name in files)
