@@ -5,7 +5,6 @@ contents, so a second build of the same inputs is a file lookup.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import subprocess
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cpio import Cpio
+from .digest import content_hash
 from .errors import UsageError
 from .kernel import Kernel
 from .nic import NICS
@@ -21,18 +21,11 @@ GUEST = Path(__file__).resolve().parent.parent / "guest"
 BUSYBOX = Path("/bin/busybox")
 
 
-def _sha256(*parts: bytes) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(len(p).to_bytes(8, "little") + p)
-    return h.hexdigest()
-
-
 def build_agent(cache: Path) -> Path:
     """The statically linked agent, compiled once per (source, compiler)."""
     sources = [GUEST / "agent.c", GUEST / "proto.h"]
     cc = subprocess.run(["gcc", "--version"], capture_output=True).stdout
-    out = cache / "agent" / _sha256(cc, *(p.read_bytes() for p in sources))[:16] / "agent"
+    out = cache / "agent" / content_hash(cc, *(p.read_bytes() for p in sources))[:16] / "agent"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(f".tmp{os.getpid()}")
@@ -94,7 +87,7 @@ def build(kernel: Kernel, nic: str | None, cache: Path, host_programs: list[Path
         **host_files(list(host_programs)),
     }
     applets = [a for a in _busybox_applets() if a not in files]
-    digest = _sha256(*(name.encode() + bytes([mode & 0xFF]) + data for name, (data, mode) in sorted(files.items())),
+    digest = content_hash(*(name.encode() + bytes([mode & 0xFF]) + data for name, (data, mode) in sorted(files.items())),
                      "\n".join(applets).encode())[:16]
     path = cache / "initramfs" / f"{digest}.cpio"
     if not path.exists():

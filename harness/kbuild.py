@@ -12,7 +12,6 @@ patches), so a second build of the same inputs is a lookup.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -23,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .digest import content_hash, file_hash
 from .errors import UsageError
 
 FRAGMENTS = Path(__file__).resolve().parent.parent / "kernel-config"
@@ -58,21 +58,6 @@ def fragments() -> tuple[list[Path], list[Path]]:
     return [p for p in every if p.name != OPTIONAL_FRAGMENT], [p for p in every if p.name == OPTIONAL_FRAGMENT]
 
 
-def _sha(*parts: bytes) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(len(p).to_bytes(8, "little") + p)
-    return h.hexdigest()
-
-
-def _file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 _fingerprints: dict[tuple, str] = {}
 
 
@@ -83,7 +68,7 @@ def tree_fingerprint(source: Path) -> str:
         st = source.stat()
         memo = (str(source.resolve()), st.st_size, st.st_mtime_ns)
         if memo not in _fingerprints:
-            _fingerprints[memo] = _file_sha(source)
+            _fingerprints[memo] = file_hash(source)
         return _fingerprints[memo]
     entries = []
     for root, dirs, files in os.walk(source):
@@ -91,7 +76,7 @@ def tree_fingerprint(source: Path) -> str:
         for f in sorted(files):
             st = os.lstat(os.path.join(root, f))
             entries.append(f"{os.path.relpath(os.path.join(root, f), source)} {st.st_size} {st.st_mtime_ns}")
-    return _sha("\n".join(entries).encode())
+    return content_hash("\n".join(entries).encode())
 
 
 def _compiler(spec: BuildSpec) -> bytes:
@@ -104,7 +89,7 @@ def _compiler(spec: BuildSpec) -> bytes:
 
 def build_key(spec: BuildSpec) -> str:
     required, optional = fragments()
-    return _sha(tree_fingerprint(spec.source).encode(),
+    return content_hash(tree_fingerprint(spec.source).encode(),
                 *(p.name.encode() + p.read_bytes() for p in required + optional),
                 _compiler(spec), json.dumps(spec.make_vars, sort_keys=True).encode(),
                 *(dest.encode() + src.read_bytes() for dest, src in sorted(spec.files.items())),
