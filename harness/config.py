@@ -19,7 +19,6 @@ Every mistake becomes one UsageError line naming the file, the key, the value an
 """
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import UsageError
+from .errors import UsageError, did_you_mean
 from .kbuild import BuildSpec
 from .nic import NICS
 
@@ -63,20 +62,15 @@ class Config:
         name = name or self.default_kernel
         if name not in self.kernels:
             raise UsageError(f"--kernel {name}: no such kernel in {self.path}; "
-                             f"choose one of: {', '.join(self.kernels)}{_did_you_mean(name, self.kernels)}")
+                             f"choose one of: {', '.join(self.kernels)}{did_you_mean(name, self.kernels)}")
         return self.kernels[name]
 
     def nic(self, model: str | None) -> str:
         model = model or self.default_nic
         if model not in NICS:
             raise UsageError(f"--nic {model}: unknown NIC model; choose one of: "
-                             f"{', '.join(NICS)}{_did_you_mean(model, NICS)}")
+                             f"{', '.join(NICS)}{did_you_mean(model, NICS)}")
         return model
-
-
-def _did_you_mean(word: str, choices) -> str:
-    close = difflib.get_close_matches(str(word), list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class _Reader:
@@ -95,7 +89,7 @@ class _Reader:
         for k in value if allowed is not None else ():
             if k not in allowed:
                 self.fail(f"{key}.{k}" if key else k, value[k],
-                          f"is not a known key; allowed: {', '.join(allowed)}{_did_you_mean(k, allowed)}")
+                          f"is not a known key; allowed: {', '.join(allowed)}{did_you_mean(k, allowed)}")
         return value
 
     def typed(self, key: str, value, kind, what: str):
@@ -105,7 +99,7 @@ class _Reader:
 
     def choice(self, key: str, value, choices):
         if value not in choices:
-            self.fail(key, value, f"is not one of: {', '.join(choices)}{_did_you_mean(value, choices)}")
+            self.fail(key, value, f"is not one of: {', '.join(choices)}{did_you_mean(value, choices)}")
         return value
 
 

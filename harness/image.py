@@ -39,8 +39,7 @@ def build_agent(cache: Path) -> Path:
 
 @dataclass
 class GuestImage:
-    path: Path
-    modules: list[str]  # module files in load order, as placed under /lib/modules
+    path: Path  # the initramfs (newc cpio, uncompressed)
 
 
 def _busybox_applets() -> list[str]:
@@ -110,4 +109,4 @@ def build(kernel: Kernel, nic: str | None, cache: Path, host_programs: list[Path
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_bytes(cpio.finish())
         tmp.rename(path)
-    return GuestImage(path, [m.name for m in modules])
+    return GuestImage(path)

@@ -174,10 +174,10 @@ def check_config(tree: Path, config: Path, name: str) -> list[str]:
             for k, v in fragment_options(optional).items()]
 
 
-def _make(tree: Path, build: Path, spec: BuildSpec, *targets: str, log=None, extra: dict | None = None):
+def _make(tree: Path, build: Path, spec: BuildSpec, *targets: str, extra: dict | None = None):
     args = ["make", "-C", str(tree), f"O={build}", *(f"{k}={v}" for k, v in {**spec.make_vars, **(extra or {})}.items()),
             *targets]
-    return subprocess.Popen(args, stdout=log or subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             stdin=subprocess.DEVNULL)
 
 

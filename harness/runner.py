@@ -10,7 +10,7 @@ from pathlib import Path
 from . import accel, image, kernel
 from .agent import AgentError
 from .config import Config
-from .errors import UsageError
+from .errors import UsageError, did_you_mean
 from .monitor import MonitorError
 from .protocol import Op
 from .scenario import SCENARIOS, Failed, Guest, ScenarioInfo, Skip, Trace, TraceEntry
@@ -54,10 +54,8 @@ class Result:
 
 def lookup(name: str) -> ScenarioInfo:
     if name not in SCENARIOS:
-        import difflib
-        close = difflib.get_close_matches(name, SCENARIOS, n=1)
         raise UsageError(f"scenario {name!r}: no such scenario; `testbed list` shows them: "
-                         f"{', '.join(SCENARIOS)}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+                         f"{', '.join(SCENARIOS)}{did_you_mean(name, SCENARIOS)}")
     return SCENARIOS[name]
 
 

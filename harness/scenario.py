@@ -102,6 +102,14 @@ class Trace:
             self.muted -= 1
 
 
+def _destination(dst: tuple[int, int] | None, family: int | None) -> dict:
+    """sendmsg's msg_name as agent attributes."""
+    to = {"dst_portid": dst[0], "dst_groups": dst[1]} if dst else {}
+    if family is not None:
+        to["dst_family"] = family
+    return to
+
+
 class NetlinkSocket:
     """A netlink socket in the guest; every call is traced and returns the agent's exact result.
     A socket opened with `uid` makes every call as that user."""
@@ -119,7 +127,7 @@ class NetlinkSocket:
 
     def getsockname(self) -> tuple[int, int]:
         """(portid, groups); portid is signed, as the kernel's autobind makes negative ones."""
-        r = self.g.call(Op.GETSOCKNAME, fd=self.fd)
+        r = self.g.call(Op.GETSOCKNAME, fd=self.fd, uid=self.uid)
         portid = r.get("PORTID", 0)
         portid = portid - (1 << 32) if portid >= 1 << 31 else portid
         self.g.trace_result(r, f"getsockname(fd {self.fd}) → portid {portid}, groups {r.get('GROUPS', 0):#x}")
@@ -167,19 +175,16 @@ class NetlinkSocket:
     def send(self, data: bytes, flags: int = 0, dst: tuple[int, int] | None = None,
              family: int | None = None) -> Reply:
         """sendmsg; `dst` = (portid, groups) sets msg_name, `family` its nl_family (default AF_NETLINK)."""
-        to = {"dst_portid": dst[0], "dst_groups": dst[1]} if dst else {}
-        if family is not None:
-            to["dst_family"] = family
         where = f", to portid {dst[0]} groups {dst[1]:#x}" if dst else ""
         where += f", nl_family {family}" if family is not None else ""
         return self._call(Op.SENDMSG, f"sendmsg(fd {self.fd}, {len(data)} bytes{where}, flags "
-                                      f"{msg_flag_names(flags)})", data=data, flags=flags, **to)
+                                      f"{msg_flag_names(flags)})", data=data, flags=flags, **_destination(dst, family))
 
     def send_in_background(self, data: bytes, dst: tuple[int, int] | None = None) -> "BackgroundSend":
         """A blocking sendmsg run by a child of the agent, so it may sleep while the scenario
         goes on (e.g. until a receiver makes room)."""
-        to = {"dst_portid": dst[0], "dst_groups": dst[1]} if dst else {}
-        pending = self.g.agent.start(Op.SENDMSG, fd=self.fd, data=data, uid=self.uid, background=1, **to)
+        pending = self.g.agent.start(Op.SENDMSG, fd=self.fd, data=data, uid=self.uid, background=1,
+                                     **_destination(dst, None))
         self.g.trace.add("guest", f"sendmsg(fd {self.fd}, {len(data)} bytes) started in a child process")
         return BackgroundSend(self, pending, len(data))
 
@@ -340,7 +345,8 @@ class Guest:
             if value is not None:
                 sock.setsockopt(SOL_SOCKET, option, value)
         if groups is not None:
-            self.expect("bind", sock.bind(groups=groups).outcome(), "0")
+            r = sock.bind(groups=groups)
+            self.require("bind succeeds", r.ret == 0, r.outcome())
         return sock
 
     def sh(self, cmd: str, timeout: float = 20.0, check: bool = True, uid: int | None = None) -> str:

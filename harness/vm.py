@@ -11,6 +11,7 @@ at the next launch.  The console is always drained to console.log and watched fo
 """
 from __future__ import annotations
 
+import collections
 import ctypes
 import os
 import re
@@ -112,7 +113,7 @@ class VM:
         self._threads: list[threading.Thread] = []
         self._sockets: list[socket.socket] = []
         self._started = 0.0
-        self._console_lines: list[str] = []
+        self._console_lines: collections.deque[str] = collections.deque(maxlen=200)  # for diagnose()
         self.fatal: str | None = None
 
     def __enter__(self) -> "VM":

@@ -1,5 +1,4 @@
 """The agent protocol: framing, resynchronisation after garbage, and the generated C header."""
-import pytest
 
 from harness.protocol import (HEADER, MAX_PAYLOAD, Frame, FrameReader, Kind, ProtocolError, c_header,
                               encode_frame, GUEST_HEADER)

@@ -33,6 +33,22 @@ def messages_that_fit(rcvbuf: int, truesize: int, rule: str) -> int:
     return max(1, rcvbuf // truesize)
 
 
+def admission(g: Guest, rcvbuf: int, truesize: int) -> dict[str, int]:
+    """How many messages of `truesize` fit `rcvbuf` under the rule of this kernel version (or
+    under each rule, where the version does not pin it); noted in the trace."""
+    rule = admission_rule(g.version)
+    fits = {r: messages_that_fit(rcvbuf, truesize, r) for r in ([rule] if rule else [BEFORE, AFTER])}
+    g.note(f"kernel {g.kernel.version_str} (rcvbuf {rcvbuf}, T {truesize}): "
+           + ("" if rule else "admission rule not pinned for this series, accepting either: ")
+           + " or ".join(f"'{r}' admits {n}" for r, n in fits.items()))
+    return fits
+
+
+def expect_admitted(g: Guest, fits: dict[str, int], count: int):
+    g.expect_true("the number queued matches the admission rule", count in fits.values(),
+                  f"{count} queued; expected " + " or ".join(f"{n} ('{r}')" for r, n in fits.items()))
+
+
 def flood(g: Guest, no_enobufs: bool):
     """Flip the link until more notifications were sent than a small-buffered, non-reading
     subscriber can hold; check what it holds, its Drops and what recvmsg then returns."""
@@ -50,12 +66,7 @@ def flood(g: Guest, no_enobufs: bool):
     victim = g.socket(rcvbuf=truesize * 5 // 4, groups=RTMGRP_LINK)
     if no_enobufs:
         g.expect("setsockopt NETLINK_NO_ENOBUFS", victim.setsockopt(SOL_NETLINK, NETLINK_NO_ENOBUFS, 1).outcome(), "0")
-    rcvbuf = victim.getsockopt(SOL_SOCKET, SO_RCVBUF)
-    rule = admission_rule(g.version)
-    fits = {r: messages_that_fit(rcvbuf, truesize, r) for r in ([rule] if rule else [BEFORE, AFTER])}
-    g.note(f"kernel {g.kernel.version_str} (rcvbuf {rcvbuf}, T {truesize}): "
-           + ("" if rule else "admission rule not pinned for this series, accepting either: ")
-           + " or ".join(f"'{r}' admits {n}" for r, n in fits.items()))
+    fits = admission(g, victim.getsockopt(SOL_SOCKET, SO_RCVBUF), truesize)
 
     sent, up = 0, False
     while sent < max(fits.values()) + 2:
@@ -71,8 +82,7 @@ def flood(g: Guest, no_enobufs: bool):
     row = g.netlink_table()[victim.inode]
     queued = row["Rmem"] // truesize
     g.note(f"{sent} notifications sent; the victim holds Rmem {row['Rmem']} ({queued} messages), Drops {row['Drops']}")
-    g.expect_true("the number queued matches the admission rule", [r for r, n in fits.items() if n == queued],
-                  f"{queued} queued; expected " + " or ".join(f"{n} ('{r}')" for r, n in fits.items()))
+    expect_admitted(g, fits, queued)
     g.expect("Rmem is a whole number of messages", row["Rmem"], queued * truesize)
     g.expect("Drops counts every notification not queued", row["Drops"], sent - queued)
 
