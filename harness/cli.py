@@ -1,10 +1,10 @@
 """The `testbed` command.
 
     testbed list                                   the scenarios, with the kernel source each is about
-    testbed run SCENARIO [--kernel K] [--nic N]    boot, run one scenario, print its decoded trace
+    testbed run SCENARIO [--kernel K] [--nic N]    run one scenario on a fresh guest, print its decoded trace
     testbed kernel fetch [NAME ...]                fetch Debian kernels named in testbed.yaml
     testbed kernel build [NAME ... | --source PATH] build kernels from source with kernel-config/
-    testbed bench [--runs N]                       boot-to-ready time per kernel x NIC
+    testbed bench [--runs N] [--jobs J]            boot, restore, per-scenario and catalogue times
 
 Exit status: 0 as expected (or skipped, with the reason), 1 the kernel did not behave as
 expected, 2 bad usage or configuration, 3 infrastructure failure (QEMU, boot, agent),
@@ -48,8 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     kbuild.add_argument("--source", type=Path, help="build this tree or tarball instead")
     kbuild.add_argument("--name", help="name for --source (default: the directory's name)")
     kbuild.add_argument("--jobs", type=int, help="parallel jobs (default: the number of CPUs)")
-    bench = sub.add_parser("bench", help="measure boot-to-ready per kernel x NIC")
+    run.add_argument("--cold", action="store_true",
+                     help="boot the guest afresh instead of restoring the kernel x NIC's snapshot")
+    bench = sub.add_parser("bench", help="measure boot, restore, per-scenario and catalogue times per kernel x NIC")
     bench.add_argument("--runs", type=int, default=3)
+    bench.add_argument("--kernels", nargs="+", help="kernels named in testbed.yaml (default: all)")
+    bench.add_argument("--nics", nargs="+", help="NIC models (default: those in testbed.yaml)")
+    bench.add_argument("--jobs", type=int, help="guests at a time for the catalogue (default: the number of CPUs)")
     bench.add_argument("--json", type=Path, help="also write the figures to this file")
     return p
 
@@ -65,7 +70,8 @@ def cmd_list(cfg) -> int:
 
 
 def print_result(result, info) -> None:
-    print(f"{result.scenario} on {result.kernel} ({result.version}, {result.release})"
+    version = result.version if result.version == result.release else f"{result.release}, upstream {result.version}"
+    print(f"{result.scenario} on {result.kernel} ({version})"
           + (f" with {result.nic}" if result.nic else "") + f": {info.description}")
     print(f"  kernel source: {info.source}")
     for entry in result.trace:
@@ -77,7 +83,7 @@ def print_result(result, info) -> None:
 def cmd_run(cfg, args) -> int:
     from . import runner
     info = runner.lookup(args.scenario)
-    result = runner.run(cfg, args.scenario, args.kernel, args.nic)
+    result = runner.run(cfg, args.scenario, args.kernel, args.nic, cold=args.cold)
     if args.json:
         print(json.dumps(result.as_dict(), indent=1))
     else:
@@ -129,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_kernel(cfg, args)
         if args.command == "bench":
             from .bench import bench
-            return bench(cfg, args.runs, args.json)
+            return bench(cfg, args.runs, args.json, [cfg.kernel(k).name for k in args.kernels or []] or None,
+                         [cfg.nic(n) for n in args.nics or []] or None, args.jobs)
     except UsageError as e:
         print(f"testbed: {e}", file=sys.stderr)
         return 2

@@ -1,20 +1,24 @@
 """Running a scenario: config -> kernel + guest image -> VM -> scenario -> Result."""
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import json
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator
 
-from . import accel, image, kernel
+from . import accel, image, kernel, snapshot
+from . import vm as vm_mod
 from .agent import AgentError
 from .config import Config
 from .errors import UsageError, did_you_mean
 from .monitor import MonitorError
 from .protocol import Op
 from .scenario import SCENARIOS, Failed, Guest, ScenarioInfo, Skip, Trace, TraceEntry
-from .vm import VM, QemuSettings, VMError
+from .vm import VM, QemuSettings, Target, VMError
 from . import scenarios as _catalogue  # noqa: F401  (registers the scenarios)
 
 PASSED, FAILED, SKIPPED, ERROR = "passed", "failed", "skipped", "error"
@@ -30,8 +34,10 @@ class Result:
     release: str = ""
     version: str = ""
     accel: str = ""
-    boot_seconds: float | None = None
-    duration: float = 0.0
+    boot_seconds: float | None = None  # QEMU start to the agent answering (boot or restore)
+    from_snapshot: bool = False
+    duration: float = 0.0  # everything: preparing, starting the guest, the scenario, shutting down
+    scenario_seconds: float = 0.0  # the scenario's own part of it
     artifacts: str = ""
     trace: list[TraceEntry] = field(default_factory=list)
 
@@ -59,25 +65,48 @@ def lookup(name: str) -> ScenarioInfo:
     return SCENARIOS[name]
 
 
-@dataclass
-class Target:
-    """Everything needed to boot one kernel x NIC."""
-    kernel: kernel.Kernel
-    image: image.GuestImage
-    nic: str | None
-    settings: QemuSettings
+_prepared: dict[tuple, tuple[Config, Target]] = {}
 
 
 def prepare(cfg: Config, kernel_name: str | None, nic: str | None) -> Target:
-    k = kernel.resolve(cfg.kernel(kernel_name), cfg.cache)
-    img = image.build(k, nic, cfg.cache, cfg.guest_binaries)
-    settings = QemuSettings(cfg.qemu_binary, accel.choose(cfg.accel, cfg.qemu_binary, k.image, cfg.cache),
-                            cfg.memory_mb, cfg.boot_timeout)
-    return Target(k, img, nic, settings)
+    """The kernel, guest image and QEMU settings for one kernel x NIC; worked out once per process."""
+    key = (id(cfg), kernel_name, nic)
+    if key not in _prepared or _prepared[key][0] is not cfg:
+        k = kernel.resolve(cfg.kernel(kernel_name), cfg.cache)
+        img = image.build(k, nic, cfg.cache, cfg.guest_binaries)
+        settings = QemuSettings(cfg.qemu_binary, accel.choose(cfg.accel, cfg.qemu_binary, k.image, cfg.cache),
+                                cfg.memory_mb, cfg.boot_timeout)
+        _prepared[key] = (cfg, Target(k, img, nic, settings))
+    return _prepared[key][1]
+
+
+@contextlib.contextmanager
+def guest(cfg: Config, target: Target, artifacts: Path, cold: bool = False) -> Iterator[VM]:
+    """A ready guest for `target`: restored from its snapshot (taken on first use), or booted
+    afresh when `cold`.  A snapshot that will not restore is discarded and the guest booted."""
+    snap = None if cold else snapshot.ensure(target, cfg.cache, artifacts / "snapshot-boot")
+    try:
+        vm = VM(target, artifacts, restore=snap).__enter__()
+    except VMError as e:
+        if snap is None:
+            raise
+        snapshot.discard(snap)
+        vm = VM(target, artifacts).__enter__()
+        vm.notes.append(f"restoring {snap.path} failed ({e}): discarded it and booted afresh")
+    try:
+        yield vm
+    finally:
+        vm.shutdown()
+
+
+def ready_note(vm: VM) -> str:
+    how = (f"restored from a snapshot in {vm.boot_seconds:.2f} s (its boot took {vm.restore.boot_seconds:.2f} s)"
+           if vm.restore else f"booted in {vm.boot_seconds:.2f} s")
+    return f"guest ready: kernel {vm.guest_release}, {vm.nic or 'no NIC'}, {vm.settings.accel.upper()}, {how}"
 
 
 def run(cfg: Config, name: str, kernel_name: str | None = None, nic: str | None = None,
-        artifacts: Path | None = None) -> Result:
+        artifacts: Path | None = None, cold: bool = False) -> Result:
     info = lookup(name)
     kernel_name = kernel_name or cfg.default_kernel
     nic = cfg.nic(nic) if info.needs_nic else None
@@ -90,15 +119,19 @@ def run(cfg: Config, name: str, kernel_name: str | None = None, nic: str | None 
         target = prepare(cfg, kernel_name, nic)
         result.release, result.version = target.kernel.release, target.kernel.version_str
         result.accel = target.settings.accel
-        with VM(target.kernel, target.image, nic, target.settings, artifacts) as vm:
-            result.boot_seconds = vm.boot_seconds
+        with guest(cfg, target, artifacts, cold) as vm:
+            result.boot_seconds, result.from_snapshot = vm.boot_seconds, vm.restore is not None
             trace = Trace()  # the scenario's clock starts once the guest is ready
-            trace.add("note", f"guest ready: kernel {vm.guest_release}, {nic or 'no NIC'}, "
-                              f"{target.settings.accel.upper()}, boot {vm.boot_seconds:.2f} s")
+            for note in [*vm.notes, ready_note(vm)]:
+                trace.add("note", note)
             try:
                 if nic and vm.agent.call(Op.READ_FILE, path="/sys/class/net/eth0/ifindex").ret < 0:
                     raise Skip(f"kernel {target.kernel.release} has no driver for {nic} (no eth0 after boot)")
-                info.func(Guest(vm, trace))
+                began = time.monotonic()
+                try:
+                    info.func(Guest(vm, trace))
+                finally:
+                    result.scenario_seconds = time.monotonic() - began
                 result.verdict = PASSED
             except Failed as e:
                 result.verdict, result.reason = FAILED, str(e)
@@ -118,3 +151,34 @@ def run(cfg: Config, name: str, kernel_name: str | None = None, nic: str | None 
     result.trace = trace.entries
     result.save()
     return result
+
+
+def cases(cfg: Config, kernels: list[str] | None = None, nics: list[str] | None = None,
+          names: list[str] | None = None) -> list[tuple[str, str, str | None]]:
+    """(scenario, kernel, nic) for every scenario on every kernel x NIC; scenarios that need no
+    NIC run once per kernel."""
+    chosen = [lookup(n) for n in names] if names else list(SCENARIOS.values())
+    return [(s.name, k, nic) for k in kernels or cfg.kernels
+            for s in chosen for nic in ((nics or cfg.nics) if s.needs_nic else [None])]
+
+
+def run_many(cfg: Config, todo: list[tuple[str, str, str | None]], jobs: int, root: Path,
+             done: Callable[[Result], None] = lambda r: None) -> list[Result]:
+    """Run `todo` with up to `jobs` guests at once (each restored from its kernel x NIC's snapshot,
+    artifacts under root/<scenario>-<kernel>-<nic>); `done` sees each result as it comes.
+    Ctrl-C kills every guest, lets each run record its error, and re-raises."""
+    for _, k, nic in dict.fromkeys(todo):
+        prepare(cfg, k, nic)  # here, not in the workers: builds and usage errors surface once
+    results = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(run, cfg, n, k, nic, root / f"{n}-{k}-{nic or 'nonic'}") for n, k, nic in todo]
+        try:
+            for f in concurrent.futures.as_completed(futures):
+                results.append(f.result())
+                done(results[-1])
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            vm_mod.stop_all()
+            raise
+    return results

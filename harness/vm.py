@@ -1,6 +1,6 @@
 """One QEMU process running one guest: the NIC under test, the console, the monitor and the agent.
 
-    with VM(kernel, image, "igb", settings, artifacts=Path("results/x")) as vm:
+    with VM(Target(kernel, image, "igb", settings), artifacts=Path("results/x")) as vm:
         vm.agent.call(Op.PING)
         vm.monitor.set_link(vm.nic_id, False)
 
@@ -25,11 +25,16 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .agent import Agent, AgentError
 from .image import GuestImage
 from .kernel import Kernel
 from .monitor import Monitor, MonitorError
+from .protocol import Op
+
+if TYPE_CHECKING:
+    from .snapshot import Snapshot
 
 QBOOT = Path("/usr/share/qemu/qboot.rom")
 NIC_ID = "nic0"
@@ -76,6 +81,22 @@ def qemu_command(settings: QemuSettings, kernel_image: Path, initrd: Path, nic: 
     return cmd
 
 
+_live: set["VM"] = set()
+_live_lock = threading.Lock()
+_stopping = False
+
+
+def stop_all():
+    """Kill every QEMU this process runs, and refuse new ones: an interrupted parallel run unwinds
+    through each VM's own failure path (its waits raise, its context manager reaps and cleans)."""
+    global _stopping
+    with _live_lock:
+        _stopping = True
+        for vm in _live:
+            if vm.proc and vm.proc.poll() is None:
+                vm.proc.kill()
+
+
 def _die_with_parent():
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
@@ -96,10 +117,20 @@ def _remove_stale_run_dirs():
             pass
 
 
+@dataclass
+class Target:
+    """What to boot: one kernel x NIC with its guest image and QEMU settings."""
+    kernel: Kernel
+    image: GuestImage
+    nic: str | None
+    settings: QemuSettings
+
+
 class VM:
-    def __init__(self, kernel: Kernel, image: GuestImage, nic: str | None, settings: QemuSettings,
-                 artifacts: Path):
-        self.kernel, self.image, self.nic, self.settings = kernel, image, nic, settings
+    def __init__(self, target: Target, artifacts: Path, restore: "Snapshot | None" = None):
+        self.target = target
+        self.kernel, self.image, self.nic, self.settings = target.kernel, target.image, target.nic, target.settings
+        self.restore = restore  # start from this saved guest instead of booting
         self.nic_id = NIC_ID
         self.artifacts = artifacts
         self.console_log = artifacts / "console.log"
@@ -108,6 +139,7 @@ class VM:
         self.agent: Agent | None = None
         self.monitor: Monitor | None = None
         self.boot_seconds: float | None = None
+        self.hello: dict = {}  # the agent's HELLO: VERSION, RELEASE, PID
         self.guest_release: str | None = None
         self.agent_pid: int | None = None
         self._threads: list[threading.Thread] = []
@@ -115,6 +147,7 @@ class VM:
         self._started = 0.0
         self._console_lines: collections.deque[str] = collections.deque(maxlen=200)  # for diagnose()
         self.fatal: str | None = None
+        self.notes: list[str] = []  # what happened on the way to a ready guest, for the trace
 
     def __enter__(self) -> "VM":
         try:
@@ -137,15 +170,21 @@ class VM:
         self._sockets = [p[0] for p in pairs.values()]
         fds = {name: p[1].fileno() for name, p in pairs.items()}
         cmd = qemu_command(self.settings, self.kernel.boot_image, self.image.path, self.nic, fds, self.run_dir)
+        if self.restore:
+            cmd += ["-incoming", f"file:{self.restore.path}"]
         qemu_log = self.artifacts / "qemu.log"
         with open(qemu_log, "w") as log:
             log.write(shlex.join(cmd) + "\n")
             log.flush()
             self._started = time.monotonic()
             try:
-                self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                             pass_fds=list(fds.values()), preexec_fn=_die_with_parent,
-                                             start_new_session=True)  # Ctrl-C is ours to handle
+                with _live_lock:
+                    if _stopping:
+                        raise VMError("interrupted before QEMU started")
+                    self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                                 pass_fds=list(fds.values()), preexec_fn=_die_with_parent,
+                                                 start_new_session=True)  # Ctrl-C is ours to handle
+                    _live.add(self)
             except OSError as e:
                 raise VMError(f"cannot start QEMU ({self.settings.binary}): {e.strerror}")
             finally:
@@ -157,12 +196,42 @@ class VM:
         self.monitor = Monitor(pairs["qmp"][0], self.artifacts / "qmp.log")
         try:
             self.monitor.connect()
-            hello = self.agent.wait_ready(self.settings.boot_timeout)
+            if self.restore:
+                hello = self._wait_restored()
+            else:
+                hello = self.agent.wait_ready(self.settings.boot_timeout)
         except (AgentError, MonitorError) as e:
             raise self.diagnose(e) from None
         self.boot_seconds = time.monotonic() - self._started
+        self.hello = hello
         self.guest_release = hello.get("RELEASE")
         self.agent_pid = hello.get("PID")
+
+    def _wait_restored(self) -> dict:
+        """Wait until QEMU has loaded the saved guest and resumed it, then until the agent answers.
+        Nothing is sent before: bytes that reach the UART while it loads would be overwritten."""
+        deadline = time.monotonic() + self.settings.boot_timeout
+        while (status := self.monitor.command("query-status")["status"]) == "inmigrate":
+            if time.monotonic() > deadline:
+                raise VMError(f"restoring {self.restore.path} took more than {self.settings.boot_timeout:g} s",
+                              self.console_log)
+            time.sleep(0.002)
+        if status != "paused":  # the guest was saved stopped, so it comes back paused
+            raise VMError(f"restoring {self.restore.path} left the guest {status!r}", self.console_log)
+        self.monitor.command("cont")
+        self.agent.call(Op.PING, timeout=self.settings.boot_timeout)
+        return self.restore.hello
+
+    def save(self, path: Path):
+        """Stop the guest and write its whole state to `path` (QEMU migration to a file); QEMU
+        keeps running, paused.  `-incoming file:` on the same command line brings it back."""
+        self.monitor.command("stop")
+        self.monitor.command("migrate", uri=f"file:{path}")
+        deadline = time.monotonic() + 60
+        while (status := self.monitor.command("query-migrate").get("status")) != "completed":
+            if status in ("failed", "cancelled") or time.monotonic() > deadline:
+                raise VMError(f"saving the guest to {path}: migration {status}", self.console_log)
+            time.sleep(0.01)
 
     def _thread(self, target, arg, name):
         t = threading.Thread(target=target, args=(arg,) if arg is not None else (), name=name, daemon=True)
@@ -230,6 +299,8 @@ class VM:
             self.proc.kill()
         if self.proc:
             self.proc.wait()
+        with _live_lock:
+            _live.discard(self)
         if self.monitor:
             self.monitor.close()
         if self.agent:

@@ -1,4 +1,5 @@
 """The VM's lifecycle against real QEMU: nothing is left behind, failures are fast and named."""
+import dataclasses
 import os
 import signal
 import subprocess
@@ -31,7 +32,7 @@ def alive(pid: int) -> bool:
 
 
 def test_exit_reaps_qemu_and_removes_the_run_dir(target, tmp_path):
-    with VM(target.kernel, target.image, "igb", target.settings, tmp_path) as vm:
+    with VM(target, tmp_path) as vm:
         pid, run_dir = vm.proc.pid, vm.run_dir
         assert run_dir.is_dir() and oct(run_dir.stat().st_mode & 0o777) == "0o700"
         release = vm.agent.call(Op.PING)["RELEASE"]
@@ -42,7 +43,7 @@ def test_exit_reaps_qemu_and_removes_the_run_dir(target, tmp_path):
 
 
 def test_kernel_panic_fails_the_waiter_with_the_panic_line(target, tmp_path):
-    with VM(target.kernel, target.image, "igb", target.settings, tmp_path) as vm:
+    with VM(target, tmp_path) as vm:
         with pytest.raises(VMError, match="kernel panic at .* s: .*Kernel panic") as e:
             vm.agent.call(Op.RUN, cmd="echo c > /proc/sysrq-trigger", timeout=60)
         assert str(tmp_path / "console.log") in str(e.value)
@@ -53,11 +54,11 @@ def test_kernel_panic_fails_the_waiter_with_the_panic_line(target, tmp_path):
 def test_qemu_that_cannot_start_is_a_named_failure(target, tmp_path):
     bad_option = QemuSettings(target.settings.binary, target.settings.accel, memory_mb=10 ** 9)
     with pytest.raises(VMError, match="QEMU exited with status 1"):
-        with VM(target.kernel, target.image, "igb", bad_option, tmp_path / "a"):
+        with VM(dataclasses.replace(target, settings=bad_option), tmp_path / "a"):
             pass
     missing = QemuSettings("/nonexistent/qemu-system-x86_64", "tcg")
     with pytest.raises(VMError, match="cannot start QEMU"):
-        with VM(target.kernel, target.image, "igb", missing, tmp_path / "b"):
+        with VM(dataclasses.replace(target, settings=missing), tmp_path / "b"):
             pass
 
 

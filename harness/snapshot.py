@@ -1,0 +1,87 @@
+"""A freshly booted guest saved to a file, so every scenario starts from the same state in a
+fraction of a cold boot: QEMU migrates the stopped guest to `file:` once per kernel x NIC x guest
+image, and each VM restores it with `-incoming`.
+
+The cache key covers everything that shapes the saved state (QEMU's version, the command line
+without its per-run fds and paths, the kernel and initramfs contents), so changing any of them
+takes a new snapshot; the old one for that kernel x NIC is removed.
+"""
+from __future__ import annotations
+
+import fcntl
+import functools
+import json
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .digest import content_hash, file_hash
+from .vm import VM, Target, qemu_command
+
+FORMAT = b"testbed-snapshot-1"
+
+
+@dataclass
+class Snapshot:
+    path: Path
+    hello: dict  # the agent's HELLO from the boot that was saved (VERSION, RELEASE, PID)
+    boot_seconds: float  # that boot's QEMU start to HELLO
+
+
+@functools.cache
+def _qemu_version(binary: str) -> bytes:
+    return subprocess.run([binary, "--version"], capture_output=True).stdout
+
+
+@functools.cache
+def _file_hash(path: Path, size: int, mtime_ns: int) -> bytes:
+    return file_hash(path).encode()
+
+
+def _contents(path: Path) -> bytes:
+    st = path.stat()
+    return _file_hash(path, st.st_size, st.st_mtime_ns)
+
+
+def _key(target: Target) -> str:
+    s = target.settings
+    placeholder = {"console": 0, "agent": 0, "qmp": 0}
+    cmd = qemu_command(s, Path("KERNEL"), Path("INITRD"), target.nic, placeholder, Path("RUN"))
+    return content_hash(FORMAT, _qemu_version(s.binary), "\0".join(cmd).encode(),
+                        _contents(target.kernel.boot_image), _contents(target.image.path))
+
+
+def ensure(target: Target, cache: Path, artifacts: Path) -> Snapshot:
+    """The snapshot for `target`, booting and saving it if the cache has none
+    (that boot's console, QMP and agent logs go to `artifacts`)."""
+    directory = cache / "snapshots" / re.sub(r"[^\w.-]", "_", f"{target.kernel.name}-{target.nic or 'nonic'}")
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{_key(target)[:16]}.state"
+    meta = path.with_suffix(".json")
+    # parallel workers wanting the same snapshot: one boots, the others wait for it
+    with open(directory / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (path.exists() and meta.exists()):
+            for old in directory.glob("*.*"):  # other keys' snapshots, interrupted saves
+                old.unlink()
+            _take(target, path, meta, artifacts)
+    saved = json.loads(meta.read_text())
+    return Snapshot(path, saved["hello"], saved["boot_seconds"])
+
+
+def _take(target: Target, path: Path, meta: Path, artifacts: Path):
+    partial = path.with_suffix(".partial")
+    try:
+        with VM(target, artifacts) as vm:
+            vm.save(partial)
+        partial.rename(path)
+    finally:
+        partial.unlink(missing_ok=True)
+    meta.write_text(json.dumps({"hello": vm.hello, "boot_seconds": vm.boot_seconds}))
+
+
+def discard(snapshot: Snapshot):
+    """Remove a snapshot that would not restore; the next `ensure` takes a new one."""
+    snapshot.path.unlink(missing_ok=True)
+    snapshot.path.with_suffix(".json").unlink(missing_ok=True)

@@ -1,0 +1,62 @@
+"""Restoring the saved guest: every restore starts from the same fresh state, a wrecked guest
+costs only its own VM, and a snapshot that will not restore is replaced, not fatal."""
+import dataclasses
+
+import pytest
+
+from harness import runner, snapshot
+from harness.protocol import Op
+from harness.vm import VMError
+
+pytestmark = pytest.mark.vm
+
+
+@pytest.fixture(scope="module")
+def target(cfg):
+    return runner.prepare(cfg, "min-6.1" if "min-6.1" in cfg.kernels else None, "igb")
+
+
+def sh(vm, cmd: str) -> str:
+    r = vm.agent.call(Op.RUN, cmd=cmd, timeout=30)
+    assert r["STATUS"] == 0, r.get("OUTPUT")
+    return r["OUTPUT"].decode()
+
+
+STATE = "cat /sys/class/net/eth0/flags; ls /sys/class/net; cat /proc/sys/net/core/rmem_default"
+
+
+def test_each_restore_starts_from_the_freshly_booted_guest(cfg, target, tmp_path):
+    with runner.guest(cfg, target, tmp_path / "first") as vm:
+        assert vm.restore is not None and vm.hello["RELEASE"] == target.kernel.release
+        fresh = sh(vm, STATE)
+        assert "eth0" in fresh and "d0" not in fresh
+        sh(vm, "ip link set eth0 up && ip link add d0 type dummy && echo 4096 > /proc/sys/net/core/rmem_default")
+        assert sh(vm, STATE) != fresh
+        vm.monitor.set_link(vm.nic_id, False)
+    with runner.guest(cfg, target, tmp_path / "second") as vm:
+        assert vm.restore is not None
+        assert sh(vm, STATE) == fresh
+
+
+def test_a_panicked_guest_costs_only_its_own_vm(cfg, target, tmp_path):
+    with runner.guest(cfg, target, tmp_path / "wrecked") as vm:
+        with pytest.raises(VMError, match="kernel panic"):
+            vm.agent.call(Op.RUN, cmd="echo c > /proc/sysrq-trigger", timeout=60)
+    with runner.guest(cfg, target, tmp_path / "next") as vm:
+        assert vm.restore is not None
+        assert vm.agent.call(Op.PING).ret == 0
+
+
+def test_a_snapshot_that_will_not_restore_is_replaced(cfg, target, tmp_path):
+    own = dataclasses.replace(cfg, cache=tmp_path / "cache")  # not the cache other tests share
+    snap = snapshot.ensure(target, own.cache, tmp_path / "take")
+    size = snap.path.stat().st_size
+    with open(snap.path, "r+b") as f:
+        f.truncate(4096)
+    with runner.guest(own, target, tmp_path / "broken") as vm:
+        assert vm.restore is None
+        assert any("discarded" in n for n in vm.notes), vm.notes
+        assert vm.agent.call(Op.PING).ret == 0
+    with runner.guest(own, target, tmp_path / "again") as vm:  # a new snapshot was taken
+        assert vm.restore is not None and vm.restore.path.stat().st_size > 4096
+    assert size > 4096
