@@ -2,6 +2,8 @@
 
     testbed list                                   the scenarios, with the kernel source each is about
     testbed run SCENARIO [--kernel K] [--nic N]    run one scenario on a fresh guest, print its decoded trace
+    testbed shell [--kernel K] [--nic N]           a shell on a fresh guest (its console), by hand
+    testbed link up|down [--vm RUN_DIR]            flip that guest's link from another terminal
     testbed kernel fetch [NAME ...]                fetch Debian kernels named in testbed.yaml
     testbed kernel build [NAME ... | --source PATH] build kernels from source with kernel-config/
     testbed bench [--runs N] [--jobs J]            boot, restore, per-scenario and catalogue times
@@ -39,6 +41,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--kernel", help="a kernel named in testbed.yaml")
     run.add_argument("--nic", help="NIC model: igb, e1000e or e1000")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
+    sh = sub.add_parser("shell", help="a shell on a fresh guest's console, the agent running beside it")
+    sh.add_argument("--kernel", help="a kernel named in testbed.yaml")
+    sh.add_argument("--nic", help="NIC model: igb, e1000e or e1000")
+    sh.add_argument("--cold", action="store_true", help="boot afresh instead of restoring the snapshot")
+    link = sub.add_parser("link", help="flip a running guest's link (QMP set_link), e.g. one `testbed shell` started")
+    link.add_argument("state", choices=["up", "down"])
+    link.add_argument("--vm", type=Path, help="the guest's run directory, when several are running")
     kernel = sub.add_parser("kernel", help="kernel management")
     ksub = kernel.add_subparsers(dest="action", required=True, parser_class=_Parser)
     fetch = ksub.add_parser("fetch", help="fetch the Debian kernels named in testbed.yaml")
@@ -54,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--runs", type=int, default=3)
     bench.add_argument("--kernels", nargs="+", help="kernels named in testbed.yaml (default: all)")
     bench.add_argument("--nics", nargs="+", help="NIC models (default: those in testbed.yaml)")
-    bench.add_argument("--jobs", type=int, help="guests at a time for the catalogue (default: the number of CPUs)")
+    bench.add_argument("--jobs", type=int, help="guests at a time for the catalogue (default: twice the CPUs)")
     bench.add_argument("--json", type=Path, help="also write the figures to this file")
     return p
 
@@ -131,6 +140,12 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_list(cfg)
         if args.command == "run":
             return cmd_run(cfg, args)
+        if args.command == "shell":
+            from .shell import shell
+            return shell(cfg, args.kernel, args.nic, args.cold)
+        if args.command == "link":
+            from .shell import link
+            return link(args.state, args.vm)
         if args.command == "kernel":
             return cmd_kernel(cfg, args)
         if args.command == "bench":

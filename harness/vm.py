@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import json
 import os
 import re
 import shlex
@@ -105,6 +106,19 @@ def _runs_root() -> Path:
     return Path(tempfile.gettempdir())
 
 
+def running_vms() -> list[tuple[Path, dict]]:
+    """The guests running on this host now (any testbed process): run dir and vm.json's description."""
+    found = []
+    for d in sorted(_runs_root().glob("testbed-run-*")):
+        try:
+            info = json.loads((d / "vm.json").read_text())
+            os.kill(info["qemu_pid"], 0)
+        except (OSError, ValueError, KeyError):
+            continue
+        found.append((d, info))
+    return found
+
+
 def _remove_stale_run_dirs():
     """Run directories whose owning process is gone (it was SIGKILLed)."""
     for d in _runs_root().glob("testbed-run-*"):
@@ -148,6 +162,8 @@ class VM:
         self._console_lines: collections.deque[str] = collections.deque(maxlen=200)  # for diagnose()
         self.fatal: str | None = None
         self.notes: list[str] = []  # what happened on the way to a ready guest, for the trace
+        self.console: socket.socket | None = None  # the host end of the serial console
+        self.console_echo = None  # a callable also given everything the console prints
 
     def __enter__(self) -> "VM":
         try:
@@ -191,7 +207,8 @@ class VM:
                 for p in pairs.values():
                     p[1].close()
         self.agent = Agent(pairs["agent"][0], self.artifacts / "agent.log")
-        self._thread(self._drain_console, pairs["console"][0], "console")
+        self.console = pairs["console"][0]
+        self._thread(self._drain_console, self.console, "console")
         self._thread(self._reap, None, "reaper")
         self.monitor = Monitor(pairs["qmp"][0], self.artifacts / "qmp.log")
         try:
@@ -203,6 +220,9 @@ class VM:
         except (AgentError, MonitorError) as e:
             raise self.diagnose(e) from None
         self.boot_seconds = time.monotonic() - self._started
+        (self.run_dir / "vm.json").write_text(json.dumps({
+            "kernel": self.kernel.name, "release": hello.get("RELEASE"), "nic": self.nic, "nic_id": self.nic_id,
+            "pid": os.getpid(), "qemu_pid": self.proc.pid, "console_log": str(self.console_log)}))
         self.hello = hello
         self.guest_release = hello.get("RELEASE")
         self.agent_pid = hello.get("PID")
@@ -267,6 +287,8 @@ class VM:
                     break
                 log.write(data)
                 log.flush()
+                if self.console_echo:
+                    self.console_echo(data)
                 *lines, pending = (pending + data).split(b"\n")
                 for raw in lines:
                     line = raw.decode("utf-8", "replace").rstrip("\r")

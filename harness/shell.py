@@ -1,0 +1,110 @@
+"""Poking a guest by hand: `testbed shell` hands the terminal to a shell on a fresh guest's
+console (kernel messages appear in it, the agent keeps running beside it), and `testbed link
+up|down` flips a running guest's link from another terminal through its monitor socket."""
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import socket
+import sys
+import termios
+import tty
+from pathlib import Path
+
+from . import runner
+from .config import Config
+from .errors import UsageError
+from .monitor import Monitor, MonitorError
+from .protocol import Op
+from .vm import VMError, running_vms
+
+ESCAPE = b"\x1d"  # Ctrl-]: leave the shell even if the guest no longer answers
+WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+def _guest_shell_command(programs: list[Path]) -> str:
+    cols, rows = shutil.get_terminal_size()
+    term = os.environ.get("TERM", "vt100")
+    # busybox's ash runs its own applet for a name before searching PATH: aliases make `ip` the
+    # iproute2 copied into the guest (guest-binaries), not busybox's cut-down one
+    aliases = "".join(f"alias {p.name}={p}\n" for p in programs)
+    # A session of its own with the console as controlling terminal, so job control and Ctrl-C
+    # work.  busybox setsid forks and returns at once when run as a group leader, as the agent's
+    # command is; the trailing `exit` keeps ash from exec'ing it in place, so a child runs it.
+    return (f"stty -F /dev/ttyS0 rows {rows} cols {cols} sane; printf '{aliases}' > /tmp/.shrc; "
+            f"ENV=/tmp/.shrc TERM={term} PS1='testbed:\\w# ' "
+            f"setsid -c sh -i </dev/ttyS0 >/dev/ttyS0 2>&1; exit $?")
+
+
+def shell(cfg: Config, kernel_name: str | None, nic: str | None, cold: bool) -> int:
+    if not sys.stdin.isatty():
+        raise UsageError("testbed shell: standard input is not a terminal; run it from one")
+    kernel_name = kernel_name or cfg.default_kernel
+    nic = cfg.nic(nic)
+    target = runner.prepare(cfg, kernel_name, nic)
+    artifacts = cfg.results / "shell" / f"{kernel_name}-{nic}"
+    try:
+        with runner.guest(cfg, target, artifacts, cold) as vm:
+            for note in [*vm.notes, runner.ready_note(vm)]:
+                print(f"testbed: {note}")
+            print(f"testbed: run directory {vm.run_dir}")
+            print(f"testbed: `testbed link down|up` in another terminal flips {nic}'s link; "
+                  f"`exit` or Ctrl-] powers the guest off")
+            vm.console_echo = lambda data: os.write(sys.stdout.fileno(), data)
+            session = vm.agent.start(Op.RUN, cmd=_guest_shell_command(cfg.guest_binaries), background=1, timeout_ms=WEEK_MS)
+            _relay(vm.console, session)
+            vm.console_echo = None
+    except VMError as e:
+        print(f"\ntestbed: {e}", file=sys.stderr)
+        return 3
+    print(f"testbed: guest powered off; console log and transcripts in {artifacts}/")
+    return 0
+
+
+def _relay(console: socket.socket, session) -> None:
+    """Keystrokes to the guest console until its shell exits, Ctrl-] is pressed or QEMU is gone."""
+    stdin = sys.stdin.fileno()
+    saved = termios.tcgetattr(stdin)
+    tty.setraw(stdin)
+    try:
+        while not session.done():
+            if not select.select([stdin], [], [], 0.1)[0]:
+                continue
+            data = os.read(stdin, 1024)
+            if not data or ESCAPE in data:
+                return
+            console.sendall(data)
+    except OSError:
+        pass  # QEMU went away; the VM reports why
+    finally:
+        termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+        print()
+
+
+def link(state: str, run_dir: Path | None) -> int:
+    """QMP set_link on a running guest's NIC through the monitor socket in its run dir."""
+    guests = [(d, info) for d, info in running_vms() if info.get("nic")]
+    if run_dir:
+        guests = [(d, info) for d, info in guests if d == run_dir.resolve()]
+        if not guests:
+            raise UsageError(f"--vm {run_dir}: no running guest with a NIC there")
+    if not guests:
+        raise UsageError("testbed link: no running guest with a NIC; start one with `testbed shell`")
+    if len(guests) > 1:
+        listing = "; ".join(f"{d} ({info['kernel']}, {info['nic']})" for d, info in guests)
+        raise UsageError(f"testbed link: {len(guests)} guests are running, choose one with --vm: {listing}")
+    directory, info = guests[0]
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(str(directory / "qmp.sock"))
+        monitor = Monitor(sock)
+        monitor.connect()
+        monitor.set_link(info["nic_id"], state == "up")
+        monitor.close()
+    except (OSError, MonitorError) as e:
+        print(f"testbed: {directory}: {e}", file=sys.stderr)
+        return 3
+    print(f"testbed: set_link {info['nic_id']} {'on' if state == 'up' else 'off'}: {info['nic']} of the "
+          f"{info['kernel']} guest in {directory}")
+    return 0

@@ -1,0 +1,52 @@
+"""`testbed shell` on a pseudo-terminal (pexpect) with `testbed link` flipping its link from
+outside, as a person would: ip monitor in the guest shell sees the change; exit leaves nothing."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+pytestmark = pytest.mark.vm
+ROOT = Path(__file__).resolve().parents[2]
+TESTBED = [sys.executable, "-m", "harness"]
+
+
+def run_testbed(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([*TESTBED, *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_shell_with_link_flipped_from_another_terminal(cfg):
+    kernel = "min-6.1" if "min-6.1" in cfg.kernels else cfg.default_kernel
+    child = pexpect.spawn(TESTBED[0], [*TESTBED[1:], "shell", "--kernel", kernel, "--nic", "igb"], cwd=ROOT,
+                          encoding="utf-8", timeout=90, dimensions=(40, 120))
+    try:
+        child.expect(r"run directory (\S+)")
+        run_dir = child.match.group(1)
+        child.expect("testbed:/# ")
+        child.sendline("ip link set eth0 up; ip monitor link")
+        child.expect(r"eth0: <[^>]*LOWER_UP[^>]*>.* state UP")  # the carrier arriving after admin-up
+        flipped = run_testbed("link", "down", "--vm", run_dir)
+        assert flipped.returncode == 0 and "set_link nic0 off" in flipped.stdout, flipped.stderr
+        child.expect(r"eth0: <NO-CARRIER,[^>]*UP> .* state DOWN")  # iproute2's ip, not busybox's
+        assert run_testbed("link", "up", "--vm", run_dir).returncode == 0
+        child.expect(r"eth0: <[^>]*LOWER_UP[^>]*>.* state UP")
+        child.sendcontrol("c")  # job control: Ctrl-C stops ip monitor, not the shell
+        child.expect("testbed:/# ")
+        child.sendline("exit")
+        child.expect("guest powered off")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+    assert not Path(run_dir).exists()
+    assert subprocess.run(["pgrep", "-f", run_dir], capture_output=True).stdout == b""
+
+
+def test_link_names_what_is_wrong():
+    result = run_testbed("link", "down", "--vm", "/nonexistent")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and re.search(r"--vm /nonexistent: no running guest", result.stderr)
+    result = run_testbed("link", "sideways")
+    assert result.returncode == 2 and "invalid choice: 'sideways'" in result.stderr
