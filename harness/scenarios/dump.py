@@ -2,9 +2,11 @@
 net/core/rtnetlink.c:rtnl_dump_ifinfo)."""
 from __future__ import annotations
 
+import time
 from collections import Counter
 
-from ..netlink import MSG_TRUNC, NLM_F_ACK, NLM_F_MULTI, NLMSG_DONE, NLMSG_ERROR, RTM_NEWLINK, getlink_request
+from ..netlink import (MSG_PEEK, MSG_TRUNC, NLM_F_ACK, NLM_F_MULTI, NLMSG_DONE, NLMSG_ERROR, RTM_NEWLINK, RTMGRP_LINK,
+                       SO_RCVBUF, SOL_SOCKET, getlink_request)
 from ..scenario import Guest, scenario
 
 LINKS = 24  # dummies: with lo that is ~25 x 1.3 KB, several datagrams of a 16 KB buffer
@@ -68,3 +70,79 @@ def dump_tiny_buffer(g: Guest):
     g.expect("NLMSG_DONE arrives intact", ([m.type for m in done.messages], done.reply.get("MSG_FLAGS")),
              ([NLMSG_DONE], 0))
     g.expect_true("no NLMSG_ERROR", all(m.type != NLMSG_ERROR for d in datagrams for m in d.messages))
+
+
+@scenario("dump-pace",
+          "a dump round is produced at the request and then only by a recvmsg that leaves rmem <= rcvbuf/2; "
+          "the dump waits behind queued notifications and never causes ENOBUFS",
+          source="net/netlink/af_netlink.c:netlink_recvmsg (rmem <= rcvbuf / 2), netlink_dump, "
+                 "__netlink_dump_start", needs_nic=False)
+def dump_pace(g: Guest):
+    expected = add_dummies(g)
+    # Room for a dump round (up to 32 KB, sized by the largest recvmsg buffer seen) on top of
+    # rcvbuf/2 of notifications: 6.1.146+ counts the new round against rcvbuf before queueing it.
+    sock = g.socket(groups=RTMGRP_LINK, rcvbuf=65536)
+    rcvbuf = sock.getsockopt(SOL_SOCKET, SO_RCVBUF)
+
+    def rmem() -> int:
+        return g.netlink_table()[sock.inode]["Rmem"]
+
+    def change_mtu(i: int):  # one MTU change = one RTM_NEWLINK
+        g.sh(f"ip link set dump{i % LINKS} mtu {1300 + i}")
+
+    # Queue notifications past rcvbuf/2 but below rcvbuf; T, their truesize, measured in the guest.
+    change_mtu(0)
+    sock.recv(flags=MSG_PEEK)  # wait for it without taking it
+    truesize = rmem()
+    queued = rcvbuf // 2 // truesize + 1
+    g.require("notifications can sit between rcvbuf/2 and rcvbuf", queued * truesize < rcvbuf,
+              f"rcvbuf {rcvbuf}, T {truesize}")
+    with g.trace.summarised():
+        for i in range(1, queued):
+            change_mtu(i)
+    g.note(f"{queued} MTU changes on the dummies (ip link set dumpN mtu M)")
+    deadline = time.monotonic() + 5
+    while rmem() < queued * truesize and time.monotonic() < deadline:
+        time.sleep(0.05)
+    g.expect(f"{queued} notifications of T={truesize} queued (Rmem)", rmem(), queued * truesize)
+
+    seq = g.next_seq()
+    sock.send(getlink_request(seq))
+    after_request = rmem()
+    g.expect_true("the request itself produced one dump round (rmem was below rcvbuf)",
+                  after_request > queued * truesize, f"Rmem {after_request}")
+    time.sleep(1.0)
+    g.expect("no further round without a recvmsg (Rmem 1 s later)", rmem(), after_request)
+
+    # Read one datagram at a time.  A notification's truesize is T, so after each one the kernel's
+    # choice is checkable: Rmem - T left above rcvbuf/2 → no new round; at or below → a new round.
+    notifications, dumped, level, done, errors = 0, [], after_request, False, []
+    broken, rounds = [], []
+    while not done:
+        got = sock.recv()
+        g.require("every recvmsg returns data", got.ok and got.messages, got.describe())
+        now = rmem()
+        if got.messages[0].seq == 0:  # a notification
+            if dumped:
+                broken.append(f"notification after dump data: {got.messages[0]}")
+            notifications += 1
+            left = level - truesize
+            produced = now != left
+            if produced != (left <= rcvbuf // 2):
+                broken.append(f"recvmsg left Rmem {left} (rcvbuf/2 {rcvbuf // 2}) and Rmem became {now}")
+            if produced:
+                rounds.append(f"recvmsg #{notifications} left Rmem {left} ≤ {rcvbuf // 2}: a round of {now - left}")
+        else:
+            dumped += got.messages
+            done = any(m.type in (NLMSG_DONE, NLMSG_ERROR) for m in got.messages)
+        errors += [m for m in got.messages if m.type == NLMSG_ERROR]
+        level = now
+    for r in rounds:
+        g.note(r)
+    g.expect("reads that broke 'the notifications come first, a round only when rmem <= rcvbuf/2'", broken, [])
+    g.expect("notifications read before the dump", notifications, queued)
+    g.expect("no NLMSG_ERROR", [str(m) for m in errors], [])
+    names = Counter(m.ifname for m in dumped if m.type == RTM_NEWLINK)
+    g.expect_true("the dump lists every link exactly once", expected <= set(names) and max(names.values()) == 1,
+                  str(names))
+    g.expect("Drops in /proc/net/netlink: the dump overran nothing", g.netlink_table()[sock.inode]["Drops"], 0)
