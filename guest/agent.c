@@ -301,17 +301,10 @@ static int wait_readable(int fd, int flags)
 	return r != 0;
 }
 
-static void op_recvmsg(void)
+/* One recvmsg on fd, its result and everything about it put into the reply being built;
+ * returns recvmsg's result, or -errno. */
+static ssize_t recv_into_reply(int fd, int flags, size_t size)
 {
-	int fd = get_int(A_FD, -1), flags = get_int(A_FLAGS, 0);
-	size_t size = get_int(A_BUFSIZE, 65536);
-	if (size > MAX_RECV)
-		size = MAX_RECV;
-	if (!wait_readable(fd, flags)) {
-		put_int(A_T_NS, now_ns());
-		put_int(A_TIMED_OUT, 1);
-		return;
-	}
 	static uint8_t buf[MAX_RECV];
 	uint8_t control[512];
 	struct sockaddr_nl src;
@@ -320,9 +313,10 @@ static void op_recvmsg(void)
 	struct msghdr m = { .msg_name = &src, .msg_namelen = sizeof(src), .msg_iov = &iov,
 			    .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control) };
 	ssize_t r = recvmsg(fd, &m, flags);
+	int e = errno;
 	put_result(r);
 	if (r < 0)
-		return;
+		return -e;
 	put_int(A_MSG_FLAGS, m.msg_flags);
 	put_int(A_NAMELEN, m.msg_namelen);
 	put_int(A_SRC_FAMILY, src.nl_family);
@@ -330,11 +324,91 @@ static void op_recvmsg(void)
 	put_int(A_SRC_GROUPS, src.nl_groups);
 	put_bytes(A_CONTROL, control, m.msg_controllen);
 	put_bytes(A_DATA, buf, (size_t)r < size ? (size_t)r : size);
+	return r;
+}
+
+static size_t recv_size(void)
+{
+	size_t size = get_int(A_BUFSIZE, 65536);
+	return size > MAX_RECV ? MAX_RECV : size;
+}
+
+static void op_recvmsg(void)
+{
+	int fd = get_int(A_FD, -1), flags = get_int(A_FLAGS, 0);
+	if (!wait_readable(fd, flags)) {
+		put_int(A_T_NS, now_ns());
+		put_int(A_TIMED_OUT, 1);
+		return;
+	}
+	recv_into_reply(fd, flags, recv_size());
+}
+
+/* Streamed sockets: the serve loop polls them and sends each datagram (or error, such as
+ * ENOBUFS) at once as an EVENT, so the host sees messages as they arrive while it goes on
+ * issuing requests. */
+#define MAX_STREAMS 8
+static struct { int fd; uint32_t id; size_t size; } streams[MAX_STREAMS];
+static int n_streams;
+
+static int find_stream(int fd)
+{
+	for (int i = 0; i < n_streams; i++)
+		if (streams[i].fd == fd)
+			return i;
+	return -1;
+}
+
+static void op_stream(uint32_t id)
+{
+	int fd = get_int(A_FD, -1);
+	if (fcntl(fd, F_GETFD) < 0) {
+		put_result(-1);
+		return;
+	}
+	if (find_stream(fd) >= 0 || n_streams == MAX_STREAMS) {
+		put_error(n_streams == MAX_STREAMS ? "already %d streams" : "fd %d is already streamed",
+			  n_streams == MAX_STREAMS ? MAX_STREAMS : fd);
+		return;
+	}
+	streams[n_streams].fd = fd;
+	streams[n_streams].id = id;
+	streams[n_streams++].size = recv_size();
+	put_result(0);
+}
+
+static void stream_remove(int i)
+{
+	streams[i] = streams[--n_streams];
+}
+
+static void op_unstream(void)
+{
+	int i = find_stream(get_int(A_FD, -1));
+	if (i >= 0)
+		stream_remove(i);
+	put_result(i >= 0 ? 0 : (errno = ENOENT, -1));
+}
+
+static void stream_event(int i)
+{
+	t_start = now_ns();
+	ssize_t r = recv_into_reply(streams[i].fd, MSG_DONTWAIT, streams[i].size);
+	if (r == -EAGAIN) {  /* woken for nothing: no event */
+		out.len = 0;
+		return;
+	}
+	send_frame(KIND_EVENT, streams[i].id);
+	if (r == -EBADF)
+		stream_remove(i);
 }
 
 static void op_close(void)
 {
-	put_result(close(get_int(A_FD, -1)));
+	int fd = get_int(A_FD, -1), i = find_stream(fd);
+	if (i >= 0)
+		stream_remove(i);
+	put_result(close(fd));
 }
 
 /* Run a shell command with stdout and stderr captured; killed (whole process group) at the
@@ -562,6 +636,8 @@ static void handle_request(uint32_t id, const uint8_t *payload, uint32_t len)
 		case OP_CLOSE: op_close(); break;
 		case OP_RUN: op_run(); break;
 		case OP_READ_FILE: op_read_file(); break;
+		case OP_STREAM: op_stream(id); break;
+		case OP_UNSTREAM: op_unstream(); break;
 		default: put_error("unknown op %d", op);
 		}
 	if (as_user)
@@ -583,7 +659,7 @@ static void serve(void)
 	uint8_t *buf = xrealloc(NULL, cap);
 	uint64_t offset = 0; /* stream offset of buf[0] */
 	for (;;) {
-		struct pollfd fds[1 + MAX_BACKGROUND] = { { .fd = chan, .events = POLLIN } };
+		struct pollfd fds[1 + MAX_BACKGROUND + MAX_STREAMS] = { { .fd = chan, .events = POLLIN } };
 		int slots[1 + MAX_BACKGROUND], n = 1;
 		for (int i = 0; i < MAX_BACKGROUND; i++)
 			if (bg[i].pid) {
@@ -591,14 +667,22 @@ static void serve(void)
 				fds[n].events = POLLIN;
 				slots[n++] = i;
 			}
+		int first_stream = n, streamed = n_streams;
+		for (int i = 0; i < streamed; i++) {
+			fds[n].fd = streams[i].fd;
+			fds[n++].events = POLLIN;
+		}
 		if (poll(fds, n, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			die("poll");
 		}
-		for (int i = 1; i < n; i++)
+		for (int i = 1; i < first_stream; i++)
 			if (fds[i].revents)
 				collect_background(slots[i]);
+		for (int i = streamed - 1; i >= 0; i--)  /* backwards: removal moves the last one */
+			if (fds[first_stream + i].revents)
+				stream_event(i);
 		if (!fds[0].revents)
 			continue;
 		ssize_t r = read(chan, buf + len, cap - len);

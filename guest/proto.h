@@ -23,7 +23,9 @@
 #define OP_CLOSE 10
 #define OP_RUN 11
 #define OP_READ_FILE 12
-#define OP_MAX 12
+#define OP_STREAM 13
+#define OP_UNSTREAM 14
+#define OP_MAX 14
 
 #define A_OP 1
 #define A_ERROR 2

@@ -5,6 +5,7 @@ the channel closing) is delivered to whoever is waiting through `fail()`, so not
 """
 from __future__ import annotations
 
+import collections
 import errno as errno_mod
 import itertools
 import socket
@@ -71,6 +72,7 @@ class Agent:
         self._ids = itertools.count(1)
         self._cond = threading.Condition()
         self._replies: dict[int, tuple[Frame, float]] = {}
+        self._events: dict[int, collections.deque[tuple[Frame, float]]] = {}  # by STREAM request id
         self._hello: Frame | None = None
         self._failure: Exception | None = None
         self._transcript = open(transcript, "w", buffering=1) if transcript else None
@@ -119,6 +121,8 @@ class Agent:
                 self._hello = frame
             elif frame.kind == Kind.REPLY:
                 self._replies[frame.id] = (frame, now)
+            elif frame.kind == Kind.EVENT:
+                self._events.setdefault(frame.id, collections.deque()).append((frame, now))
             elif frame.kind == Kind.ERROR:
                 self.protocol_errors.append(frame.attrs.get("ERROR", "?"))
             self._cond.notify_all()
@@ -174,6 +178,17 @@ class Agent:
             raise AgentError(f"agent rejected {pending.name}: {frame.attrs['ERROR']}")
         return Reply(pending.op, frame.attrs, now)
 
+    def stream(self, fd: int, bufsize: int | None = None) -> "Stream":
+        """From now on the agent sends everything `fd` receives as it arrives (Op.STREAM); the
+        host keeps issuing other requests meanwhile.  Nothing else may read `fd` until stop()."""
+        pending = self.start(Op.STREAM, fd=fd, bufsize=bufsize)
+        with self._cond:
+            self._events.setdefault(pending.ident, collections.deque())
+        reply = pending.wait()
+        if reply.ret < 0:
+            raise AgentError(f"cannot stream fd {fd}: {reply.outcome()}")
+        return Stream(self, fd, pending.ident)
+
     def host_time(self, t_ns: int) -> float:
         """A guest CLOCK_MONOTONIC time on the host's time.monotonic() axis."""
         return t_ns / 1e9 + (self._clock_offset or 0.0)
@@ -188,6 +203,29 @@ class Agent:
         if self._transcript:
             self._transcript.close()
             self._transcript = None
+
+
+class Stream:
+    """The datagrams (or errors, such as ENOBUFS) one streamed socket received, in order."""
+
+    def __init__(self, agent: Agent, fd: int, ident: int):
+        self.agent, self.fd, self.ident = agent, fd, ident
+
+    def next(self, timeout: float) -> Reply | None:
+        """The next event, or None if none arrives within `timeout` seconds."""
+        queue = self.agent._events[self.ident]
+        try:
+            frame, now = self.agent._wait(lambda: queue.popleft() if queue else None, timeout, "a stream event")
+        except AgentTimeout:
+            return None
+        return Reply(Op.RECVMSG, frame.attrs, now)
+
+    def stop(self) -> list[Reply]:
+        """Stop streaming; returns the events not yet taken (all of them precede the reply)."""
+        self.agent.call(Op.UNSTREAM, fd=self.fd)
+        with self.agent._cond:
+            rest = self.agent._events.pop(self.ident)
+        return [Reply(Op.RECVMSG, frame.attrs, now) for frame, now in rest]
 
 
 class Pending:

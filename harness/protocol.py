@@ -46,6 +46,8 @@ class Op(enum.IntEnum):
     CLOSE = 10
     RUN = 11
     READ_FILE = 12
+    STREAM = 13    # from now on, send everything FD receives as EVENT frames (id = this request's)
+    UNSTREAM = 14  # stop streaming FD; its events all precede this reply
 
 
 INT, BYTES, STR = "int", "bytes", "str"

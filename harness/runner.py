@@ -148,7 +148,7 @@ def run(cfg: Config, name: str, kernel_name: str | None = None, nic: str | None 
         result.verdict, result.reason = ERROR, f"{type(e).__name__}: {e}"
         trace.add("note", traceback.format_exc())
     result.duration = time.monotonic() - started
-    result.trace = trace.entries
+    result.trace = sorted(trace.entries, key=lambda e: e.t)  # streamed events interleave with host actions
     result.save()
     return result
 

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .agent import Agent, Reply, errname
+from .agent import Agent, Stream, Reply, errname
 from .netlink import (MSG_DONTWAIT, NETLINK_ROUTE, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLMSG_DONE,
                       NLMSG_ERROR, NLMSG_NAMES, RTM_NEWLINK, SOL_NETLINK, SOL_SOCKET, SO_RCVBUF, SO_SNDBUF, Message, decode,
                       decode_cmsgs, describe_cmsg, getlink_request, link_request, msg_flag_names, proc_net_netlink)
@@ -192,20 +192,32 @@ class NetlinkSocket:
         """recvmsg; waits up to `timeout` for something to read unless MSG_DONTWAIT is given."""
         r = self.g.call(Op.RECVMSG, fd=self.fd, bufsize=bufsize, flags=flags, uid=self.uid,
                         timeout_ms=None if flags & MSG_DONTWAIT else int(timeout * 1000))
+        if r.timed_out:
+            self.g.trace_result(r, f"recvmsg(fd {self.fd}): nothing within {timeout:g} s")
+            return Received(r, [])
+        return self.received(r, f"recvmsg(fd {self.fd}, {bufsize}, {msg_flag_names(flags)})")
+
+    def received(self, r: Reply, call: str) -> "Received":
+        """A recvmsg result (a reply or a stream event), decoded and traced."""
         got = Received(r, decode(r.get("DATA", b"")) if r.ret >= 0 else [])
-        text = f"recvmsg(fd {self.fd}, {bufsize}, {msg_flag_names(flags)}) → {r.outcome()}"
+        text = f"{call} → {r.outcome()}"
         if r.ret >= 0:
             text += f", msg_flags {msg_flag_names(r.get('MSG_FLAGS', 0))}, from portid {r.get('SRC_PORTID')}"
             if r.get("SRC_GROUPS"):
                 text += f" groups {r.get('SRC_GROUPS'):#x}"
             text += "".join(f", {describe_cmsg(*c)}" for c in got.cmsgs)
-        elif r.timed_out:
-            text = f"recvmsg(fd {self.fd}): nothing within {timeout:g} s"
         self.g.trace_result(r, text)
         latency = self.g.since_host_action(r) if r.get("SRC_GROUPS") else ""  # notifications only
         for m in got.messages:
             self.g.trace_result(r, f"  {m}{latency}", message=m.as_dict())
         return got
+
+    def stream(self, bufsize: int = 65536) -> "EventStream":
+        """Have the agent read this socket continuously and forward each datagram the moment it
+        arrives, while the scenario goes on acting (timestamps are the guest's recvmsg times)."""
+        s = EventStream(self, self.g.agent.stream(self.fd, bufsize))
+        self.g.trace.add("guest", f"fd {self.fd} streamed: the agent forwards each datagram as it arrives")
+        return s
 
     def recv_link(self, ifname: str, timeout: float = 5.0) -> Message:
         """The next message, which must be an RTM_NEWLINK for `ifname`."""
@@ -250,6 +262,31 @@ class NetlinkSocket:
 
     def close(self) -> Reply:
         return self._call(Op.CLOSE, f"close(fd {self.fd})")
+
+
+@dataclass
+class EventStream:
+    sock: NetlinkSocket
+    stream: Stream
+
+    def _received(self, r: Reply) -> "Received":
+        return self.sock.received(r, f"event fd {self.sock.fd}")
+
+    def next(self, timeout: float = 5.0) -> "Received | None":
+        r = self.stream.next(timeout)
+        return None if r is None else self._received(r)
+
+    def until_quiet(self, quiet: float) -> list["Received"]:
+        """Events until none arrives for `quiet` seconds."""
+        events = []
+        while (got := self.next(quiet)) is not None:
+            events.append(got)
+        return events
+
+    def stop(self) -> list["Received"]:
+        rest = [self._received(r) for r in self.stream.stop()]
+        self.sock.g.trace.add("guest", f"fd {self.sock.fd} no longer streamed")
+        return rest
 
 
 @dataclass
@@ -304,7 +341,7 @@ class Guest:
         self.nic = vm.nic
         self.ifname = "eth0"
         self._seq = 0
-        self._last_host_action: tuple[float, str] | None = None
+        self._host_actions: list[tuple[float, str]] = []  # (host time, what), in order
 
     # ---- plumbing ----
 
@@ -317,10 +354,14 @@ class Guest:
 
     def since_host_action(self, r: Reply) -> str:
         """'  (+4 ms after QMP set_link nic0 off)': how long the kernel took to report it."""
-        if not self._last_host_action or "T_NS" not in r.attrs:
+        if "T_NS" not in r.attrs:
             return ""
-        at, what = self._last_host_action
-        return f"  (+{(self.agent.host_time(r['T_NS']) - at) * 1000:.0f} ms after {what})"
+        t = self.agent.host_time(r["T_NS"])
+        before = [(at, what) for at, what in self._host_actions if at <= t]
+        if not before:
+            return ""
+        at, what = before[-1]
+        return f"  (+{(t - at) * 1000:.0f} ms after {what})"
 
     def note(self, text: str, **data):
         self.trace.add("note", text, **data)
@@ -418,7 +459,7 @@ class Guest:
         self.vm.monitor.set_link(self.vm.nic_id, up)
         what = f"QMP set_link {self.vm.nic_id} {'on' if up else 'off'}"
         self.trace.add("host", what, at=t)
-        self._last_host_action = (t, what)
+        self._host_actions.append((t, what))
 
     # ---- expectations ----
 

@@ -114,3 +114,28 @@ def test_run_on_a_pty_gets_line_buffered_stdio(agent):
     on_pty = agent.call(Op.RUN, cmd=cmd, timeout_ms=1500, pty=1)
     assert on_pipe.timed_out and on_pipe["OUTPUT"] == b""
     assert on_pty.timed_out and on_pty["OUTPUT"] == b"first\n"
+
+
+def test_stream_forwards_each_datagram_as_it_arrives_while_requests_go_on(agent):
+    """Two NETLINK_USERSOCK sockets on the host: what one sends the other's stream delivers, and
+    requests are answered between events."""
+    from harness.netlink import NETLINK_USERSOCK
+    rx = agent.call(Op.SOCKET, protocol=NETLINK_USERSOCK).ret
+    tx = agent.call(Op.SOCKET, protocol=NETLINK_USERSOCK).ret
+    assert agent.call(Op.BIND, fd=rx).ret == 0
+    portid = agent.call(Op.GETSOCKNAME, fd=rx)["PORTID"]
+    stream = agent.stream(rx)
+    assert stream.next(0.2) is None  # nothing yet
+    for i in range(3):
+        message = (20).to_bytes(4, "little") + b"\x10\0\0\0" + bytes([i]) * 12
+        assert agent.call(Op.SENDMSG, fd=tx, data=message, dst_portid=portid).ret == 20
+    events = [stream.next(2) for _ in range(3)]
+    assert [e["DATA"][8] for e in events] == [0, 1, 2]
+    assert all(e.ret == 20 and e["SRC_PORTID"] != 0 for e in events)
+    assert events[0]["T_NS"] <= events[1]["T_NS"] <= events[2]["T_NS"]
+    assert stream.stop() == []
+    with pytest.raises(AgentError, match="already streamed|cannot stream"):
+        agent.stream(999)
+    # after stop the socket is the host's to read again
+    agent.call(Op.SENDMSG, fd=tx, data=message, dst_portid=portid)
+    assert agent.call(Op.RECVMSG, fd=rx, timeout_ms=2000).ret == 20
