@@ -6,6 +6,7 @@ being dropped silently.
 """
 from __future__ import annotations
 
+import logging
 import struct
 from dataclasses import dataclass
 
@@ -14,6 +15,10 @@ from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_NAMES, ifinfmsg
 
 from .agent import errname
+
+# pyroute2 logs a traceback for every attribute it cannot decode; a kernel under test may send
+# anything, and what could not be decoded is reported in the trace (Message.problem) instead.
+logging.getLogger("pyroute2.netlink").setLevel(logging.ERROR)
 
 NETLINK_ROUTE, NETLINK_USERSOCK = 0, 2
 SOL_SOCKET, SOL_NETLINK = 1, 270
@@ -119,17 +124,23 @@ def decode(data: bytes) -> list[Message]:
     return out
 
 
+def _int_or_none(value):
+    return value if isinstance(value, int) else None
+
+
 def _decode_body(msg: Message, raw: bytes):
     try:
         if msg.type in (RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK):
             m = ifinfmsg(raw)
             m.decode()
             msg.ifindex, msg.ifi_flags, msg.ifi_change = m["index"], m["flags"], m["change"]
-            msg.ifname = m.get_attr("IFLA_IFNAME")
+            name = m.get_attr("IFLA_IFNAME")
+            msg.ifname = name.decode("utf-8", "replace") if isinstance(name, bytes) else name
             state = m.get_attr("IFLA_OPERSTATE")
-            msg.operstate = OPERSTATES[state] if isinstance(state, int) and state < len(OPERSTATES) else state
-            msg.carrier = m.get_attr("IFLA_CARRIER")
-            msg.carrier_changes = m.get_attr("IFLA_CARRIER_CHANGES")
+            msg.operstate = (OPERSTATES[state] if isinstance(state, int) and 0 <= state < len(OPERSTATES)
+                             else state if state is None or isinstance(state, str) else repr(state))
+            msg.carrier = _int_or_none(m.get_attr("IFLA_CARRIER"))
+            msg.carrier_changes = _int_or_none(m.get_attr("IFLA_CARRIER_CHANGES"))
         elif msg.type == NLMSG_ERROR:
             m = nlmsgerr(raw)
             m.decode()

@@ -1,0 +1,50 @@
+"""The agent inside a real guest under a storm of malformed requests: garbage, bad CRCs, wrong
+frame kinds, oversized lengths, broken attributes, unknown operations.  It answers with errors,
+keeps serving, and the host reader names every protocol error."""
+import random
+import struct
+import zlib
+
+import pytest
+
+from harness import runner
+from harness.protocol import HEADER, MAGIC, MAX_PAYLOAD, VERSION, Kind, Op, encode_attrs
+
+pytestmark = pytest.mark.vm
+
+
+def frame(kind: int, ident: int, payload: bytes, crc_ok: bool = True, length: int | None = None) -> bytes:
+    length = len(payload) if length is None else length
+    header = HEADER.pack(MAGIC, VERSION, kind, 0, ident, length, 0, 0)
+    crc = zlib.crc32(payload, zlib.crc32(header)) & 0xFFFFFFFF
+    return HEADER.pack(MAGIC, VERSION, kind, 0, ident, length, crc if crc_ok else crc ^ 1, 0) + payload
+
+
+def malformed(rng: random.Random, ident: int) -> bytes:
+    unknown_op = encode_attrs({"OP": rng.randrange(100, 1 << 16)})
+    choice = rng.randrange(6)
+    if choice == 0:
+        return rng.randbytes(rng.randrange(1, 300)).replace(MAGIC, b"XXXX")
+    if choice == 1:
+        return frame(Kind.REQUEST, ident, unknown_op, crc_ok=False)
+    if choice == 2:
+        return frame(rng.choice([Kind.HELLO, Kind.REPLY, Kind.EVENT, 77]), ident, unknown_op)
+    if choice == 3:
+        return frame(Kind.REQUEST, ident, b"", length=MAX_PAYLOAD + rng.randrange(1, 1 << 20))[:HEADER.size]
+    if choice == 4:  # an attribute whose length runs past the frame
+        return frame(Kind.REQUEST, ident, unknown_op + struct.pack("<HHI", 17, 0, rng.randrange(9, 1 << 31)))
+    return frame(Kind.REQUEST, ident, unknown_op + rng.randbytes(rng.randrange(0, 64)))
+
+
+def test_agent_in_the_guest_survives_malformed_requests(cfg, tmp_path):
+    target = runner.prepare(cfg, "min-6.1" if "min-6.1" in cfg.kernels else None, None)
+    rng = random.Random(20261122)
+    with runner.guest(cfg, target, tmp_path) as vm:
+        for round_ in range(20):
+            vm.agent._sock.sendall(b"".join(malformed(rng, 1000 + round_ * 20 + i) for i in range(20)))
+            assert vm.agent.call(Op.PING, timeout=20).ret == 0, f"round {round_}"
+        assert vm.agent.call(Op.RUN, cmd="echo still here")["OUTPUT"] == b"still here\n"
+        assert vm.agent.protocol_errors  # the agent said what it rejected, and the host read it
+        assert all("offset" in e or "op" in e or "malformed" in e or "attribute" in e
+                   for e in vm.agent.protocol_errors), vm.agent.protocol_errors[:5]
+    assert "agent exited" not in (tmp_path / "console.log").read_text()
