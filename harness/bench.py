@@ -10,7 +10,6 @@ Each is the median and range over `runs` runs.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -75,8 +74,7 @@ def measure(cfg: Config, kernel_name: str, nic: str, runs: int, jobs: int, where
 
 
 def bench(cfg: Config, runs: int, json_path: Path | None, kernels: list[str] | None = None,
-          nics: list[str] | None = None, jobs: int | None = None) -> int:
-    jobs = jobs or 2 * (os.cpu_count() or 1)  # guests mostly wait on kernel timers
+          nics: list[str] | None = None, jobs: int = runner.DEFAULT_JOBS) -> int:
     rows = []
     print(f"seconds, median [min–max] of {runs} runs; catalogue with {jobs} guests at a time")
     head = f"{'kernel':<12} {'nic':<7} {'cold boot→ready':<20} {'restore→ready':<20} {'overhead/scenario':<20} catalogue"

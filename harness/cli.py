@@ -2,6 +2,9 @@
 
     testbed list                                   the scenarios, with the kernel source each is about
     testbed run SCENARIO [--kernel K] [--nic N]    run one scenario on a fresh guest, print its decoded trace
+    testbed matrix [--kernels ..] [--nics ..] [--scenarios ..] [--shard I/N]   the matrix, for CI
+    testbed report DIR | --merge DIR... [--out D]  the HTML report / KCIDB of matrix results, shards merged
+    testbed diff --kernel A --kernel B             the catalogue on both, and what differs
     testbed shell [--kernel K] [--nic N]           a shell on a fresh guest (its console), by hand
     testbed link up|down [--vm RUN_DIR]            flip that guest's link from another terminal
     testbed kernel fetch [NAME ...]                fetch Debian kernels named in testbed.yaml
@@ -9,8 +12,8 @@
     testbed bench [--runs N] [--jobs J]            boot, restore, per-scenario and catalogue times
 
 Exit status: 0 as expected (or skipped, with the reason), 1 the kernel did not behave as
-expected, 2 bad usage or configuration, 3 infrastructure failure (QEMU, boot, agent),
-130/143 interrupted.
+expected, 2 bad usage or configuration, 3 infrastructure failure (QEMU, boot, agent; for a
+matrix: any cell that could not run), 130/143 interrupted.
 """
 from __future__ import annotations
 
@@ -41,6 +44,23 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--kernel", help="a kernel named in testbed.yaml")
     run.add_argument("--nic", help="NIC model: igb, e1000e or e1000")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
+    mx = sub.add_parser("matrix", help="scenarios x kernels x NICs into one results directory (for CI)")
+    mx.add_argument("--kernels", nargs="+", help="kernels named in testbed.yaml (default: all)")
+    mx.add_argument("--nics", nargs="+", help="NIC models (default: those in testbed.yaml)")
+    mx.add_argument("--scenarios", nargs="+", help="scenario names (default: all)")
+    mx.add_argument("--shard", help="I/N: run only the I-th of N deterministic shares of the cells")
+    mx.add_argument("--jobs", type=int, help="guests at a time (default: twice the CPUs)")
+    mx.add_argument("--results", type=Path, help="results directory (default: results/matrix/<date-time>)")
+    rep = sub.add_parser("report", help="rewrite report.html and kcidb.json of matrix results; --merge shards")
+    rep.add_argument("dirs", nargs="+", type=Path, help="results directories of `testbed matrix`")
+    rep.add_argument("--merge", action="store_true", help="merge the directories (CI shards) into --out")
+    rep.add_argument("--out", type=Path, help="where the merged results go (default: results/merged)")
+    df = sub.add_parser("diff", help="run the catalogue on two kernels and print what they did differently")
+    df.add_argument("--kernel", action="append", required=True, help="a kernel named in testbed.yaml (twice)")
+    df.add_argument("--nics", nargs="+", help="NIC models (default: those in testbed.yaml)")
+    df.add_argument("--scenarios", nargs="+", help="scenario names (default: all)")
+    df.add_argument("--jobs", type=int, help="guests at a time (default: twice the CPUs)")
+    df.add_argument("--results", type=Path, help="results directory (default: results/diff/<date-time>)")
     sh = sub.add_parser("shell", help="a shell on a fresh guest's console, the agent running beside it")
     sh.add_argument("--kernel", help="a kernel named in testbed.yaml")
     sh.add_argument("--nic", help="NIC model: igb, e1000e or e1000")
@@ -100,6 +120,24 @@ def cmd_run(cfg, args) -> int:
     return EXIT[result.verdict]
 
 
+def cmd_report(cfg, args) -> int:
+    from . import report
+    try:
+        if args.merge:
+            out = args.out or cfg.results / "merged"
+            meta, results = report.merge(args.dirs, out)
+        elif len(args.dirs) > 1 or args.out:
+            raise UsageError("testbed report: several directories or --out need --merge")
+        else:
+            out = args.dirs[0]
+            meta, results = report.load(out)
+            report.publish(out, meta, results)
+    except FileNotFoundError as e:
+        raise UsageError(f"testbed report: {e}") from None
+    print(f"testbed: {len(results)} cells: report.html, junit.xml, kcidb.json and run.json in {out}/")
+    return 0
+
+
 def cmd_kernel(cfg, args) -> int:
     from . import kernel, kbuild
     if args.action == "fetch":
@@ -140,6 +178,17 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_list(cfg)
         if args.command == "run":
             return cmd_run(cfg, args)
+        from .runner import DEFAULT_JOBS
+        jobs = getattr(args, "jobs", None) or DEFAULT_JOBS
+        if args.command == "matrix":
+            from .matrix import run_matrix
+            return run_matrix(cfg, args.kernels, args.nics, args.scenarios, args.shard, jobs, args.results)[0]
+        if args.command == "diff":
+            from .matrix import run_diff
+            return run_diff(cfg, [cfg.kernel(k).name for k in args.kernel], args.nics, args.scenarios, jobs,
+                            args.results)
+        if args.command == "report":
+            return cmd_report(cfg, args)
         if args.command == "shell":
             from .shell import shell
             return shell(cfg, args.kernel, args.nic, args.cold)
@@ -151,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             from .bench import bench
             return bench(cfg, args.runs, args.json, [cfg.kernel(k).name for k in args.kernels or []] or None,
-                         [cfg.nic(n) for n in args.nics or []] or None, args.jobs)
+                         [cfg.nic(n) for n in args.nics or []] or None, jobs)
     except UsageError as e:
         print(f"testbed: {e}", file=sys.stderr)
         return 2

@@ -51,6 +51,9 @@ def _busybox_applets() -> list[str]:
 
 # Drivers scenarios use besides the NIC's, loaded when the kernel has them as modules.
 OPTIONAL_MODULES = ("dummy",)
+# Module parameters: insmod does not apply the kernel command line's (dummy.numdummies=0), and
+# a dummy0 created at load would be one more link in every dump and notification.
+MODULE_PARAMETERS = {"dummy": "numdummies=0"}
 
 
 def shared_objects(program: Path) -> list[Path]:
@@ -81,7 +84,8 @@ def build(kernel: Kernel, nic: str | None, cache: Path, host_programs: list[Path
         "init": ((GUEST / "init").read_bytes(), 0o755),
         "agent": (agent.read_bytes(), 0o755),
         "bin/busybox": (BUSYBOX.read_bytes(), 0o755),
-        "etc/modules": ("".join(f"{m.name}\n" for m in modules).encode(), 0o644),
+        "etc/modules": ("".join(f"{m.name} {MODULE_PARAMETERS.get(m.name.split('.ko')[0], '')}\n"
+                                for m in modules).encode(), 0o644),
         **{f"lib/modules/{m.name}": (m.read_bytes(), 0o644) for m in modules},
         **host_files(list(host_programs)),
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import json
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -22,6 +23,9 @@ from .vm import VM, QemuSettings, Target, VMError
 from . import scenarios as _catalogue  # noqa: F401  (registers the scenarios)
 
 PASSED, FAILED, SKIPPED, ERROR = "passed", "failed", "skipped", "error"
+# Guests at a time when running many scenarios: they spend most of a scenario waiting on the
+# kernel's timers (linkwatch, autonegotiation, silence windows), so twice the CPUs keeps both busy.
+DEFAULT_JOBS = 2 * (os.cpu_count() or 1)
 
 
 @dataclass
@@ -56,6 +60,23 @@ class Result:
         d = {k: v for k, v in self.__dict__.items() if k != "trace"}
         d["trace"] = [{"t": round(e.t, 6), "actor": e.actor, "text": e.text, **e.data} for e in self.trace]
         return d
+
+    @classmethod
+    def load(cls, path: Path) -> "Result":
+        """A result.json written by save()."""
+        d = json.loads(path.read_text())
+        trace = [TraceEntry(e.pop("t"), e.pop("actor"), e.pop("text"), e) for e in d.pop("trace")]
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known, trace=trace)
+
+    @property
+    def cell(self) -> str:
+        return cell_name(self.scenario, self.kernel, self.nic)
+
+
+def cell_name(scenario: str, kernel_name: str, nic: str | None) -> str:
+    """One scenario on one kernel x NIC: the name of its test, and of its artifacts directory."""
+    return f"{scenario}-{kernel_name}-{nic or 'nonic'}"
 
 
 def lookup(name: str) -> ScenarioInfo:
@@ -111,7 +132,7 @@ def run(cfg: Config, name: str, kernel_name: str | None = None, nic: str | None 
     kernel_name = kernel_name or cfg.default_kernel
     nic = cfg.nic(nic) if info.needs_nic else None
     cfg.kernel(kernel_name)
-    artifacts = artifacts or cfg.results / "runs" / f"{name}-{kernel_name}-{nic or 'nonic'}"
+    artifacts = artifacts or cfg.results / "runs" / cell_name(name, kernel_name, nic)
     result = Result(name, kernel_name, nic, artifacts=str(artifacts))
     started = time.monotonic()
     trace = Trace()
@@ -171,7 +192,7 @@ def run_many(cfg: Config, todo: list[tuple[str, str, str | None]], jobs: int, ro
         prepare(cfg, k, nic)  # here, not in the workers: builds and usage errors surface once
     results = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(run, cfg, n, k, nic, root / f"{n}-{k}-{nic or 'nonic'}") for n, k, nic in todo]
+        futures = [pool.submit(run, cfg, n, k, nic, root / cell_name(n, k, nic)) for n, k, nic in todo]
         try:
             for f in concurrent.futures.as_completed(futures):
                 results.append(f.result())

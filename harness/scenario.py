@@ -466,14 +466,14 @@ class Guest:
     def expect(self, what: str, actual, expected):
         ok = actual == expected
         self.trace.add("check", f"{'ok  ' if ok else 'FAIL'} {what}: {_show(actual)}"
-                       + ("" if ok else f", expected {_show(expected)}"), ok=ok)
+                       + ("" if ok else f", expected {_show(expected)}"), ok=ok, check=what, observed=_show(actual))
         if not ok:
             raise Failed(f"{what}: got {_show(actual)}, expected {_show(expected)}")
 
     def expect_true(self, what: str, condition, detail: str = ""):
         ok = bool(condition)
         self.trace.add("check", f"{'ok  ' if ok else 'FAIL'} {what}" + (f" ({detail})" if detail and not ok else ""),
-                       ok=ok)
+                       ok=ok, check=what, observed=str(ok).lower())
         if not ok:
             raise Failed(f"{what}" + (f": {detail}" if detail else ""))
 

@@ -262,6 +262,11 @@ class VM:
         """A VMError saying what went wrong, preferring what the console or QEMU said."""
         if isinstance(cause, VMError):
             return cause
+        if self.proc:
+            try:  # a closed monitor or channel usually means QEMU is exiting: let it finish
+                self.proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                pass
         if self.proc and self.proc.poll() is not None:
             return self._qemu_exited(self.proc.returncode)
         last = next((line for line in reversed(self._console_lines) if line.strip()), "(no console output)")

@@ -72,6 +72,15 @@ def run_cli(*args, cwd=ROOT):
     (["--config", "/nonexistent.yaml", "list"], "/nonexistent.yaml: cannot read"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     (["run"], "the following arguments are required: scenario"),
+    (["matrix", "--shard", "3/2"], "--shard 3/2: expected I/N"),
+    (["matrix", "--scenarios", "overun"], "did you mean 'overrun'"),
+    (["matrix", "--nics", "rtl8139"], "--nic rtl8139: unknown NIC model"),
+    (["matrix", "--results", "/proc/testbed"], "results directory /proc/testbed: not writable"),
+    (["diff", "--kernel", "min-6.1"], "--kernel: give two different kernels to compare"),
+    (["report", "/nonexistent"], "/nonexistent: no run.json"),
+    (["report", "/tmp", "/var"], "several directories or --out need --merge"),
+    (["link", "down", "--vm", "/nonexistent"], "--vm /nonexistent: no running guest"),
+    (["bench", "--kernels", "2.6"], "--kernel 2.6: no such kernel"),
 ])
 def test_cli_usage_errors_exit_2_with_one_line(args, message):
     r = run_cli(*args)

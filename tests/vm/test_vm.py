@@ -62,10 +62,17 @@ def test_qemu_that_cannot_start_is_a_named_failure(target, tmp_path):
             pass
 
 
+def _default_sigint():
+    # as from a terminal: a test run started in the background inherits SIGINT ignored
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupted_run_leaves_no_qemu_and_no_run_dir(target, sig, status):
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "carrier-qmp", "--kernel", target.kernel.name],
-                            cwd=ROOT,
+    # carrier-admin-down: 10 s of waiting for silence, so the signal lands mid-scenario
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "carrier-admin-down", "--kernel",
+                             target.kernel.name],
+                            cwd=ROOT, preexec_fn=_default_sigint,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     run_dirs = []
@@ -76,7 +83,7 @@ def test_interrupted_run_leaves_no_qemu_and_no_run_dir(target, sig, status):
     time.sleep(1)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == status, err
+    assert proc.returncode == status, f"{err}\n{out}"
     assert not any(Path("/tmp").glob(f"testbed-run-{proc.pid}-*"))
     leftover = subprocess.run(["pgrep", "-f", f"testbed-run-{proc.pid}-"], capture_output=True, text=True)
     assert leftover.stdout == "", f"QEMU left running: {leftover.stdout}"

@@ -1,0 +1,86 @@
+"""The matrix's bookkeeping without VMs: sharding, exit status, JUnit, KCIDB, merging, report."""
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from harness import kcidb, matrix, report, runner
+from harness.errors import UsageError
+from harness.scenario import TraceEntry
+
+CELLS = [(s, k, n) for s in ("carrier-qmp", "overrun", "flap-storm") for k in ("a", "b") for n in ("igb", "e1000")]
+META = {"started": "2026-11-22T10:00:00+00:00", "qemu": "QEMU emulator version 10.0.2",
+        "kernels": {k: {"release": "6.1.192", "version": "6.1.192", "image": f"/k/{k}", "sha256": k * 64,
+                        "accel": "tcg"} for k in ("a", "b")},
+        "nics": ["e1000", "igb"], "shard": None, "host": {"name": "h", "kernel": "6.1", "cpus": 2, "python": "3.11"},
+        "cells": 3, "complete": True, "duration": 12.0}
+
+
+def result(tmp_path, scenario, kernel, nic, verdict=runner.PASSED, observed="2") -> runner.Result:
+    r = runner.Result(scenario, kernel, nic, verdict, reason="" if verdict == runner.PASSED else "why",
+                      version="6.1.192", accel="tcg", duration=1.5,
+                      artifacts=str(tmp_path / "cells" / runner.cell_name(scenario, kernel, nic)))
+    r.trace = [TraceEntry(0.1, "host", "QMP set_link nic0 off"),
+               TraceEntry(0.2, "guest", "  RTM_NEWLINK eth0", {"message": {"type": "RTM_NEWLINK", "ifname": "eth0",
+                                                                           "ifi_flags": "UP|BROADCAST"}}),
+               TraceEntry(0.3, "check", f"ok   messages: {observed}", {"ok": True, "check": "messages",
+                                                                        "observed": observed})]
+    r.save()
+    return r
+
+
+def test_shards_are_disjoint_cover_everything_and_do_not_depend_on_order():
+    shards = [matrix.shard(CELLS, i, 3) for i in (1, 2, 3)]
+    assert sorted(c for s in shards for c in s) == sorted(CELLS)
+    assert matrix.shard(list(reversed(CELLS)), 2, 3) == shards[1]
+    assert {len(s) for s in shards} == {4}
+
+
+@pytest.mark.parametrize("text", ["0/2", "3/2", "a/b", "2", "1/0"])
+def test_bad_shard_is_a_usage_error(text):
+    with pytest.raises(UsageError, match=f"--shard {text}: expected I/N"):
+        matrix.parse_shard(text)
+
+
+def test_exit_status_keeps_infrastructure_apart(tmp_path):
+    ok = result(tmp_path, "overrun", "a", "igb")
+    bad = result(tmp_path, "overrun", "b", "igb", runner.FAILED)
+    broken = result(tmp_path, "overrun", "a", "e1000", runner.ERROR)
+    assert matrix.exit_status([ok]) == 0
+    assert matrix.exit_status([ok, bad]) == 1
+    assert matrix.exit_status([ok, bad, broken]) == 3
+
+
+def test_publish_writes_junit_kcidb_and_a_report_that_shows_the_kernel_difference(tmp_path):
+    results = [result(tmp_path, "flap-storm", "a", "igb", observed="2"),
+               result(tmp_path, "flap-storm", "b", "igb", runner.FAILED, observed="4"),
+               result(tmp_path, "overrun", "a", "igb", runner.ERROR)]
+    report.publish(tmp_path, META, results)
+    suite = ET.parse(tmp_path / "junit.xml").getroot()
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("3", "1", "1")
+    failed = suite.find("testcase[@classname='b.igb'][@name='flap-storm']")
+    assert "RTM_NEWLINK eth0" in failed.find("system-out").text and failed.find("failure") is not None
+    data = json.loads((tmp_path / "kcidb.json").read_text())
+    assert {t["status"] for t in data["tests"]} == {"PASS", "FAIL", "MISS"}
+    html = (tmp_path / "report.html").read_text()
+    assert "<svg" in html and "Infrastructure errors" in html
+    assert report.differences(results)[0][3] == [("verdict", {"a": "passed", "b": "failed: why"}),
+                                                 ("messages", {"a": "2", "b": "4"})]
+    assert json.loads((tmp_path / "run.json").read_text())["counts"] == {"passed": 1, "failed": 1, "skipped": 0,
+                                                                        "error": 1}
+
+
+def test_merge_puts_shards_back_together(tmp_path):
+    for i, cells in enumerate((CELLS[:5], CELLS[5:])):
+        d = tmp_path / f"shard{i}"
+        report.publish(d, {**META, "cells": len(cells), "shard": f"{i + 1}/2"},
+                       [result(d, *c) for c in cells])
+    meta, results = report.merge([tmp_path / "shard0", tmp_path / "shard1"], tmp_path / "merged")
+    assert len(results) == len(CELLS) and meta["cells"] == len(CELLS) and meta["complete"]
+    assert len(list((tmp_path / "merged" / "cells").iterdir())) == len(CELLS)
+    assert ET.parse(tmp_path / "merged" / "junit.xml").getroot().get("tests") == str(len(CELLS))
+
+
+def test_kcidb_ids_name_the_origin_and_validate(tmp_path):
+    data = kcidb.export(META, [result(tmp_path, "overrun", "a", "igb")])
+    assert data["tests"][0]["id"].startswith(f"{kcidb.ORIGIN}:") and data["tests"][0]["path"] == "netlink.overrun.igb"
