@@ -120,11 +120,11 @@ def cmd_run(cfg, args) -> int:
     return EXIT[result.verdict]
 
 
-def cmd_report(cfg, args) -> int:
+def cmd_report(args) -> int:
     from . import report
     try:
         if args.merge:
-            out = args.out or cfg.results / "merged"
+            out = args.out or Path("results/merged")
             meta, results = report.merge(args.dirs, out)
         elif len(args.dirs) > 1 or args.out:
             raise UsageError("testbed report: several directories or --out need --merge")
@@ -170,9 +170,16 @@ def cmd_kernel(cfg, args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: VMs shut down, dirs removed
+    # unwind like Ctrl-C (VMs shut down, run dirs removed): SIGTERM, and SIGHUP (terminal closed)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
     try:
         args = _parser().parse_args(argv)
+        if args.command == "report":  # reads results only: works where testbed.yaml's kernels are absent
+            return cmd_report(args)
+        if args.command == "link":
+            from .shell import link
+            return link(args.state, args.vm)
         cfg = config_mod.load(args.config)
         if args.command == "list":
             return cmd_list(cfg)
@@ -187,14 +194,9 @@ def main(argv: list[str] | None = None) -> int:
             from .matrix import run_diff
             return run_diff(cfg, [cfg.kernel(k).name for k in args.kernel], args.nics, args.scenarios, jobs,
                             args.results)
-        if args.command == "report":
-            return cmd_report(cfg, args)
         if args.command == "shell":
             from .shell import shell
             return shell(cfg, args.kernel, args.nic, args.cold)
-        if args.command == "link":
-            from .shell import link
-            return link(args.state, args.vm)
         if args.command == "kernel":
             return cmd_kernel(cfg, args)
         if args.command == "bench":

@@ -21,6 +21,8 @@ def agent_binary(cfg):
 
 
 def pytest_configure(config):
-    # SIGTERM unwinds like Ctrl-C, so every VM context manager shuts its QEMU down.
+    # SIGTERM and SIGHUP unwind like Ctrl-C, so every VM context manager shuts its QEMU down
+    # (pytest-xdist workers get SIGHUP when the controlling pytest goes away).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
     os.makedirs(ROOT / "results", exist_ok=True)
