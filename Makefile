@@ -2,6 +2,7 @@
 # make test      every test, VM tests included
 # make test-vm   only the tests that boot real guests
 # make bench     boot, restore, per-scenario and whole-catalogue times per kernel x NIC
+# make soak      200 boot + scenario cycles: flakes, leftovers, the slowest cycle
 # make kernel KERNEL_SRC=PATH   build a kernel tree (or tarball) with kernel-config/
 # Tests run JOBS at a time, each VM test on its own guest: guests spend most of a scenario
 # waiting on the kernel's timers, so twice the CPUs keeps both cores busy (measured in README).
@@ -10,7 +11,7 @@ VENV   := .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
-.PHONY: setup test test-unit test-vm bench kernel clean
+.PHONY: setup test test-unit test-vm bench soak kernel clean
 
 setup: $(VENV)/.installed
 	./scripts/setup-system.sh
@@ -40,6 +41,10 @@ test-vm: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/testbed bench --runs 5 --jobs $(JOBS) --json results/bench.json
+
+# not part of `make test`: 200 cold boots + carrier-qmp across the NICs (about 25 minutes here)
+soak: $(VENV)/.installed
+	$(VENV)/bin/testbed soak --cycles $(or $(CYCLES),200)
 
 clean:
 	rm -rf results

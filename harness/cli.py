@@ -5,6 +5,7 @@
     testbed matrix [--kernels ..] [--nics ..] [--scenarios ..] [--shard I/N]   the matrix, for CI
     testbed report DIR | --merge DIR... [--out D]  the HTML report / KCIDB of matrix results, shards merged
     testbed diff --kernel A --kernel B             the catalogue on both, and what differs
+    testbed soak [--cycles N]                      boot + scenario, again and again: flakes, leftovers
     testbed shell [--kernel K] [--nic N]           a shell on a fresh guest (its console), by hand
     testbed link up|down [--vm RUN_DIR]            flip that guest's link from another terminal
     testbed kernel fetch [NAME ...]                fetch Debian kernels named in testbed.yaml
@@ -61,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     df.add_argument("--scenarios", nargs="+", help="scenario names (default: all)")
     df.add_argument("--jobs", type=int, help="guests at a time (default: twice the CPUs)")
     df.add_argument("--results", type=Path, help="results directory (default: results/diff/<date-time>)")
+    so = sub.add_parser("soak", help="many consecutive boot + scenario cycles: flakes, leftovers, slowest")
+    so.add_argument("--cycles", type=int, default=200)
+    so.add_argument("--kernel", help="a kernel named in testbed.yaml")
+    so.add_argument("--scenario", default="carrier-qmp", help="the scenario of each cycle (default: carrier-qmp)")
+    so.add_argument("--restore", action="store_true", help="restore the snapshot instead of booting each cycle")
     sh = sub.add_parser("shell", help="a shell on a fresh guest's console, the agent running beside it")
     sh.add_argument("--kernel", help="a kernel named in testbed.yaml")
     sh.add_argument("--nic", help="NIC model: igb, e1000e or e1000")
@@ -194,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
             from .matrix import run_diff
             return run_diff(cfg, [cfg.kernel(k).name for k in args.kernel], args.nics, args.scenarios, jobs,
                             args.results)
+        if args.command == "soak":
+            from .soak import soak
+            return soak(cfg, args.cycles, args.kernel and cfg.kernel(args.kernel).name, args.scenario,
+                        cold=not args.restore)
         if args.command == "shell":
             from .shell import shell
             return shell(cfg, args.kernel, args.nic, args.cold)

@@ -102,14 +102,14 @@ def _die_with_parent():
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _runs_root() -> Path:
+def runs_root() -> Path:
     return Path(tempfile.gettempdir())
 
 
 def running_vms() -> list[tuple[Path, dict]]:
     """The guests running on this host now (any testbed process): run dir and vm.json's description."""
     found = []
-    for d in sorted(_runs_root().glob("testbed-run-*")):
+    for d in sorted(runs_root().glob("testbed-run-*")):
         try:
             info = json.loads((d / "vm.json").read_text())
             os.kill(info["qemu_pid"], 0)
@@ -121,7 +121,7 @@ def running_vms() -> list[tuple[Path, dict]]:
 
 def _remove_stale_run_dirs():
     """Run directories whose owning process is gone (it was SIGKILLed)."""
-    for d in _runs_root().glob("testbed-run-*"):
+    for d in runs_root().glob("testbed-run-*"):
         try:
             pid = int(d.name.split("-")[2])
             os.kill(pid, 0)
@@ -181,7 +181,7 @@ class VM:
     def launch(self):
         _remove_stale_run_dirs()
         self.artifacts.mkdir(parents=True, exist_ok=True)
-        self.run_dir = Path(tempfile.mkdtemp(prefix=f"testbed-run-{os.getpid()}-", dir=_runs_root()))
+        self.run_dir = Path(tempfile.mkdtemp(prefix=f"testbed-run-{os.getpid()}-", dir=runs_root()))
         pairs = {name: socket.socketpair() for name in ("console", "agent", "qmp")}
         self._sockets = [p[0] for p in pairs.values()]
         fds = {name: p[1].fileno() for name, p in pairs.items()}

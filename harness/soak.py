@@ -1,0 +1,51 @@
+"""`make soak`: many consecutive boot + scenario cycles across the NICs, to find what fails once
+in a hundred: flakes (with their reasons), QEMU processes or run directories left behind, and
+the slowest cycle.  Not part of `make test`."""
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from . import runner
+from .config import Config
+from .vm import runs_root
+
+
+def leftovers() -> list[str]:
+    """QEMU processes and run directories of this process that should be gone."""
+    mine = f"testbed-run-{os.getpid()}-"
+    procs = subprocess.run(["pgrep", "-af", mine], capture_output=True, text=True).stdout.splitlines()
+    return procs + [str(d) for d in runs_root().glob(mine + "*")]
+
+
+def soak(cfg: Config, cycles: int, kernel_name: str | None, scenario: str, cold: bool) -> int:
+    nics = cfg.nics
+    kernel_name = kernel_name or cfg.default_kernel
+    runner.lookup(scenario)
+    print(f"soak: {cycles} cycles of {'cold boot' if cold else 'snapshot restore'} + {scenario} on {kernel_name}, "
+          f"NICs in turn: {', '.join(nics)}", flush=True)
+    durations, flakes, orphans = [], [], []
+    with tempfile.TemporaryDirectory(prefix="testbed-soak-") as tmp:
+        for i in range(cycles):
+            nic = nics[i % len(nics)]
+            started = time.monotonic()
+            r = runner.run(cfg, scenario, kernel_name, nic, Path(tmp) / f"{i % 8}", cold=cold)
+            durations.append((time.monotonic() - started, i, nic))
+            if r.verdict != runner.PASSED:
+                flakes.append(f"cycle {i} ({nic}): {r.verdict_line()}")
+                print(f"  {flakes[-1]}", flush=True)
+            if left := leftovers():
+                orphans.append(f"cycle {i}: {left}")
+                print(f"  LEFT BEHIND after cycle {i}: {left}", flush=True)
+            if (i + 1) % 10 == 0:
+                print(f"  {i + 1}/{cycles} cycles, {len(flakes)} not passed, {len(orphans)} with leftovers", flush=True)
+    slowest = max(durations)
+    times = [d for d, _, _ in durations]
+    print(f"soak: {cycles} cycles, {len(flakes)} not passed, {len(orphans)} left something behind; "
+          f"cycle median {statistics.median(times):.2f} s, slowest {slowest[0]:.2f} s (cycle {slowest[1]}, "
+          f"{slowest[2]})")
+    return 1 if flakes or orphans else 0
