@@ -2,6 +2,7 @@
 import dataclasses
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -87,3 +88,25 @@ def test_interrupted_run_leaves_no_qemu_and_no_run_dir(target, sig, status):
     assert not any(Path("/tmp").glob(f"testbed-run-{proc.pid}-*"))
     leftover = subprocess.run(["pgrep", "-f", f"testbed-run-{proc.pid}-"], capture_output=True, text=True)
     assert leftover.stdout == "", f"QEMU left running: {leftover.stdout}"
+
+
+def test_nothing_listens_on_the_network_and_the_guest_is_fenced(target, tmp_path):
+    with VM(target, tmp_path) as vm:
+        listening = subprocess.run(["ss", "-Hlnp"], capture_output=True, text=True).stdout.splitlines()
+        mine = [line for line in listening if f"pid={vm.proc.pid}," in line]
+        assert all(line.split()[0] in ("u_str", "u_seq", "u_dgr") for line in mine), mine  # unix sockets only
+        assert any(str(vm.run_dir / "qmp.sock") in line for line in mine), mine  # in the 0700 run dir
+        assert oct(vm.run_dir.stat().st_mode & 0o777) == "0o700"
+        assert "user,id=net0,restrict=on" in (tmp_path / "qemu.log").read_text().splitlines()[0]
+        # restrict=on: slirp would otherwise connect the guest's 10.0.2.2:PORT to the host's
+        # 127.0.0.1:PORT; here a host listener sees nothing
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            listener.settimeout(0.5)
+            port = listener.getsockname()[1]
+            r = vm.agent.call(Op.RUN, cmd=f"ip link set eth0 up; ip addr add 10.0.2.15/24 dev eth0; sleep 1; "
+                                          f"echo hello | nc -w 3 10.0.2.2 {port}; echo status $?", timeout=30)
+            with pytest.raises(socket.timeout):
+                listener.accept()
+        assert b"status 0" not in r["OUTPUT"], r["OUTPUT"]
