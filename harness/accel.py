@@ -58,11 +58,16 @@ def choose(setting: str, qemu: str, kernel_image: Path, cache: Path) -> str:
     version = subprocess.run([qemu, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
     key = f"{version} | host {os.uname().release}"
     cache_file = cache / "accel-probe.json"
-    verdicts = json.loads(cache_file.read_text()) if cache_file.exists() else {}
+    try:
+        verdicts = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        verdicts = {}
     if key not in verdicts:
         verdicts[key] = "kvm" if probe_kvm(qemu, kernel_image) else "tcg"
         cache.mkdir(parents=True, exist_ok=True)
-        cache_file.write_text(json.dumps(verdicts, indent=1))
+        partial = cache_file.with_suffix(f".{os.getpid()}")  # parallel test workers probe at once
+        partial.write_text(json.dumps(verdicts, indent=1))
+        partial.rename(cache_file)
     if verdicts[key] == "tcg":
         _notice(f"KVM probe boot hung (no console output in {PROBE_SECONDS:g} s): using TCG "
                 f"(verdict cached in {cache_file})")
