@@ -77,17 +77,17 @@ def bench(cfg: Config, runs: int, json_path: Path | None, kernels: list[str] | N
           nics: list[str] | None = None, jobs: int = runner.DEFAULT_JOBS) -> int:
     rows = []
     print(f"seconds, median [min–max] of {runs} runs; catalogue with {jobs} guests at a time")
-    head = f"{'kernel':<12} {'nic':<7} {'cold boot→ready':<20} {'restore→ready':<20} {'overhead/scenario':<20} catalogue"
+    head = f"{'kernel':<12} {'nic':<7} {'cold boot→ready':<23} {'restore→ready':<20} {'overhead/scenario':<20} catalogue"
     print(head)
     with tempfile.TemporaryDirectory(prefix="testbed-bench-") as tmp:
         for kernel_name in kernels or cfg.kernels:
             for nic in nics or cfg.nics:
                 row = measure(cfg, kernel_name, nic, runs, jobs, Path(tmp) / f"{kernel_name}-{nic}")
                 rows.append(row)
-                print(f"{kernel_name:<12} {nic:<7} {show(row['cold']):<20} {show(row['restore']):<20} "
+                print(f"{kernel_name:<12} {nic:<7} {show(row['cold']):<23} {show(row['restore']):<20} "
                       f"{show(row['overhead']):<20} {show(row['catalogue'], 1)} ({row['scenarios']} scenarios)"
                       + (f"  NOT PASSED: {', '.join(row['not_passed'])}" if row["not_passed"] else ""), flush=True)
-    print(f"{'target':<20} {TARGETS['cold']:<20} {TARGETS['restore']:<20} {TARGETS['overhead']:<20} "
+    print(f"{'target':<20} {TARGETS['cold']:<23} {TARGETS['restore']:<20} {TARGETS['overhead']:<20} "
           f"{TARGETS['catalogue']}")
     print("\nscaling: wall time of the first n scenarios (medians), fitted time per scenario")
     for row in rows:
