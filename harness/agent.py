@@ -141,6 +141,11 @@ class Agent:
 
     # ---- public ----
 
+    @property
+    def failure(self) -> Exception | None:
+        """What broke the channel (a panic, QEMU exiting), once something has."""
+        return self._failure
+
     def fail(self, exc: Exception):
         """Make every current and future wait raise `exc` (the first failure wins)."""
         with self._cond:

@@ -52,9 +52,12 @@ def shell(cfg: Config, kernel_name: str | None, nic: str | None, cold: bool) -> 
             print(f"testbed: `testbed link down|up` in another terminal flips {nic}'s link; "
                   f"`exit` or Ctrl-] powers the guest off")
             vm.console_echo = lambda data: os.write(sys.stdout.fileno(), data)
-            session = vm.agent.start(Op.RUN, cmd=_guest_shell_command(cfg.guest_binaries), background=1, timeout_ms=WEEK_MS)
-            _relay(vm.console, session)
+            session = vm.agent.start(Op.RUN, cmd=_guest_shell_command(cfg.guest_binaries), background=1,
+                                     timeout_ms=WEEK_MS)
+            _relay(vm.console, lambda: session.done() or vm.agent.failure is not None)
             vm.console_echo = None
+            if vm.agent.failure:  # a panic, QEMU gone: say why
+                raise vm.diagnose(vm.agent.failure)
     except VMError as e:
         print(f"\ntestbed: {e}", file=sys.stderr)
         return 3
@@ -62,13 +65,14 @@ def shell(cfg: Config, kernel_name: str | None, nic: str | None, cold: bool) -> 
     return 0
 
 
-def _relay(console: socket.socket, session) -> None:
-    """Keystrokes to the guest console until its shell exits, Ctrl-] is pressed or QEMU is gone."""
+def _relay(console: socket.socket, finished) -> None:
+    """Keystrokes to the guest console until `finished()` (the shell exited, the guest broke) or
+    Ctrl-] is pressed."""
     stdin = sys.stdin.fileno()
     saved = termios.tcgetattr(stdin)
     tty.setraw(stdin)
     try:
-        while not session.done():
+        while not finished():
             if not select.select([stdin], [], [], 0.1)[0]:
                 continue
             data = os.read(stdin, 1024)

@@ -42,3 +42,17 @@ def test_shell_with_link_flipped_from_another_terminal(cfg):
     assert not Path(run_dir).exists()
     assert subprocess.run(["pgrep", "-f", run_dir], capture_output=True).stdout == b""
 
+
+
+def test_a_panic_in_the_shell_ends_it_with_the_cause(cfg):
+    kernel = "min-6.1" if "min-6.1" in cfg.kernels else cfg.default_kernel
+    child = pexpect.spawn(TESTBED[0], [*TESTBED[1:], "shell", "--kernel", kernel, "--nic", "e1000e"], cwd=ROOT,
+                          encoding="utf-8", timeout=90)
+    try:
+        child.expect("testbed:/# ")
+        child.sendline("echo c > /proc/sysrq-trigger")
+        child.expect(r"testbed: kernel panic at [\d.]+ s: .*sysrq triggered crash \(console log: ")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 3
