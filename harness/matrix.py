@@ -14,7 +14,6 @@ one and `testbed report --merge` puts them back together.
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import platform
 import subprocess
@@ -128,10 +127,10 @@ def run_matrix(cfg: Config, kernels: list[str] | None, nics: list[str] | None, s
     finally:  # interrupted: what finished is kept, and run.json says the run is incomplete
         progress.finish()
         meta["duration"] = round(time.monotonic() - started, 1)
-        report.publish(out, meta, results)
+        counts = report.publish(out, meta, results)
     status = exit_status(results)
     print(f"testbed: {len(results)} cells in {meta['duration']:.0f} s: "
-          + ", ".join(f"{n} {v}" for v, n in json.loads((out / "run.json").read_text())["counts"].items() if n)
+          + ", ".join(f"{n} {v}" for v, n in counts.items() if n)
           + f"; report.html, junit.xml, kcidb.json and run.json in {out}/")
     return status, out
 

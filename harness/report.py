@@ -72,7 +72,7 @@ def write_junit(results: list[Result], path: Path, name: str = "testbed") -> Non
     ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
 
 
-def publish(out: Path, meta: dict, results: list[Result]) -> None:
+def publish(out: Path, meta: dict, results: list[Result]) -> dict[str, int]:
     """Everything a results directory holds besides the cells: junit.xml, run.json (with the
     counts), report.html, kcidb.json."""
     write_junit(results, out / "junit.xml")
@@ -82,6 +82,7 @@ def publish(out: Path, meta: dict, results: list[Result]) -> None:
     (out / "run.json").write_text(json.dumps(meta, indent=1))
     html_report(meta, results, out)
     (out / "kcidb.json").write_text(json.dumps(kcidb.export(meta, results), indent=1))
+    return counts
 
 
 # ---- what differs between kernels ----

@@ -5,21 +5,13 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from . import runner
 from .config import Config
-from .vm import runs_root
-
-
-def leftovers() -> list[str]:
-    """QEMU processes and run directories of this process that should be gone."""
-    mine = f"testbed-run-{os.getpid()}-"
-    procs = subprocess.run(["pgrep", "-af", mine], capture_output=True, text=True).stdout.splitlines()
-    return procs + [str(d) for d in runs_root().glob(mine + "*")]
+from .vm import leftovers
 
 
 def soak(cfg: Config, cycles: int, kernel_name: str | None, scenario: str, cold: bool) -> int:
@@ -38,7 +30,7 @@ def soak(cfg: Config, cycles: int, kernel_name: str | None, scenario: str, cold:
             if r.verdict != runner.PASSED:
                 flakes.append(f"cycle {i} ({nic}): {r.verdict_line()}")
                 print(f"  {flakes[-1]}", flush=True)
-            if left := leftovers():
+            if left := leftovers(os.getpid()):
                 orphans.append(f"cycle {i}: {left}")
                 print(f"  LEFT BEHIND after cycle {i}: {left}", flush=True)
             if (i + 1) % 10 == 0:

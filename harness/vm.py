@@ -119,6 +119,14 @@ def running_vms() -> list[tuple[Path, dict]]:
     return found
 
 
+def leftovers(pid: int) -> list[str]:
+    """QEMU processes and run directories that testbed process `pid` still has: after it has
+    shut its guests down (or ended), there should be none."""
+    mark = f"testbed-run-{pid}-"
+    procs = subprocess.run(["pgrep", "-af", mark], capture_output=True, text=True).stdout.splitlines()
+    return procs + [str(d) for d in runs_root().glob(mark + "*")]
+
+
 def _remove_stale_run_dirs():
     """Run directories whose owning process is gone (it was SIGKILLed)."""
     for d in runs_root().glob("testbed-run-*"):

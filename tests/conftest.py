@@ -15,6 +15,13 @@ def cfg():
 
 
 @pytest.fixture(scope="session")
+def vm_kernel(cfg) -> str:
+    """The kernel for tests of the harness rather than of a kernel: the minimal one when
+    configured (it boots fastest)."""
+    return "min-6.1" if "min-6.1" in cfg.kernels else cfg.default_kernel
+
+
+@pytest.fixture(scope="session")
 def agent_binary(cfg):
     from harness.image import build_agent
     return build_agent(cfg.cache)

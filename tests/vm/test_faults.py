@@ -5,14 +5,13 @@ test collects every registered scenario)."""
 import os
 import re
 import signal
-import subprocess
-from pathlib import Path
 
 import pytest
 
 from harness import runner
 from harness.protocol import Op
 from harness.scenario import SCENARIOS, Guest, scenario
+from harness.vm import leftovers
 
 pytestmark = pytest.mark.vm
 
@@ -53,19 +52,14 @@ def faulty_scenarios():
         SCENARIOS.pop(name, None)
 
 
-@pytest.fixture(scope="module")
-def kernel(cfg):
-    return "min-6.1" if "min-6.1" in cfg.kernels else cfg.default_kernel
-
-
 @pytest.mark.parametrize("name", FAULTS)
-def test_fault_fails_only_its_own_scenario_with_a_named_cause(cfg, kernel, tmp_path, name):
+def test_fault_fails_only_its_own_scenario_with_a_named_cause(cfg, vm_kernel, tmp_path, name):
+    kernel = vm_kernel
     cause = FAULTS[name][1]
     wrecked = runner.run(cfg, name, kernel, None, tmp_path / "wrecked")
     assert wrecked.verdict == runner.ERROR
     assert re.search(cause, wrecked.reason), wrecked.reason
     assert "\n" not in wrecked.reason and str(tmp_path / "wrecked" / "console.log") in wrecked.reason
-    assert not list(Path("/tmp").glob(f"testbed-run-{os.getpid()}-*"))
-    assert subprocess.run(["pgrep", "-f", f"testbed-run-{os.getpid()}-"], capture_output=True).stdout == b""
+    assert leftovers(os.getpid()) == []
     after = runner.run(cfg, "send-oob", kernel, None, tmp_path / "next")
     assert after.verdict == runner.PASSED, after.verdict_line()

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.vm import leftovers
+
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ["send-oob", "recv-trunc", "carrier-qmp"]
@@ -19,12 +21,8 @@ def harness_cmd(*args):
     return [sys.executable, "-m", "harness", *args]
 
 
-@pytest.fixture(scope="module")
-def kernel(cfg):
-    return "min-6.1" if "min-6.1" in cfg.kernels else cfg.default_kernel
-
-
-def test_shards_merge_into_the_whole_matrix(kernel, tmp_path):
+def test_shards_merge_into_the_whole_matrix(vm_kernel, tmp_path):
+    kernel = vm_kernel
     for i in (1, 2):
         r = subprocess.run(harness_cmd("matrix", "--kernels", kernel, "--nics", "igb", "--scenarios", *SCENARIOS,
                                        "--shard", f"{i}/2", "--results", str(tmp_path / f"shard{i}")),
@@ -46,7 +44,8 @@ def test_shards_merge_into_the_whole_matrix(kernel, tmp_path):
     assert run["complete"] and run["kernels"][kernel]["release"] and run["qemu"].startswith("QEMU")
 
 
-def test_interrupted_matrix_keeps_what_finished_and_says_incomplete(kernel, tmp_path):
+def test_interrupted_matrix_keeps_what_finished_and_says_incomplete(vm_kernel, tmp_path):
+    kernel = vm_kernel
     out = tmp_path / "run"
     proc = subprocess.Popen(harness_cmd("matrix", "--kernels", kernel, "--nics", "igb", "--scenarios",
                                         "send-oob", "carrier-admin-down", "--jobs", "1", "--results", str(out)),
@@ -61,5 +60,4 @@ def test_interrupted_matrix_keeps_what_finished_and_says_incomplete(kernel, tmp_
     assert proc.returncode == 130, stdout + stderr
     run = json.loads((out / "run.json").read_text())
     assert run["complete"] is False
-    assert subprocess.run(["pgrep", "-f", f"testbed-run-{proc.pid}-"], capture_output=True).stdout == b""
-    assert not list(Path("/tmp").glob(f"testbed-run-{proc.pid}-*"))
+    assert leftovers(proc.pid) == []

@@ -12,8 +12,8 @@ pytestmark = pytest.mark.vm
 
 
 @pytest.fixture(scope="module")
-def target(cfg):
-    return runner.prepare(cfg, "min-6.1" if "min-6.1" in cfg.kernels else None, "igb")
+def target(cfg, vm_kernel):
+    return runner.prepare(cfg, vm_kernel, "igb")
 
 
 def sh(vm, cmd: str) -> str:

@@ -12,16 +12,15 @@ import pytest
 
 from harness import runner
 from harness.protocol import Op
-from harness.vm import VM, QemuSettings, VMError
+from harness.vm import VM, QemuSettings, VMError, leftovers
 
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def target(cfg):
-    """These test the VM, not a kernel: the minimal kernel when configured (it boots fastest)."""
-    return runner.prepare(cfg, "min-6.1" if "min-6.1" in cfg.kernels else None, "igb")
+def target(cfg, vm_kernel):
+    return runner.prepare(cfg, vm_kernel, "igb")
 
 
 def alive(pid: int) -> bool:
@@ -85,9 +84,7 @@ def test_interrupted_run_leaves_no_qemu_and_no_run_dir(target, sig, status):
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == status, f"{err}\n{out}"
-    assert not any(Path("/tmp").glob(f"testbed-run-{proc.pid}-*"))
-    leftover = subprocess.run(["pgrep", "-f", f"testbed-run-{proc.pid}-"], capture_output=True, text=True)
-    assert leftover.stdout == "", f"QEMU left running: {leftover.stdout}"
+    assert leftovers(proc.pid) == []
 
 
 def test_nothing_listens_on_the_network_and_the_guest_is_fenced(target, tmp_path):
