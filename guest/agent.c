@@ -33,7 +33,9 @@
 #define MAX_RECV (1 << 20)
 #define MAX_OUTPUT (1 << 20)
 
-static int chan = -1;
+/* The channel to the host: a serial port (one fd both ways), or stdin/stdout (an SSH session's
+ * pipes, or a socketpair in the host's tests). */
+static int chan_in = -1, chan_out = -1;
 
 /* ---- utilities ---- */
 
@@ -81,7 +83,7 @@ static void write_all(const void *buf, size_t n)
 {
 	const uint8_t *p = buf;
 	while (n) {
-		ssize_t w = write(chan, p, n);
+		ssize_t w = write(chan_out, p, n);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
@@ -562,7 +564,7 @@ static void start_background(uint32_t id, const uint8_t *payload, uint32_t len)
 	pid_t pid = fork();
 	if (pid == 0) {
 		close(p[0]);
-		chan = p[1];
+		chan_out = p[1];
 		is_background_child = 1;
 		handle_request(id, payload, len);
 		_exit(0);
@@ -659,7 +661,7 @@ static void serve(void)
 	uint8_t *buf = xrealloc(NULL, cap);
 	uint64_t offset = 0; /* stream offset of buf[0] */
 	for (;;) {
-		struct pollfd fds[1 + MAX_BACKGROUND + MAX_STREAMS] = { { .fd = chan, .events = POLLIN } };
+		struct pollfd fds[1 + MAX_BACKGROUND + MAX_STREAMS] = { { .fd = chan_in, .events = POLLIN } };
 		int slots[1 + MAX_BACKGROUND], n = 1;
 		for (int i = 0; i < MAX_BACKGROUND; i++)
 			if (bg[i].pid) {
@@ -685,7 +687,7 @@ static void serve(void)
 				stream_event(i);
 		if (!fds[0].revents)
 			continue;
-		ssize_t r = read(chan, buf + len, cap - len);
+		ssize_t r = read(chan_in, buf + len, cap - len);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r == 0) {
@@ -735,23 +737,28 @@ static void serve(void)
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
-		fprintf(stderr, "usage: agent CHANNEL\n");
+		fprintf(stderr, "usage: agent CHANNEL  (a tty, or - for stdin and stdout)\n");
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	chan = strcmp(argv[1], "-") ? open(argv[1], O_RDWR | O_NOCTTY | O_CLOEXEC) : 0;
-	if (chan < 0)
-		die(argv[1]);
+	if (strcmp(argv[1], "-")) {
+		chan_in = chan_out = open(argv[1], O_RDWR | O_NOCTTY | O_CLOEXEC);
+		if (chan_in < 0)
+			die(argv[1]);
+	} else {
+		chan_in = 0;
+		chan_out = 1;
+	}
 	struct termios t;
-	if (tcgetattr(chan, &t) == 0) {
+	if (tcgetattr(chan_in, &t) == 0) {
 		cfmakeraw(&t);
 		t.c_cflag |= CLOCAL | CREAD;
 		t.c_cflag &= ~CRTSCTS;
 		t.c_cc[VMIN] = 1;
 		t.c_cc[VTIME] = 0;
-		if (tcsetattr(chan, TCSANOW, &t) < 0)
+		if (tcsetattr(chan_in, TCSANOW, &t) < 0)
 			die("tcsetattr");
-		tcflush(chan, TCIOFLUSH);
+		tcflush(chan_in, TCIOFLUSH);
 	}
 	op_ping();
 	send_frame(KIND_HELLO, 0);

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 from . import config as config_mod
+from .config import TRANSPORTS
 from .errors import UsageError
 
 EXIT = {"passed": 0, "skipped": 0, "failed": 1, "error": 3}
@@ -45,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--kernel", help="a kernel named in testbed.yaml")
     run.add_argument("--nic", help="NIC model: igb, e1000e or e1000")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
+    run.add_argument("--transport", choices=TRANSPORTS,
+                     help="reach the agent over the serial port or SSH to the guest's sshd (default: testbed.yaml's)")
     mx = sub.add_parser("matrix", help="scenarios x kernels x NICs into one results directory (for CI)")
     mx.add_argument("--kernels", nargs="+", help="kernels named in testbed.yaml (default: all)")
     mx.add_argument("--nics", nargs="+", help="NIC models (default: those in testbed.yaml)")
@@ -52,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     mx.add_argument("--shard", help="I/N: run only the I-th of N deterministic shares of the cells")
     mx.add_argument("--jobs", type=int, help="guests at a time (default: twice the CPUs)")
     mx.add_argument("--results", type=Path, help="results directory (default: results/matrix/<date-time>)")
+    mx.add_argument("--transport", choices=TRANSPORTS, help="serial or ssh (default: testbed.yaml's)")
     rep = sub.add_parser("report", help="rewrite report.html and kcidb.json of matrix results; --merge shards")
     rep.add_argument("dirs", nargs="+", type=Path, help="results directories of `testbed matrix`")
     rep.add_argument("--merge", action="store_true", help="merge the directories (CI shards) into --out")
@@ -187,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             from .shell import link
             return link(args.state, args.vm)
         cfg = config_mod.load(args.config)
+        cfg.transport = getattr(args, "transport", None) or cfg.transport
         if args.command == "list":
             return cmd_list(cfg)
         if args.command == "run":

@@ -13,6 +13,7 @@
     default: {kernel: debian-6.1, nic: igb}
     guest-binaries: [/usr/sbin/ip, /usr/bin/nl-monitor]   # copied in with their shared libraries
     qemu: {binary: qemu-system-x86_64, memory: 256, accel: auto, boot-timeout: 60}
+    transport: serial                                     # or ssh: the agent over SSH to the guest's sshd
     results: results
 
 Every mistake becomes one UsageError line naming the file, the key, the value and what is allowed.
@@ -31,6 +32,8 @@ from .kbuild import BuildSpec
 from .nic import NICS
 
 ACCELS = ("auto", "kvm", "tcg")
+# How the host reaches the guest's agent: a serial port, or SSH to the guest's sshd (harness/ssh.py)
+TRANSPORTS = ("serial", "ssh")
 
 
 @dataclass
@@ -55,6 +58,7 @@ class Config:
     boot_timeout: float = 60.0
     results: Path = Path("results")
     guest_binaries: list[Path] = field(default_factory=list)  # host programs copied into the guest
+    transport: str = "serial"
     cache: Path = field(default_factory=lambda: Path(os.environ.get("TESTBED_CACHE") or
                                                      Path.home() / ".cache" / "testbed"))
 
@@ -103,7 +107,7 @@ class _Reader:
         return value
 
 
-TOP_KEYS = ("kernels", "nics", "default", "qemu", "results", "cache", "guest-binaries")
+TOP_KEYS = ("kernels", "nics", "default", "qemu", "results", "cache", "guest-binaries", "transport")
 KERNEL_KEYS = ("debian-package", "image", "modules", "source", "make", "files", "patches")
 QEMU_KEYS = ("binary", "memory", "accel", "boot-timeout")
 
@@ -195,6 +199,7 @@ def load(path: Path | str = "testbed.yaml") -> Config:
                                      (int, float), "a number of seconds"))
     if cfg.boot_timeout <= 0:
         r.fail("qemu.boot-timeout", cfg.boot_timeout, "must be a positive number of seconds")
+    cfg.transport = r.choice("transport", data.get("transport", cfg.transport), TRANSPORTS)
     cfg.results = base / r.typed("results", data.get("results", "results"), str, "a directory path")
     if "cache" in data:
         cfg.cache = base / r.typed("cache", data["cache"], str, "a directory path")

@@ -16,6 +16,7 @@ from .digest import content_hash
 from .errors import UsageError
 from .kernel import Kernel
 from .nic import NICS
+from . import ssh
 
 GUEST = Path(__file__).resolve().parent.parent / "guest"
 BUSYBOX = Path("/bin/busybox")
@@ -77,10 +78,26 @@ def host_files(programs: list[Path]) -> dict[str, tuple[bytes, int]]:
     return files
 
 
-def build(kernel: Kernel, nic: str | None, cache: Path, host_programs: list[Path] = ()) -> GuestImage:
-    modules = kernel.modules_for([NICS[nic].driver] if nic else [], optional=OPTIONAL_MODULES)
+# For a guest reached over SSH (harness/ssh.py): its sshd, the management NIC's driver (loaded
+# after the NIC under test's, so that one is eth0 wherever drivers are modules), and a root
+# account for dropbear to log in.
+SSHD_FILES = {"etc/passwd": (b"root:x:0:0:root:/root:/bin/sh\n", 0o644),
+              "etc/group": (b"root:x:0:\n", 0o644),
+              "etc/shells": (b"/bin/sh\n", 0o644)}
+
+
+def build(kernel: Kernel, nic: str | None, cache: Path, host_programs: list[Path] = (),
+          sshd: bool = False) -> GuestImage:
+    drivers = [NICS[nic].driver] if nic else []
+    if sshd:
+        if not ssh.DROPBEAR.exists():
+            raise UsageError(f"{ssh.DROPBEAR} is missing: a guest reached over SSH runs dropbear (run `make setup`)")
+        drivers.append(NICS[ssh.MGMT_MODEL].driver)
+        host_programs = [*host_programs, ssh.DROPBEAR]
+    modules = kernel.modules_for(drivers, optional=OPTIONAL_MODULES)
     agent = build_agent(cache)
     files = {  # path in the guest -> (content, mode)
+        **(SSHD_FILES if sshd else {}),
         "init": ((GUEST / "init").read_bytes(), 0o755),
         "agent": (agent.read_bytes(), 0o755),
         "bin/busybox": (BUSYBOX.read_bytes(), 0o755),

@@ -92,7 +92,7 @@ def metadata(cfg: Config, cells: list[tuple], shard_spec: str | None) -> dict:
                          "accel": target.settings.accel}
     return {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "qemu": qemu_version(cfg.qemu_binary), "kernels": kernels,
-            "nics": sorted({n for _, _, n in cells if n}), "shard": shard_spec,
+            "nics": sorted({n for _, _, n in cells if n}), "shard": shard_spec, "transport": cfg.transport,
             "host": {"name": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(),
                      "python": platform.python_version()},
             "cells": len(cells), "complete": False}

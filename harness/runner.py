@@ -40,6 +40,7 @@ class Result:
     accel: str = ""
     boot_seconds: float | None = None  # QEMU start to the agent answering (boot or restore)
     from_snapshot: bool = False
+    transport: str = "serial"  # how the host reached the agent: serial port or SSH
     duration: float = 0.0  # everything: preparing, starting the guest, the scenario, shutting down
     scenario_seconds: float = 0.0  # the scenario's own part of it
     artifacts: str = ""
@@ -89,22 +90,26 @@ def lookup(name: str) -> ScenarioInfo:
 _prepared: dict[tuple, tuple[Config, Target]] = {}
 
 
-def prepare(cfg: Config, kernel_name: str | None, nic: str | None) -> Target:
-    """The kernel, guest image and QEMU settings for one kernel x NIC; worked out once per process."""
-    key = (id(cfg), kernel_name, nic)
+def prepare(cfg: Config, kernel_name: str | None, nic: str | None, transport: str = "serial") -> Target:
+    """The kernel, guest image and QEMU settings for one kernel x NIC, and how the agent is
+    reached (serial or ssh); worked out once per process."""
+    key = (id(cfg), kernel_name, nic, transport)
     if key not in _prepared or _prepared[key][0] is not cfg:
         k = kernel.resolve(cfg.kernel(kernel_name), cfg.cache)
-        img = image.build(k, nic, cfg.cache, cfg.guest_binaries)
+        img = image.build(k, nic, cfg.cache, cfg.guest_binaries, sshd=transport == "ssh")
         settings = QemuSettings(cfg.qemu_binary, accel.choose(cfg.accel, cfg.qemu_binary, k.image, cfg.cache),
                                 cfg.memory_mb, cfg.boot_timeout)
-        _prepared[key] = (cfg, Target(k, img, nic, settings))
+        _prepared[key] = (cfg, Target(k, img, nic, settings, transport))
     return _prepared[key][1]
 
 
 @contextlib.contextmanager
 def guest(cfg: Config, target: Target, artifacts: Path, cold: bool = False) -> Iterator[VM]:
     """A ready guest for `target`: restored from its snapshot (taken on first use), or booted
-    afresh when `cold`.  A snapshot that will not restore is discarded and the guest booted."""
+    afresh when `cold`.  A snapshot that will not restore is discarded and the guest booted.
+    A guest reached over SSH always boots: its keys are made for the run, and a snapshot would
+    carry the keys of the boot it was taken from."""
+    cold = cold or target.transport == "ssh"
     snap = None if cold else snapshot.ensure(target, cfg.cache, artifacts / "snapshot-boot")
     try:
         vm = VM(target, artifacts, restore=snap).__enter__()
@@ -127,7 +132,7 @@ def ready_note(vm: VM) -> str:
 
 
 def run(cfg: Config, name: str, kernel_name: str | None = None, nic: str | None = None,
-        artifacts: Path | None = None, cold: bool = False) -> Result:
+        artifacts: Path | None = None, cold: bool = False, transport: str | None = None) -> Result:
     info = lookup(name)
     kernel_name = kernel_name or cfg.default_kernel
     nic = cfg.nic(nic) if info.needs_nic else None
@@ -137,9 +142,9 @@ def run(cfg: Config, name: str, kernel_name: str | None = None, nic: str | None 
     started = time.monotonic()
     trace = Trace()
     try:
-        target = prepare(cfg, kernel_name, nic)
+        target = prepare(cfg, kernel_name, nic, transport or cfg.transport)
         result.release, result.version = target.kernel.release, target.kernel.version_str
-        result.accel = target.settings.accel
+        result.accel, result.transport = target.settings.accel, target.transport
         with guest(cfg, target, artifacts, cold) as vm:
             result.boot_seconds, result.from_snapshot = vm.boot_seconds, vm.restore is not None
             trace = Trace()  # the scenario's clock starts once the guest is ready
@@ -184,15 +189,16 @@ def cases(cfg: Config, kernels: list[str] | None = None, nics: list[str] | None 
 
 
 def run_many(cfg: Config, todo: list[tuple[str, str, str | None]], jobs: int, root: Path,
-             done: Callable[[Result], None] = lambda r: None) -> list[Result]:
+             done: Callable[[Result], None] = lambda r: None, transport: str | None = None) -> list[Result]:
     """Run `todo` with up to `jobs` guests at once (each restored from its kernel x NIC's snapshot,
     artifacts under root/<scenario>-<kernel>-<nic>); `done` sees each result as it comes.
     Ctrl-C kills every guest, lets each run record its error, and re-raises."""
     for _, k, nic in dict.fromkeys(todo):
-        prepare(cfg, k, nic)  # here, not in the workers: builds and usage errors surface once
+        prepare(cfg, k, nic, transport or cfg.transport)  # here, not in the workers: builds and usage errors surface once
     results = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(run, cfg, n, k, nic, root / cell_name(n, k, nic)) for n, k, nic in todo]
+        futures = [pool.submit(run, cfg, n, k, nic, root / cell_name(n, k, nic), transport=transport)
+                   for n, k, nic in todo]
         try:
             for f in concurrent.futures.as_completed(futures):
                 results.append(f.result())

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import ssh
 from .agent import Agent, AgentError
 from .image import GuestImage
 from .kernel import Kernel
@@ -40,7 +41,8 @@ if TYPE_CHECKING:
 QBOOT = Path("/usr/share/qemu/qboot.rom")
 NIC_ID = "nic0"
 # Kernel messages that mean the guest is broken; the scenario fails at once with the line.
-FATAL_CONSOLE = re.compile(r"Kernel panic|BUG:|Oops|testbed-init: agent exited")
+FATAL_CONSOLE = re.compile(r"Kernel panic|BUG:|Oops|testbed-init: (agent exited|sshd exited|no management NIC)")
+SSHD_READY = "testbed-init: sshd ready"
 # loglevel=5: the console shows warnings and worse (WARNING:, BUG:, Oops, panics) but not the
 # hundreds of info lines a polled UART prints slowly under TCG (-0.16 s per boot); the guest's
 # dmesg keeps everything.
@@ -64,13 +66,14 @@ class QemuSettings:
 
 
 def qemu_command(settings: QemuSettings, kernel_image: Path, initrd: Path, nic: str | None,
-                 fds: dict[str, int], run_dir: Path, append: str = CMDLINE) -> list[str]:
-    """The QEMU command line.  `fds` maps 'console', 'agent' and 'qmp' to socket fds QEMU inherits."""
+                 fds: dict[str, int], run_dir: Path, append: str = CMDLINE, mgmt: bool = False) -> list[str]:
+    """The QEMU command line.  `fds` maps 'console', 'agent' and 'qmp' to socket fds QEMU inherits;
+    `mgmt` adds the management NIC a guest reached over SSH needs."""
     cmd = [settings.binary, "-name", f"testbed-{nic or 'nonic'}", "-machine", "q35", "-accel", settings.accel,
            "-m", str(settings.memory_mb), "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]
     if QBOOT.exists():
         cmd += ["-bios", str(QBOOT)]  # a faster firmware than SeaBIOS for direct kernel boot
-    cmd += ["-kernel", str(kernel_image), "-initrd", str(initrd), "-append", append,
+    cmd += ["-kernel", str(kernel_image), "-initrd", str(initrd), "-append", f"{append} {ssh.KERNEL_ARGS}" if mgmt else append,
             "-chardev", f"socket,id=console,fd={fds['console']}", "-serial", "chardev:console",
             "-chardev", f"socket,id=agent,fd={fds['agent']}", "-serial", "chardev:agent",
             "-chardev", f"socket,id=qmp,fd={fds['qmp']}", "-mon", "chardev=qmp,mode=control",
@@ -79,6 +82,8 @@ def qemu_command(settings: QemuSettings, kernel_image: Path, initrd: Path, nic: 
     if nic:
         # user networking with restrict=on: the NIC has a peer, the guest reaches nothing
         cmd += ["-netdev", "user,id=net0,restrict=on", "-device", f"{nic},id={NIC_ID},netdev=net0"]
+    if mgmt:
+        cmd += ssh.qemu_options()
     return cmd
 
 
@@ -141,11 +146,13 @@ def _remove_stale_run_dirs():
 
 @dataclass
 class Target:
-    """What to boot: one kernel x NIC with its guest image and QEMU settings."""
+    """What to boot: one kernel x NIC with its guest image and QEMU settings, and how the host
+    reaches the agent: the serial port, or SSH (harness/ssh.py; the image must have sshd)."""
     kernel: Kernel
     image: GuestImage
     nic: str | None
     settings: QemuSettings
+    transport: str = "serial"
 
 
 class VM:
@@ -172,6 +179,11 @@ class VM:
         self.notes: list[str] = []  # what happened on the way to a ready guest, for the trace
         self.console: socket.socket | None = None  # the host end of the serial console
         self.console_echo = None  # a callable also given everything the console prints
+        self.failure: Exception | None = None  # what broke the guest (first wins), for the agent's waiters
+        self._failure_lock = threading.Lock()
+        self._sshd_ready = threading.Event()
+        self.keys: ssh.Keys | None = None  # this run's SSH keys, when the agent is reached over SSH
+        self._ssh = None  # and the paramiko client
 
     def __enter__(self) -> "VM":
         try:
@@ -190,10 +202,12 @@ class VM:
         _remove_stale_run_dirs()
         self.artifacts.mkdir(parents=True, exist_ok=True)
         self.run_dir = Path(tempfile.mkdtemp(prefix=f"testbed-run-{os.getpid()}-", dir=runs_root()))
+        over_ssh = self.target.transport == "ssh"
+        initrd = self._initrd_with_keys() if over_ssh else self.image.path
         pairs = {name: socket.socketpair() for name in ("console", "agent", "qmp")}
         self._sockets = [p[0] for p in pairs.values()]
         fds = {name: p[1].fileno() for name, p in pairs.items()}
-        cmd = qemu_command(self.settings, self.kernel.boot_image, self.image.path, self.nic, fds, self.run_dir)
+        cmd = qemu_command(self.settings, self.kernel.boot_image, initrd, self.nic, fds, self.run_dir, mgmt=over_ssh)
         if self.restore:
             cmd += ["-incoming", f"file:{self.restore.path}"]
         qemu_log = self.artifacts / "qemu.log"
@@ -214,26 +228,72 @@ class VM:
             finally:
                 for p in pairs.values():
                     p[1].close()
-        self.agent = Agent(pairs["agent"][0], self.artifacts / "agent.log")
+        if not over_ssh:
+            self._attach(Agent(pairs["agent"][0], self.artifacts / "agent.log"))
         self.console = pairs["console"][0]
         self._thread(self._drain_console, self.console, "console")
         self._thread(self._reap, None, "reaper")
         self.monitor = Monitor(pairs["qmp"][0], self.artifacts / "qmp.log")
         try:
             self.monitor.connect()
-            if self.restore:
+            if over_ssh:
+                hello = self._connect_ssh()
+            elif self.restore:
                 hello = self._wait_restored()
             else:
                 hello = self.agent.wait_ready(self.settings.boot_timeout)
-        except (AgentError, MonitorError) as e:
+        except (AgentError, MonitorError, ssh.SSHError) as e:
             raise self.diagnose(e) from None
         self.boot_seconds = time.monotonic() - self._started
         (self.run_dir / "vm.json").write_text(json.dumps({
             "kernel": self.kernel.name, "release": hello.get("RELEASE"), "nic": self.nic, "nic_id": self.nic_id,
+            "transport": self.target.transport,
             "pid": os.getpid(), "qemu_pid": self.proc.pid, "console_log": str(self.console_log)}))
         self.hello = hello
         self.guest_release = hello.get("RELEASE")
         self.agent_pid = hello.get("PID")
+
+    def _initrd_with_keys(self) -> Path:
+        """The guest image with this run's SSH keys appended (in the run dir, which is 0700)."""
+        try:
+            self.keys = ssh.Keys.generate(self.run_dir)
+        except ssh.SSHError as e:
+            raise VMError(str(e)) from None
+        initrd = self.run_dir / "initrd.cpio"
+        with open(self.image.path, "rb") as image, open(initrd, "wb") as out:
+            shutil.copyfileobj(image, out)
+            out.write(self.keys.initramfs())
+        return initrd
+
+    def _connect_ssh(self) -> dict:
+        """Wait for the guest's sshd, log in with the run's keys and start the agent in the session."""
+        deadline = time.monotonic() + self.settings.boot_timeout
+        while not self._sshd_ready.wait(0.02):
+            if self.failure:
+                raise self.failure
+            if time.monotonic() > deadline:
+                raise AgentError(f"no {SSHD_READY!r} on the console within {self.settings.boot_timeout:g} s")
+        port = ssh.forwarded_port(self.monitor)
+        self._ssh = ssh.connect(port, self.keys, timeout=max(deadline - time.monotonic(), 1))
+        channel = ssh.agent_channel(self._ssh, timeout=max(deadline - time.monotonic(), 1))
+        self._attach(Agent(channel, self.artifacts / "agent.log"))
+        self.notes.append(f"agent over SSH: root@127.0.0.1:{port}, host key {self.keys.fingerprint()} "
+                          "made for this run and pinned")
+        return self.agent.wait_ready(max(deadline - time.monotonic(), 1))
+
+    def _attach(self, agent: Agent):
+        """Make `agent` the one whose waiters hear of the guest's failures, past ones included."""
+        with self._failure_lock:
+            self.agent, failure = agent, self.failure
+        if failure:
+            agent.fail(failure)
+
+    def _fail(self, exc: Exception):
+        with self._failure_lock:
+            self.failure = self.failure or exc
+            agent = self.agent
+        if agent:
+            agent.fail(exc)
 
     def _wait_restored(self) -> dict:
         """Wait until QEMU has loaded the saved guest and resumed it, then until the agent answers.
@@ -306,16 +366,18 @@ class VM:
                 for raw in lines:
                     line = raw.decode("utf-8", "replace").rstrip("\r")
                     self._console_lines.append(line)
+                    if line == SSHD_READY:
+                        self._sshd_ready.set()
                     if self.fatal is None and FATAL_CONSOLE.search(line):
                         self.fatal = line
                         t = time.monotonic() - self._started
                         what = "kernel panic" if "panic" in line else "guest failure"
-                        self.agent.fail(VMError(f"{what} at {t:.1f} s: {line.strip()}", self.console_log))
+                        self._fail(VMError(f"{what} at {t:.1f} s: {line.strip()}", self.console_log))
         sock.close()
 
     def _reap(self):
         rc = self.proc.wait()
-        self.agent.fail(self._qemu_exited(rc))
+        self._fail(self._qemu_exited(rc))
 
     # ---- shutdown ----
 
@@ -340,6 +402,8 @@ class VM:
             self.monitor.close()
         if self.agent:
             self.agent.close()
+        if self._ssh:
+            self._ssh.close()
         for s in self._sockets:
             try:
                 s.shutdown(socket.SHUT_RDWR)

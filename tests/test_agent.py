@@ -14,7 +14,7 @@ from harness.protocol import Kind, Op, encode_frame
 @pytest.fixture
 def agent(agent_binary):
     host, guest = socket.socketpair()
-    proc = subprocess.Popen([str(agent_binary), "-"], stdin=guest)
+    proc = subprocess.Popen([str(agent_binary), "-"], stdin=guest, stdout=guest)
     guest.close()
     a = Agent(host)
     a.wait_ready(5)

@@ -1,0 +1,130 @@
+"""The agent over SSH: how the harness reaches a guest that runs its own sshd, as a guest with a
+full root filesystem would.
+
+The guest gets a second, management NIC on a user network of its own (`restrict=on`: it reaches
+nothing); the only way in is QEMU's forward from 127.0.0.1:<a port the host picks> to the
+guest's port 22.  For every run the harness makes the guest's host key (dropbearkey, the same
+dropbear the guest runs) and a client key (paramiko), hands both to the guest in a cpio archive
+appended to its initramfs, and pins the host key: paramiko's RejectPolicy with the run's key as
+the only known host, so a guest that cannot prove it holds that key is refused.  The agent then
+runs as the session's command, `/agent -`, speaking the same protocol on the session's stdin and
+stdout as it does on the serial port: scenarios cannot tell the difference.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+
+from .cpio import Cpio
+from .monitor import Monitor
+
+MGMT_ID = "mgmt"
+MGMT_MODEL = "e1000"  # a driver every kernel the testbed runs has (kernel-config/net.config)
+MGMT_MAC = "52:54:00:ee:00:01"  # how the guest's init tells the management NIC from the one under test
+GUEST_ADDR = "10.0.2.15"          # the user network's first guest address, where the forward points
+DROPBEAR = Path("/usr/sbin/dropbear")
+DROPBEARKEY = Path("/usr/bin/dropbearkey")
+# The agent's stderr goes to the console, as on the serial port, and its end is announced there
+# the way the init announces it: the console watcher turns that line into the run's failure.
+AGENT_COMMAND = '/agent - 2>/dev/console; echo "testbed-init: agent exited with status $?" >/dev/console'
+
+logging.getLogger("paramiko").setLevel(logging.CRITICAL)  # failures reach the run as SSHError lines
+
+
+class SSHError(Exception):
+    """The guest's sshd could not be reached, or was not the guest we made the keys for."""
+
+
+# dropbear waits for the kernel's random pool, which a TCG guest with nothing to seed it fills
+# only seconds after boot (1.9 s here); an emulated RDRAND the kernel trusts fills it at once.
+CPU = "qemu64,+rdrand"
+KERNEL_ARGS = "random.trust_cpu=on"
+
+
+def qemu_options() -> list[str]:
+    """QEMU options for the management NIC and its forward (port 0: the host picks a free one)."""
+    return ["-cpu", CPU,"-netdev", f"user,id={MGMT_ID},restrict=on,hostfwd=tcp:127.0.0.1:0-{GUEST_ADDR}:22",
+            "-device", f"{MGMT_MODEL},id={MGMT_ID}0,netdev={MGMT_ID},mac={MGMT_MAC}"]
+
+
+@dataclass
+class Keys:
+    """One run's keys: the guest's host key (private, dropbear's format, in the run directory),
+    its public half as paramiko pins it, and the harness's client key."""
+    host_key_file: Path
+    host_key: paramiko.PKey
+    client: paramiko.PKey
+
+    @classmethod
+    def generate(cls, directory: Path) -> "Keys":
+        path = directory / "ssh_host_ed25519_key"
+        try:
+            out = subprocess.run([str(DROPBEARKEY), "-t", "ed25519", "-f", str(path)],
+                                 capture_output=True, text=True, timeout=30)
+        except OSError as e:
+            raise SSHError(f"cannot make the guest's host key: {DROPBEARKEY}: {e.strerror} "
+                           "(dropbear-bin; run `make setup`)") from None
+        public = [line.split() for line in out.stdout.splitlines() if line.startswith("ssh-ed25519 ")]
+        if out.returncode or not public:
+            raise SSHError(f"dropbearkey failed: {(out.stderr or out.stdout).strip()}")
+        host_key = paramiko.Ed25519Key(data=base64.b64decode(public[0][1]))
+        return cls(path, host_key, paramiko.ECDSAKey.generate())
+
+    def fingerprint(self) -> str:
+        return self.host_key.fingerprint  # "SHA256:...", as ssh-keygen -l prints it
+
+    def initramfs(self) -> bytes:
+        """A cpio archive for the end of the guest's initramfs (the kernel unpacks archives one
+        after another): the host key, root's authorized_keys, and how to find the management NIC.
+        Its presence is what makes the guest's init serve SSH instead of the serial port."""
+        cpio = Cpio()
+        cpio.dir("etc/dropbear", 0o700)
+        cpio.file("etc/dropbear/host_key", self.host_key_file.read_bytes(), 0o600)
+        cpio.dir("root/.ssh", 0o700)
+        cpio.file("root/.ssh/authorized_keys",
+                  f"{self.client.get_name()} {self.client.get_base64()} testbed-harness\n".encode(), 0o600)
+        cpio.file("etc/testbed-ssh", f"MGMT_MAC={MGMT_MAC}\nMGMT_ADDR={GUEST_ADDR}/24\n".encode())
+        return cpio.finish()
+
+
+def forwarded_port(monitor: Monitor) -> int:
+    """The host port QEMU bound for the forward to the guest's port 22 (it picked a free one)."""
+    table = monitor.command("human-monitor-command", **{"command-line": "info usernet"})
+    found = re.search(rf"TCP\[HOST_FORWARD\]\s+\d+\s+127\.0\.0\.1\s+(\d+)\s+{re.escape(GUEST_ADDR)}\s+22\b", table)
+    if not found:
+        raise SSHError(f"QEMU reports no forward to {GUEST_ADDR}:22: {table.strip()!r}")
+    return int(found.group(1))
+
+
+def connect(port: int, keys: Keys, timeout: float) -> paramiko.SSHClient:
+    """Log in as root with the run's client key, accepting only the run's host key."""
+    client = paramiko.SSHClient()
+    client.get_host_keys().add(f"[127.0.0.1]:{port}", keys.host_key.get_name(), keys.host_key)
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    try:
+        client.connect("127.0.0.1", port, username="root", pkey=keys.client, allow_agent=False,
+                       look_for_keys=False, timeout=timeout, banner_timeout=timeout, auth_timeout=timeout)
+    except paramiko.BadHostKeyException as e:
+        client.close()
+        raise SSHError(f"127.0.0.1:{port} presented host key {e.key.fingerprint}, not this run's "
+                       f"{keys.fingerprint()}: refused") from None
+    except (paramiko.SSHException, OSError) as e:
+        client.close()
+        raise SSHError(f"ssh root@127.0.0.1:{port}: {type(e).__name__}: {e}") from None
+    return client
+
+
+def agent_channel(client: paramiko.SSHClient, timeout: float) -> paramiko.Channel:
+    """A session running the agent; the Agent reads and writes it like the serial port's socket."""
+    try:
+        channel = client.get_transport().open_session(timeout=timeout)
+        channel.exec_command(AGENT_COMMAND)
+    except paramiko.SSHException as e:
+        raise SSHError(f"cannot start the agent over SSH: {e}") from None
+    return channel
