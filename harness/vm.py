@@ -330,13 +330,17 @@ class VM:
         """A VMError saying what went wrong, preferring what the console or QEMU said."""
         if isinstance(cause, VMError):
             return cause
-        if self.proc:
-            try:  # a closed monitor or channel usually means QEMU is exiting: let it finish
-                self.proc.wait(timeout=1)
-            except subprocess.TimeoutExpired:
-                pass
+        # A closed monitor or channel usually means QEMU is exiting, or the console is about to
+        # say why (over SSH the session can end before the console line arrives): let them finish.
+        deadline = time.monotonic() + 1
+        while self.proc and self.proc.poll() is None and not isinstance(self.failure, VMError) \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
         if self.proc and self.proc.poll() is not None:
+            self.proc.wait()
             return self._qemu_exited(self.proc.returncode)
+        if isinstance(self.failure, VMError):
+            return self.failure
         last = next((line for line in reversed(self._console_lines) if line.strip()), "(no console output)")
         return VMError(f"{cause}; last console line: {last.strip()!r}", self.console_log)
 

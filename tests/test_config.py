@@ -34,6 +34,7 @@ BAD_YAML = [
     ("kernels:\n  k: {source: /tmp, patches: [/nonexistent.patch]}\n", "kernels.k.patches[0]: '/nonexistent.patch' does not exist"),
     ("kernels:\n  k: {source: /tmp, files: {include/x.h: /nonexistent.h}}\n", "kernels.k.files.include/x.h: '/nonexistent.h' does not exist"),
     (GOOD + "guest-binaries: [/nonexistent/ip]\n", "guest-binaries[0]: '/nonexistent/ip' does not exist"),
+    (GOOD + "transport: shh\n", "transport: 'shh' is not one of: serial, ssh (did you mean 'ssh'?)"),
 ]
 
 
@@ -81,6 +82,7 @@ def run_cli(*args, cwd=ROOT):
     (["report", "/tmp", "/var"], "several directories or --out need --merge"),
     (["link", "down", "--vm", "/nonexistent"], "--vm /nonexistent: no running guest"),
     (["bench", "--kernels", "2.6"], "--kernel 2.6: no such kernel"),
+    (["run", "overrun", "--transport", "telnet"], "argument --transport: invalid choice: 'telnet'"),
 ])
 def test_cli_usage_errors_exit_2_with_one_line(args, message):
     r = run_cli(*args)

@@ -1,5 +1,6 @@
 """Guest and QEMU faults in the middle of a scenario: each fails that scenario quickly with a
-one-line cause and the console log, leaves nothing behind, and the next scenario runs normally.
+one-line cause and the console log, leaves nothing behind, and the next scenario runs normally --
+whether the agent is reached over the serial port or over SSH.
 The faulty scenarios are registered only while these tests run (not at import: the catalogue
 test collects every registered scenario)."""
 import os
@@ -52,14 +53,16 @@ def faulty_scenarios():
         SCENARIOS.pop(name, None)
 
 
+@pytest.mark.parametrize("transport", ["serial", "ssh"])
 @pytest.mark.parametrize("name", FAULTS)
-def test_fault_fails_only_its_own_scenario_with_a_named_cause(cfg, vm_kernel, tmp_path, name):
+def test_fault_fails_only_its_own_scenario_with_a_named_cause(cfg, vm_kernel, tmp_path, name, transport):
     kernel = vm_kernel
     cause = FAULTS[name][1]
-    wrecked = runner.run(cfg, name, kernel, None, tmp_path / "wrecked")
+    wrecked = runner.run(cfg, name, kernel, None, tmp_path / "wrecked", transport=transport)
     assert wrecked.verdict == runner.ERROR
     assert re.search(cause, wrecked.reason), wrecked.reason
     assert "\n" not in wrecked.reason and str(tmp_path / "wrecked" / "console.log") in wrecked.reason
     assert leftovers(os.getpid()) == []
-    after = runner.run(cfg, "send-oob", kernel, None, tmp_path / "next")
+    after = runner.run(cfg, "send-oob", kernel, None, tmp_path / "next", transport=transport)
     assert after.verdict == runner.PASSED, after.verdict_line()
+    assert after.transport == transport

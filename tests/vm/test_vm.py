@@ -1,6 +1,7 @@
 """The VM's lifecycle against real QEMU: nothing is left behind, failures are fast and named."""
 import dataclasses
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import runner
+from harness import runner, ssh
 from harness.protocol import Op
 from harness.vm import VM, QemuSettings, VMError, leftovers
 
@@ -87,23 +88,30 @@ def test_interrupted_run_leaves_no_qemu_and_no_run_dir(target, sig, status):
     assert leftovers(proc.pid) == []
 
 
-def test_nothing_listens_on_the_network_and_the_guest_is_fenced(target, tmp_path):
-    with VM(target, tmp_path) as vm:
+@pytest.mark.parametrize("transport", ["serial", "ssh"])
+def test_nothing_listens_on_the_network_and_the_guest_is_fenced(cfg, vm_kernel, tmp_path, transport):
+    with VM(runner.prepare(cfg, vm_kernel, "igb", transport), tmp_path) as vm:
         listening = subprocess.run(["ss", "-Hlnp"], capture_output=True, text=True).stdout.splitlines()
-        mine = [line for line in listening if f"pid={vm.proc.pid}," in line]
-        assert all(line.split()[0] in ("u_str", "u_seq", "u_dgr") for line in mine), mine  # unix sockets only
-        assert any(str(vm.run_dir / "qmp.sock") in line for line in mine), mine  # in the 0700 run dir
+        mine = [line.split() for line in listening if f"pid={vm.proc.pid}," in line]
+        unix = [s for s in mine if s[0] in ("u_str", "u_seq", "u_dgr")]
+        # over serial, unix sockets only; over SSH, the forward too, on loopback only
+        assert [s[4] for s in mine if s not in unix] == ([f"127.0.0.1:{ssh.forwarded_port(vm.monitor)}"]
+                                                         if transport == "ssh" else []), mine
+        assert any(str(vm.run_dir / "qmp.sock") in s[4] for s in unix), mine  # in the 0700 run dir
         assert oct(vm.run_dir.stat().st_mode & 0o777) == "0o700"
-        assert "user,id=net0,restrict=on" in (tmp_path / "qemu.log").read_text().splitlines()[0]
+        assert re.findall(r"-netdev (\S+)", (tmp_path / "qemu.log").read_text().splitlines()[0]) == \
+            ["user,id=net0,restrict=on"] + ([f"user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:0-{ssh.GUEST_ADDR}:22"]
+                                            if transport == "ssh" else [])
         # restrict=on: slirp would otherwise connect the guest's 10.0.2.2:PORT to the host's
-        # 127.0.0.1:PORT; here a host listener sees nothing
+        # 127.0.0.1:PORT; here a host listener sees nothing (over SSH, from the management NIC)
+        configure = "ip link set eth0 up; ip addr add 10.0.2.15/24 dev eth0; sleep 1; " if transport == "serial" else ""
         with socket.socket() as listener:
             listener.bind(("127.0.0.1", 0))
             listener.listen()
             listener.settimeout(0.5)
             port = listener.getsockname()[1]
-            r = vm.agent.call(Op.RUN, cmd=f"ip link set eth0 up; ip addr add 10.0.2.15/24 dev eth0; sleep 1; "
-                                          f"echo hello | nc -w 3 10.0.2.2 {port}; echo status $?", timeout=30)
+            r = vm.agent.call(Op.RUN, cmd=f"{configure}echo hello | nc -w 3 10.0.2.2 {port}; echo status $?",
+                              timeout=30)
             with pytest.raises(socket.timeout):
                 listener.accept()
         assert b"status 0" not in r["OUTPUT"], r["OUTPUT"]

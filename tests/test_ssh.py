@@ -1,0 +1,50 @@
+"""The SSH transport's host side without a guest: per-run keys, what the guest is handed, where
+the forward is bound, and how QEMU's answer about it is read."""
+import pytest
+
+from harness import ssh
+from harness.vm import QemuSettings, qemu_command
+
+
+def test_every_run_gets_its_own_host_and_client_keys(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b = ssh.Keys.generate(tmp_path / "a"), ssh.Keys.generate(tmp_path / "b")
+    assert a.fingerprint() != b.fingerprint() and a.client.get_base64() != b.client.get_base64()
+    assert a.fingerprint().startswith("SHA256:") and a.host_key.get_name() == "ssh-ed25519"
+    assert oct(a.host_key_file.stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_guest_is_handed_the_host_key_and_the_client_key_only(tmp_path):
+    keys = ssh.Keys.generate(tmp_path)
+    archive = keys.initramfs()
+    assert archive.startswith(b"070701") and b"TRAILER!!!" in archive[-128:]  # a whole newc archive
+    assert keys.host_key_file.read_bytes() in archive
+    assert f"{keys.client.get_name()} {keys.client.get_base64()}".encode() in archive  # the public half,
+    assert b"PRIVATE" not in archive  # never the client's private key
+
+
+def test_the_forward_listens_on_loopback_only_and_the_network_is_restricted(tmp_path):
+    cmd = qemu_command(QemuSettings(), tmp_path / "k", tmp_path / "i", "igb",
+                       {"console": 3, "agent": 4, "qmp": 5}, tmp_path, mgmt=True)
+    netdevs = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "-netdev"]
+    assert netdevs == ["user,id=net0,restrict=on",
+                       f"user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:0-{ssh.GUEST_ADDR}:22"]
+    assert ssh.KERNEL_ARGS in cmd[cmd.index("-append") + 1]
+
+
+class FakeMonitor:
+    def __init__(self, table):
+        self.table = table
+
+    def command(self, name, **args):
+        assert (name, args) == ("human-monitor-command", {"command-line": "info usernet"})
+        return self.table
+
+
+def test_the_port_qemu_picked_is_read_from_info_usernet():
+    table = ("Hub -1 (mgmt):\r\n  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ\r\n"
+             "  TCP[HOST_FORWARD]  13       127.0.0.1 35343       10.0.2.15    22     0     0\r\n")
+    assert ssh.forwarded_port(FakeMonitor(table)) == 35343
+    with pytest.raises(ssh.SSHError, match="QEMU reports no forward to 10.0.2.15:22"):
+        ssh.forwarded_port(FakeMonitor(table.replace("127.0.0.1", "0.0.0.0")))
