@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .children import process_group
 from .digest import content_hash, file_hash
 from .errors import UsageError
 
@@ -107,11 +108,14 @@ def _unpacked_tree(source: Path, cache: Path) -> Path:
         tmp = where.with_name(where.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        r = subprocess.run(["tar", "-xf", str(source), "-C", str(tmp)], capture_output=True, text=True)
-        if r.returncode:
+        try:
+            r = subprocess.run(["tar", "-xf", str(source), "-C", str(tmp)], capture_output=True, text=True)
+            if r.returncode:
+                raise UsageError(f"{source}: cannot unpack: {r.stderr.strip()}")
+            tmp.rename(where)
+        except BaseException:  # interrupted too: a half-unpacked 1.3 GB tree is only in the way
             shutil.rmtree(tmp, ignore_errors=True)
-            raise UsageError(f"{source}: cannot unpack: {r.stderr.strip()}")
-        tmp.rename(where)
+            raise
     tops = [p for p in where.iterdir() if (p / "Makefile").exists()]
     if not tops:
         raise UsageError(f"{source}: the tarball has no kernel tree (no top-level Makefile)")
@@ -126,6 +130,7 @@ def source_tree(spec: BuildSpec, cache: Path, work: Path) -> Path:
     if not spec.patches:
         return tree
     private = work / "src"
+    shutil.rmtree(private, ignore_errors=True)  # a resumed build patches a fresh copy
     work.mkdir(parents=True, exist_ok=True)
     # Hard links: patch(1) writes a new file and renames it, so the user's tree is never changed,
     # and an out-of-tree build never writes into the source.  A real copy costs ~30 s here.
@@ -175,10 +180,10 @@ def check_config(tree: Path, config: Path, name: str) -> list[str]:
 
 
 def _make(tree: Path, build: Path, spec: BuildSpec, *targets: str, extra: dict | None = None):
+    """A context manager: make running in a process group that ends with it (see children.py)."""
     args = ["make", "-C", str(tree), f"O={build}", *(f"{k}={v}" for k, v in {**spec.make_vars, **(extra or {})}.items()),
             *targets]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            stdin=subprocess.DEVNULL)
+    return process_group(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
 
 
 def configure(spec: BuildSpec, cache: Path, work: Path) -> tuple[Path, Path, list[str]]:
@@ -193,8 +198,8 @@ def configure(spec: BuildSpec, cache: Path, work: Path) -> tuple[Path, Path, lis
     required, optional = fragments()
     allconfig = build / "testbed-fragments.config"
     allconfig.write_text("".join(p.read_text() for p in required + optional))
-    proc = _make(tree, build, spec, "allnoconfig", extra={"KCONFIG_ALLCONFIG": str(allconfig)})
-    out, _ = proc.communicate()
+    with _make(tree, build, spec, "allnoconfig", extra={"KCONFIG_ALLCONFIG": str(allconfig)}) as proc:
+        out, _ = proc.communicate()
     (build / "configure.log").write_text(out)
     if proc.returncode:
         raise BuildError(f"kernel {spec.name}: make allnoconfig failed: {out.strip().splitlines()[-1:]} "
@@ -212,8 +217,7 @@ def _compile(tree: Path, build_dir: Path, spec: BuildSpec, jobs: int, log_path: 
     """make bzImage, output to the log, a progress line on the terminal (one a minute otherwise)."""
     started, objects, last_report = time.monotonic(), 0, 0.0
     tty = sys.stderr.isatty()
-    with open(log_path, "w") as log:
-        proc = _make(tree, build_dir, spec, f"-j{jobs}", "bzImage")
+    with open(log_path, "w") as log, _make(tree, build_dir, spec, f"-j{jobs}", "bzImage") as proc:
         for line in proc.stdout:
             log.write(line)
             objects += line.lstrip().startswith(("CC ", "AS "))
@@ -236,9 +240,13 @@ def build(spec: BuildSpec, cache: Path, jobs: int | None = None, say=print) -> P
     if (out / "bzImage").exists():
         say(f"kernel {spec.name}: already built ({out})")
         return out
-    work = cache / "kbuild" / out.name  # kept after a failure, for its logs; cleared by the next try
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    # The work dir is named by the build's inputs.  After a failure or an interruption it stays,
+    # with its logs, and the next build of the same inputs resumes in it: make rebuilds what is
+    # missing or out of date (it deletes half-written targets when interrupted).
+    work = cache / "kbuild" / out.name
+    if (work / "build" / ".config").exists():
+        say(f"kernel {spec.name}: resuming the build in {work}")
+    work.mkdir(parents=True, exist_ok=True)
     tree, build_dir, notes = configure(spec, cache, work)
     say(f"kernel {spec.name}: configured from {tree}; optional: {', '.join(notes)}")
     started = time.monotonic()

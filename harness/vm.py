@@ -12,13 +12,11 @@ at the next launch.  The console is always drained to console.log and watched fo
 from __future__ import annotations
 
 import collections
-import ctypes
 import json
 import os
 import re
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -30,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from . import ssh
 from .agent import Agent, AgentError
+from .children import die_with_parent
 from .image import GuestImage
 from .kernel import Kernel
 from .monitor import Monitor, MonitorError
@@ -101,10 +100,6 @@ def stop_all():
         for vm in _live:
             if vm.proc and vm.proc.poll() is None:
                 vm.proc.kill()
-
-
-def _die_with_parent():
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def runs_root() -> Path:
@@ -220,7 +215,7 @@ class VM:
                     if _stopping:
                         raise VMError("interrupted before QEMU started")
                     self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                                 pass_fds=list(fds.values()), preexec_fn=_die_with_parent,
+                                                 pass_fds=list(fds.values()), preexec_fn=die_with_parent,
                                                  start_new_session=True)  # Ctrl-C is ours to handle
                     _live.add(self)
             except OSError as e:

@@ -1,6 +1,13 @@
 """Kernel builds from source: each mechanism (make variables, extra files, patches, the options
-check) exercised on Debian's 6.1 tree up to the configuration step, which is where they act."""
+check) exercised on Debian's 6.1 tree up to the configuration step, which is where they act;
+and a real build interrupted, then resumed."""
+import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,8 +20,8 @@ pytestmark = pytest.mark.skipif(not TARBALL.exists(), reason=f"{TARBALL} missing
 
 
 def kernelrelease(tree, build, spec):
-    proc = kbuild._make(tree, build, spec, "-s", "kernelrelease")
-    return proc.communicate()[0].strip().splitlines()[-1]
+    with kbuild._make(tree, build, spec, "-s", "kernelrelease") as proc:
+        return proc.communicate()[0].strip().splitlines()[-1]
 
 
 def test_fragments_configure_6_1_with_every_required_option(cfg, tmp_path):
@@ -67,3 +74,51 @@ def test_missing_options_are_named_as_unknown_or_dropped(cfg, tmp_path, monkeypa
         kbuild.configure(BuildSpec("t", TARBALL), cfg.cache, tmp_path / "w")
     assert "unknown to this tree: CONFIG_TESTBED_NO_SUCH_OPTION" in str(e.value)
     assert "dropped by Kconfig (unmet dependencies): CONFIG_IGB" in str(e.value)
+
+
+def start_build(cache: Path, name: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "harness", "kernel", "build", "--source", str(TARBALL),
+                             "--name", name, "--jobs", "1"],
+                            cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "TESTBED_CACHE": str(cache)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
+
+
+def compiled(log: Path) -> list[str]:
+    return re.findall(r"^\s+CC\s+(\S+\.o)$", log.read_text(), re.M) if log.exists() else []
+
+
+def interrupt_while_compiling(proc: subprocess.Popen, work: Path, sig: int) -> tuple[int, str, int]:
+    """Once make has compiled a few files, send `sig`; returns (exit status, stdout, make's pid)."""
+    deadline = time.monotonic() + 300
+    while len(compiled(work / "build.log")) < 5:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.5)
+    make = int(subprocess.run(["pgrep", "-f", f"O={work / 'build'}"], capture_output=True,
+                              text=True).stdout.split()[0])
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err, err
+    return proc.returncode, out, make
+
+
+def test_an_interrupted_build_stops_make_and_the_next_one_resumes(cfg):
+    name = "interrupted-build-test"
+    work = cfg.cache / "kbuild" / kbuild.output_dir(cfg.cache, BuildSpec(name, TARBALL)).name
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        status, _, make = interrupt_while_compiling(start_build(cfg.cache, name), work, signal.SIGINT)
+        assert status == 130
+        assert subprocess.run(["pgrep", "-g", str(make)], capture_output=True).stdout == b""  # no make, no gcc
+        assert not kbuild.output_dir(cfg.cache, BuildSpec(name, TARBALL)).exists()  # nothing looks built
+        built = {o: (work / "build" / o).stat().st_mtime_ns for o in compiled(work / "build.log")
+                 if (work / "build" / o).exists()}
+        assert built
+        (work / "build.log").unlink()  # the next build writes its own
+        status, out, make = interrupt_while_compiling(start_build(cfg.cache, name), work, signal.SIGTERM)
+        assert status == 143 and f"resuming the build in {work}" in out
+        assert subprocess.run(["pgrep", "-g", str(make)], capture_output=True).stdout == b""
+        assert not set(built) & set(compiled(work / "build.log"))  # what was built is not built again
+        assert {o: (work / "build" / o).stat().st_mtime_ns for o in built} == built
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

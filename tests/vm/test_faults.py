@@ -3,9 +3,11 @@ one-line cause and the console log, leaves nothing behind, and the next scenario
 whether the agent is reached over the serial port or over SSH.
 The faulty scenarios are registered only while these tests run (not at import: the catalogue
 test collects every registered scenario)."""
+import dataclasses
 import os
 import re
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -27,6 +29,12 @@ def agent_hang(g: Guest):
     g.agent.call(Op.RUN, cmd=f"kill -STOP {g.agent_pid}", timeout=3)  # stopped before it can reply
 
 
+def spin(g: Guest):
+    """the guest stops making progress: a SCHED_FIFO busy loop owns its only CPU for good"""
+    g.agent.call(Op.RUN, cmd="echo -1 > /proc/sys/kernel/sched_rt_runtime_us; "
+                             "chrt -f 99 sh -c 'while :; do :; done' & sleep 1", timeout=3)
+
+
 def panic(g: Guest):
     """the kernel panics"""
     g.agent.call(Op.RUN, cmd="echo c > /proc/sysrq-trigger", timeout=30)
@@ -40,8 +48,18 @@ def qemu_killed(g: Guest):
 
 FAULTS = {"fault-agent-crash": (agent_crash, r"guest failure at [\d.]+ s: testbed-init: agent exited with status 137"),
           "fault-agent-hang": (agent_hang, r"no answer from the guest agent to RUN within 3 s; last console line"),
+          "fault-guest-spin": (spin, r"no answer from the guest agent to RUN within 3 s; last console line"),
           "fault-panic": (panic, r"kernel panic at [\d.]+ s: .*Kernel panic - not syncing"),
           "fault-qemu-killed": (qemu_killed, r"QEMU exited with status -9 after [\d.]+ s")}
+
+
+CHRT = Path("/usr/bin/chrt")  # util-linux's: busybox has no chrt
+
+
+@pytest.fixture(scope="module")
+def fault_cfg(cfg):
+    """The configuration with chrt in the guest (one object: runner.prepare memoizes by it)."""
+    return dataclasses.replace(cfg, guest_binaries=[*cfg.guest_binaries, CHRT])
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -55,7 +73,8 @@ def faulty_scenarios():
 
 @pytest.mark.parametrize("transport", ["serial", "ssh"])
 @pytest.mark.parametrize("name", FAULTS)
-def test_fault_fails_only_its_own_scenario_with_a_named_cause(cfg, vm_kernel, tmp_path, name, transport):
+def test_fault_fails_only_its_own_scenario_with_a_named_cause(fault_cfg, vm_kernel, tmp_path, name, transport):
+    cfg = fault_cfg
     kernel = vm_kernel
     cause = FAULTS[name][1]
     wrecked = runner.run(cfg, name, kernel, None, tmp_path / "wrecked", transport=transport)
