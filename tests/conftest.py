@@ -1,6 +1,5 @@
 import os
 import signal
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,9 +26,24 @@ def agent_binary(cfg):
     return build_agent(cfg.cache)
 
 
+_signal_received = None
+
+
+def _interrupt(signum, frame):
+    global _signal_received
+    _signal_received = signum
+    raise KeyboardInterrupt  # pytest's own way out: fixtures and every VM context manager unwind
+
+
 def pytest_configure(config):
-    # SIGTERM and SIGHUP unwind like Ctrl-C, so every VM context manager shuts its QEMU down
-    # (pytest-xdist workers get SIGHUP when the controlling pytest goes away).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
+    # SIGTERM and SIGHUP end the run like Ctrl-C, so every VM shuts its QEMU down (pytest-xdist
+    # workers get SIGHUP when the controlling pytest goes away).
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     os.makedirs(ROOT / "results", exist_ok=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # an interrupted run exits as the shell reports a signal (130, 143, 129), not pytest's 2
+    if exitstatus == pytest.ExitCode.INTERRUPTED:
+        session.exitstatus = 128 + (_signal_received or signal.SIGINT)

@@ -68,24 +68,33 @@ def _default_sigint():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def family(pid: int) -> set[int]:
+    """`pid` and its children (pytest-xdist's workers)."""
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return {pid, *map(int, children)}
+
+
 @pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_interrupted_run_leaves_no_qemu_and_no_run_dir(target, sig, status):
+@pytest.mark.parametrize("command", ["testbed run", "pytest"])
+def test_interrupted_run_leaves_no_qemu_and_no_run_dir(target, command, sig, status):
     # carrier-admin-down: 10 s of waiting for silence, so the signal lands mid-scenario
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "carrier-admin-down", "--kernel",
-                             target.kernel.name],
-                            cwd=ROOT, preexec_fn=_default_sigint,
+    argv = {"testbed run": ["-m", "harness", "run", "carrier-admin-down", "--kernel", target.kernel.name],
+            "pytest": ["-m", "pytest", "-o", "addopts=", "-p", "no:cacheprovider", "-n", "2", "-m", "vm",
+                       "tests/vm/test_scenarios.py", "-k", f"carrier-admin-down and {target.kernel.name}"]}[command]
+    proc = subprocess.Popen([sys.executable, *argv], cwd=ROOT, preexec_fn=_default_sigint,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    run_dirs = []
-    while not run_dirs and time.monotonic() < deadline:  # wait until QEMU is booting
-        run_dirs = list(Path("/tmp").glob(f"testbed-run-{proc.pid}-*"))
+    pids: set[int] = set()
+    while not [d for p in pids for d in Path("/tmp").glob(f"testbed-run-{p}-*")] and time.monotonic() < deadline:
+        pids |= family(proc.pid)  # wait until a guest is booting
         time.sleep(0.1)
-    assert run_dirs, "the run never started a VM"
+    assert proc.poll() is None and time.monotonic() < deadline, "the run never started a VM"
     time.sleep(1)
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=30)
+    out, err = proc.communicate(timeout=60)
     assert proc.returncode == status, f"{err}\n{out}"
-    assert leftovers(proc.pid) == []
+    assert "INTERNALERROR" not in out + err and "Traceback" not in err
+    assert [left for p in pids for left in leftovers(p)] == []
 
 
 @pytest.mark.parametrize("transport", ["serial", "ssh"])
