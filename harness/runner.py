@@ -189,16 +189,15 @@ def cases(cfg: Config, kernels: list[str] | None = None, nics: list[str] | None 
 
 
 def run_many(cfg: Config, todo: list[tuple[str, str, str | None]], jobs: int, root: Path,
-             done: Callable[[Result], None] = lambda r: None, transport: str | None = None) -> list[Result]:
+             done: Callable[[Result], None] = lambda r: None) -> list[Result]:
     """Run `todo` with up to `jobs` guests at once (each restored from its kernel x NIC's snapshot,
     artifacts under root/<scenario>-<kernel>-<nic>); `done` sees each result as it comes.
     Ctrl-C kills every guest, lets each run record its error, and re-raises."""
     for _, k, nic in dict.fromkeys(todo):
-        prepare(cfg, k, nic, transport or cfg.transport)  # here, not in the workers: builds and usage errors surface once
+        prepare(cfg, k, nic, cfg.transport)  # here, not in the workers: builds and usage errors surface once
     results = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(run, cfg, n, k, nic, root / cell_name(n, k, nic), transport=transport)
-                   for n, k, nic in todo]
+        futures = [pool.submit(run, cfg, n, k, nic, root / cell_name(n, k, nic)) for n, k, nic in todo]
         try:
             for f in concurrent.futures.as_completed(futures):
                 results.append(f.result())

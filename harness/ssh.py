@@ -28,6 +28,7 @@ MGMT_ID = "mgmt"
 MGMT_MODEL = "e1000"  # a driver every kernel the testbed runs has (kernel-config/net.config)
 MGMT_MAC = "52:54:00:ee:00:01"  # how the guest's init tells the management NIC from the one under test
 GUEST_ADDR = "10.0.2.15"          # the user network's first guest address, where the forward points
+GATEWAY_ADDR = "10.0.2.2"         # the user network's own address, which answers the guest's ARP
 DROPBEAR = Path("/usr/sbin/dropbear")
 DROPBEARKEY = Path("/usr/bin/dropbearkey")
 # The agent's stderr goes to the console, as on the serial port, and its end is announced there
@@ -48,8 +49,9 @@ KERNEL_ARGS = "random.trust_cpu=on"
 
 
 def qemu_options() -> list[str]:
-    """QEMU options for the management NIC and its forward (port 0: the host picks a free one)."""
-    return ["-cpu", CPU,"-netdev", f"user,id={MGMT_ID},restrict=on,hostfwd=tcp:127.0.0.1:0-{GUEST_ADDR}:22",
+    """QEMU options for a guest reached over SSH: the CPU, the management NIC and its forward
+    (port 0: QEMU picks a free one)."""
+    return ["-cpu", CPU, "-netdev", f"user,id={MGMT_ID},restrict=on,hostfwd=tcp:127.0.0.1:0-{GUEST_ADDR}:22",
             "-device", f"{MGMT_MODEL},id={MGMT_ID}0,netdev={MGMT_ID},mac={MGMT_MAC}"]
 
 
@@ -89,7 +91,7 @@ class Keys:
         cpio.dir("root/.ssh", 0o700)
         cpio.file("root/.ssh/authorized_keys",
                   f"{self.client.get_name()} {self.client.get_base64()} testbed-harness\n".encode(), 0o600)
-        cpio.file("etc/testbed-ssh", f"MGMT_MAC={MGMT_MAC}\nMGMT_ADDR={GUEST_ADDR}/24\n".encode())
+        cpio.file("etc/testbed-ssh", f"MGMT_MAC={MGMT_MAC}\nMGMT_ADDR={GUEST_ADDR}/24\nMGMT_GATEWAY={GATEWAY_ADDR}\n".encode())
         return cpio.finish()
 
 

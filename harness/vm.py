@@ -332,7 +332,6 @@ class VM:
                 and time.monotonic() < deadline:
             time.sleep(0.01)
         if self.proc and self.proc.poll() is not None:
-            self.proc.wait()
             return self._qemu_exited(self.proc.returncode)
         if isinstance(self.failure, VMError):
             return self.failure

@@ -1,5 +1,7 @@
 """The SSH transport's host side without a guest: per-run keys, what the guest is handed, where
 the forward is bound, and how QEMU's answer about it is read."""
+import re
+
 import pytest
 
 from harness import ssh
@@ -18,10 +20,11 @@ def test_every_run_gets_its_own_host_and_client_keys(tmp_path):
 def test_the_guest_is_handed_the_host_key_and_the_client_key_only(tmp_path):
     keys = ssh.Keys.generate(tmp_path)
     archive = keys.initramfs()
-    assert archive.startswith(b"070701") and b"TRAILER!!!" in archive[-128:]  # a whole newc archive
+    names = re.findall(rb"070701[0-9A-F]{104}([^\0]+)\0", archive)  # each newc header, then its name
+    assert names == [b"etc/dropbear", b"etc/dropbear/host_key", b"root/.ssh", b"root/.ssh/authorized_keys",
+                     b"etc/testbed-ssh", b"TRAILER!!!"]
     assert keys.host_key_file.read_bytes() in archive
-    assert f"{keys.client.get_name()} {keys.client.get_base64()}".encode() in archive  # the public half,
-    assert b"PRIVATE" not in archive  # never the client's private key
+    assert f"{keys.client.get_name()} {keys.client.get_base64()} testbed-harness\n".encode() in archive  # the client's public half
 
 
 def test_the_forward_listens_on_loopback_only_and_the_network_is_restricted(tmp_path):
