@@ -13,6 +13,7 @@ stdout as it does on the serial port: scenarios cannot tell the difference.
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import re
 import subprocess
@@ -40,6 +41,11 @@ logging.getLogger("paramiko").setLevel(logging.CRITICAL)  # failures reach the r
 
 class SSHError(Exception):
     """The guest's sshd could not be reached, or was not the guest we made the keys for."""
+
+
+# What paramiko raises when the other end has gone: besides its own SSHException and the
+# socket's OSError, a write on a transport whose socket has closed raises EOFError.
+GONE = (paramiko.SSHException, EOFError)
 
 
 # dropbear waits for the kernel's random pool, which a TCG guest with nothing to seed it fills
@@ -116,17 +122,54 @@ def connect(port: int, keys: Keys, timeout: float) -> paramiko.SSHClient:
         client.close()
         raise SSHError(f"127.0.0.1:{port} presented host key {e.key.fingerprint}, not this run's "
                        f"{keys.fingerprint()}: refused") from None
-    except (paramiko.SSHException, OSError) as e:
+    except (*GONE, OSError) as e:
         client.close()
         raise SSHError(f"ssh root@127.0.0.1:{port}: {type(e).__name__}: {e}") from None
     return client
 
 
-def agent_channel(client: paramiko.SSHClient, timeout: float) -> paramiko.Channel:
-    """A session running the agent; the Agent reads and writes it like the serial port's socket."""
+@contextlib.contextmanager
+def _as_socket_error():
+    try:
+        yield
+    except GONE as e:
+        raise ConnectionResetError(f"SSH transport closed ({type(e).__name__}: {e})") from None
+
+
+class AgentChannel:
+    """A session running the agent, read and written by the Agent like the serial port's socket.
+
+    paramiko's Channel is nearly a socket, but sending on a transport whose peer has gone (QEMU
+    killed, say) raises EOFError or SSHException from deep in its packetizer rather than OSError,
+    and so do shutdown and close, which send too.  Here sending fails as a socket's would and
+    close does not fail."""
+
+    def __init__(self, channel: paramiko.Channel):
+        self._channel = channel
+
+    def recv(self, size: int) -> bytes:
+        return self._channel.recv(size)  # b"" once the session or the transport is gone
+
+    def sendall(self, data: bytes):
+        with _as_socket_error():
+            self._channel.sendall(data)
+
+    def shutdown(self, how: int):
+        with _as_socket_error():  # it sends an EOF message
+            self._channel.shutdown(how)
+
+    def close(self):
+        try:
+            self._channel.close()  # it too sends a message, which fails once the peer is gone
+        except GONE:
+            pass  # as a socket's close does not fail: the session is gone either way
+
+
+def agent_channel(client: paramiko.SSHClient, timeout: float) -> AgentChannel:
+    """A session running the agent."""
     try:
         channel = client.get_transport().open_session(timeout=timeout)
         channel.exec_command(AGENT_COMMAND)
-    except paramiko.SSHException as e:
+    except (*GONE, OSError) as e:
         raise SSHError(f"cannot start the agent over SSH: {e}") from None
-    return channel
+    return AgentChannel(channel)

@@ -396,19 +396,21 @@ class VM:
             self.proc.wait()
         with _live_lock:
             _live.discard(self)
-        if self.monitor:
-            self.monitor.close()
-        if self.agent:
-            self.agent.close()
-        if self._ssh:
-            self._ssh.close()
-        for s in self._sockets:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for t in self._threads:
-            t.join(timeout=5)
-        if self.run_dir:
-            shutil.rmtree(self.run_dir, ignore_errors=True)
-            self.run_dir = None
+        try:
+            if self.monitor:
+                self.monitor.close()
+            if self.agent:
+                self.agent.close()
+            if self._ssh:
+                self._ssh.close()
+        finally:  # whatever a close raised, the sockets, threads and run dir still go
+            for s in self._sockets:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            for t in self._threads:
+                t.join(timeout=5)
+            if self.run_dir:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+                self.run_dir = None

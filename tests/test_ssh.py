@@ -2,9 +2,12 @@
 the forward is bound, and how QEMU's answer about it is read."""
 import re
 
+import paramiko
 import pytest
 
 from harness import ssh
+from harness.agent import Agent, AgentError
+from harness.protocol import Op
 from harness.vm import QemuSettings, qemu_command
 
 
@@ -51,3 +54,32 @@ def test_the_port_qemu_picked_is_read_from_info_usernet():
     assert ssh.forwarded_port(FakeMonitor(table)) == 35343
     with pytest.raises(ssh.SSHError, match="QEMU reports no forward to 10.0.2.15:22"):
         ssh.forwarded_port(FakeMonitor(table.replace("127.0.0.1", "0.0.0.0")))
+
+
+class DeadChannel:
+    """What paramiko's Channel does once QEMU (and so the guest's end of the transport) is gone:
+    its send fails from inside the packetizer with EOFError, not with a socket's OSError."""
+
+    def recv(self, size):
+        return b""
+
+    def sendall(self, data):
+        raise EOFError()
+
+    def shutdown(self, how):
+        raise paramiko.SSHException("SSH session not active")
+
+    def close(self):
+        raise EOFError()  # it sends CHANNEL_CLOSE
+
+
+def test_a_dead_transport_fails_like_a_closed_socket():
+    """Seen in CI: QEMU killed mid-scenario gave 'EOFError: ' as the run's cause, from the
+    shutdown's close of the channel, instead of 'QEMU exited with status -9'."""
+    channel = ssh.AgentChannel(DeadChannel())
+    with pytest.raises(ConnectionResetError, match=r"SSH transport closed \(EOFError"):
+        channel.sendall(b"x")
+    agent = Agent(channel)
+    with pytest.raises(AgentError, match="agent channel closed"):
+        agent.call(Op.PING, timeout=1)
+    agent.close()  # shutdown and close fail inside paramiko; closing still succeeds
