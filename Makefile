@@ -2,7 +2,7 @@
 # make test      every test, VM tests included
 # make test-vm   only the tests that boot real guests
 # make bench     boot, restore, per-scenario and whole-catalogue times per kernel x NIC
-# make soak      200 boot + scenario cycles: flakes, leftovers, the slowest cycle
+# make soak      200 boot + scenario cycles: flakes, leftovers, the slowest cycle (CYCLES=N, TRANSPORT=ssh)
 # make kernel KERNEL_SRC=PATH   build a kernel tree (or tarball) with kernel-config/
 # Tests run JOBS at a time, each VM test on its own guest: guests spend most of a scenario
 # waiting on the kernel's timers, so twice the CPUs keeps both cores busy (measured in README).
@@ -44,7 +44,7 @@ bench: $(VENV)/.installed
 
 # not part of `make test`: 200 cold boots + carrier-qmp across the NICs (about 25 minutes here)
 soak: $(VENV)/.installed
-	$(VENV)/bin/testbed soak --cycles $(or $(CYCLES),200)
+	$(VENV)/bin/testbed soak --cycles $(or $(CYCLES),200) $(if $(TRANSPORT),--transport $(TRANSPORT))
 
 clean:
 	rm -rf results

@@ -1,6 +1,7 @@
 """`make bench`: how long things take on this machine, per kernel x NIC; printed, never asserted.
 
 - cold: QEMU start to the agent's first word after a full boot;
+- ssh: the same for a guest whose agent is reached over SSH (its sshd up, logged in, agent started);
 - restore: QEMU start to the agent answering, restored from the kernel x NIC's snapshot;
 - overhead: a scenario run's time besides the scenario's own (restore, checks, shutdown, saving);
 - catalogue: every scenario that applies to the NIC (and the NIC-less ones), `jobs` at a time;
@@ -33,7 +34,7 @@ def show(s: dict, digits: int = 2) -> str:
 def ready_times(target, runs: int, where: Path, snap=None) -> list[float]:
     times = []
     for i in range(runs):
-        with VM(target, where / f"{'restore' if snap else 'cold'}-{i}", restore=snap) as vm:
+        with VM(target, where / f"{'restore' if snap else target.transport}-{i}", restore=snap) as vm:
             times.append(vm.boot_seconds)
     return times
 
@@ -56,7 +57,8 @@ def measure(cfg: Config, kernel_name: str, nic: str, runs: int, jobs: int, where
     todo = runner.cases(cfg, [kernel_name], [nic])
     row = {"kernel": kernel_name, "nic": nic, "accel": target.settings.accel, "jobs": jobs,
            "scenarios": len(todo), "cold": spread(ready_times(target, runs, where)),
-           "restore": spread(ready_times(target, runs, where, snap))}
+           "restore": spread(ready_times(target, runs, where, snap)),
+           "ssh": spread(ready_times(runner.prepare(cfg, kernel_name, nic, "ssh"), runs, where))}
     catalogue, overheads, points, not_passed = [], [], [], set()
     for i in range(runs):
         for n in sorted({1, 5, len(todo)}):
@@ -77,7 +79,8 @@ def bench(cfg: Config, runs: int, json_path: Path | None, kernels: list[str] | N
           nics: list[str] | None = None, jobs: int = runner.DEFAULT_JOBS) -> int:
     rows = []
     print(f"seconds, median [min–max] of {runs} runs; catalogue with {jobs} guests at a time")
-    head = f"{'kernel':<12} {'nic':<7} {'cold boot→ready':<23} {'restore→ready':<20} {'overhead/scenario':<20} catalogue"
+    head = (f"{'kernel':<12} {'nic':<7} {'cold boot→ready':<23} {'restore→ready':<20} {'ssh boot→ready':<23} "
+            f"{'overhead/scenario':<20} catalogue")
     print(head)
     with tempfile.TemporaryDirectory(prefix="testbed-bench-") as tmp:
         for kernel_name in kernels or cfg.kernels:
@@ -85,9 +88,9 @@ def bench(cfg: Config, runs: int, json_path: Path | None, kernels: list[str] | N
                 row = measure(cfg, kernel_name, nic, runs, jobs, Path(tmp) / f"{kernel_name}-{nic}")
                 rows.append(row)
                 print(f"{kernel_name:<12} {nic:<7} {show(row['cold']):<23} {show(row['restore']):<20} "
-                      f"{show(row['overhead']):<20} {show(row['catalogue'], 1)} ({row['scenarios']} scenarios)"
+                      f"{show(row['ssh']):<23} {show(row['overhead']):<20} {show(row['catalogue'], 1)} ({row['scenarios']} scenarios)"
                       + (f"  NOT PASSED: {', '.join(row['not_passed'])}" if row["not_passed"] else ""), flush=True)
-    print(f"{'target':<20} {TARGETS['cold']:<23} {TARGETS['restore']:<20} {TARGETS['overhead']:<20} "
+    print(f"{'target':<20} {TARGETS['cold']:<23} {TARGETS['restore']:<20} {'-':<23} {TARGETS['overhead']:<20} "
           f"{TARGETS['catalogue']}")
     print("\nscaling: wall time of the first n scenarios (medians), fitted time per scenario")
     for row in rows:

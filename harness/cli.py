@@ -5,7 +5,7 @@
     testbed matrix [--kernels ..] [--nics ..] [--scenarios ..] [--shard I/N]   the matrix, for CI
     testbed report DIR | --merge DIR... [--out D]  the HTML report / KCIDB of matrix results, shards merged
     testbed diff --kernel A --kernel B             the catalogue on both, and what differs
-    testbed soak [--cycles N]                      boot + scenario, again and again: flakes, leftovers
+    testbed soak [--cycles N] [--transport T]      boot + scenario, again and again: flakes, leftovers
     testbed shell [--kernel K] [--nic N]           a shell on a fresh guest (its console), by hand
     testbed link up|down [--vm RUN_DIR]            flip that guest's link from another terminal
     testbed kernel fetch [NAME ...]                fetch Debian kernels named in testbed.yaml
@@ -71,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     so.add_argument("--kernel", help="a kernel named in testbed.yaml")
     so.add_argument("--scenario", default="carrier-qmp", help="the scenario of each cycle (default: carrier-qmp)")
     so.add_argument("--restore", action="store_true", help="restore the snapshot instead of booting each cycle")
+    so.add_argument("--transport", choices=TRANSPORTS, help="serial or ssh (default: testbed.yaml's)")
     sh = sub.add_parser("shell", help="a shell on a fresh guest's console, the agent running beside it")
     sh.add_argument("--kernel", help="a kernel named in testbed.yaml")
     sh.add_argument("--nic", help="NIC model: igb, e1000e or e1000")
@@ -207,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
                             args.results)
         if args.command == "soak":
             from .soak import soak
+            if args.restore and cfg.transport == "ssh":
+                raise UsageError("soak: --restore with transport ssh: an SSH guest always boots afresh "
+                                 "(its keys are made for the run); drop --restore or use --transport serial")
             return soak(cfg, args.cycles, args.kernel and cfg.kernel(args.kernel).name, args.scenario,
                         cold=not args.restore)
         if args.command == "shell":

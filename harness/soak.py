@@ -19,7 +19,7 @@ def soak(cfg: Config, cycles: int, kernel_name: str | None, scenario: str, cold:
     kernel_name = kernel_name or cfg.default_kernel
     runner.lookup(scenario)
     print(f"soak: {cycles} cycles of {'cold boot' if cold else 'snapshot restore'} + {scenario} on {kernel_name}, "
-          f"NICs in turn: {', '.join(nics)}", flush=True)
+          f"NICs in turn: {', '.join(nics)}; agent over {cfg.transport}", flush=True)
     durations, flakes, orphans = [], [], []
     with tempfile.TemporaryDirectory(prefix="testbed-soak-") as tmp:
         for i in range(cycles):

@@ -83,6 +83,7 @@ def run_cli(*args, cwd=ROOT):
     (["link", "down", "--vm", "/nonexistent"], "--vm /nonexistent: no running guest"),
     (["bench", "--kernels", "2.6"], "--kernel 2.6: no such kernel"),
     (["run", "overrun", "--transport", "telnet"], "argument --transport: invalid choice: 'telnet'"),
+    (["soak", "--restore", "--transport", "ssh"], "soak: --restore with transport ssh: an SSH guest always boots"),
 ])
 def test_cli_usage_errors_exit_2_with_one_line(args, message):
     r = run_cli(*args)
