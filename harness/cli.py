@@ -6,7 +6,7 @@
     testbed report DIR | --merge DIR... [--out D]  the HTML report / KCIDB of matrix results, shards merged
     testbed diff --kernel A --kernel B             the catalogue on both, and what differs
     testbed soak [--cycles N] [--transport T]      boot + scenario, again and again: flakes, leftovers
-    testbed shell [--kernel K] [--nic N]           a shell on a fresh guest (its console), by hand
+    testbed shell [--kernel K] [--nic N] [--transport T]   a shell on a fresh guest (console or ssh)
     testbed link up|down [--vm RUN_DIR]            flip that guest's link from another terminal
     testbed kernel fetch [NAME ...]                fetch Debian kernels named in testbed.yaml
     testbed kernel build [NAME ... | --source PATH] build kernels from source with kernel-config/
@@ -76,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     sh.add_argument("--kernel", help="a kernel named in testbed.yaml")
     sh.add_argument("--nic", help="NIC model: igb, e1000e or e1000")
     sh.add_argument("--cold", action="store_true", help="boot afresh instead of restoring the snapshot")
+    sh.add_argument("--transport", choices=TRANSPORTS,
+                    help="the console (serial) or ssh logged in to the guest's sshd (default: testbed.yaml's)")
     link = sub.add_parser("link", help="flip a running guest's link (QMP set_link), e.g. one `testbed shell` started")
     link.add_argument("state", choices=["up", "down"])
     link.add_argument("--vm", type=Path, help="the guest's run directory, when several are running")

@@ -1,18 +1,21 @@
 """Poking a guest by hand: `testbed shell` hands the terminal to a shell on a fresh guest's
-console (kernel messages appear in it, the agent keeps running beside it), and `testbed link
-up|down` flips a running guest's link from another terminal through its monitor socket."""
+console (kernel messages appear in it, the agent keeps running beside it) or, with the SSH
+transport, to ssh logged in to it; `testbed link up|down` flips a running guest's link from
+another terminal through its monitor socket."""
 from __future__ import annotations
 
 import os
 import select
+import shlex
 import shutil
 import socket
+import subprocess
 import sys
 import termios
 import tty
 from pathlib import Path
 
-from . import runner
+from . import runner, ssh
 from .config import Config
 from .errors import UsageError
 from .monitor import Monitor, MonitorError
@@ -23,39 +26,43 @@ ESCAPE = b"\x1d"  # Ctrl-]: leave the shell even if the guest no longer answers
 WEEK_MS = 7 * 24 * 3600 * 1000
 
 
-def _guest_shell_command(programs: list[Path]) -> str:
-    cols, rows = shutil.get_terminal_size()
-    term = os.environ.get("TERM", "vt100")
+def _shell_setup(programs: list[Path]) -> str:
+    """The start of a command line that runs an interactive guest shell."""
     # busybox's ash runs its own applet for a name before searching PATH: aliases make `ip` the
     # iproute2 copied into the guest (guest-binaries), not busybox's cut-down one
     aliases = "".join(f"alias {p.name}={p}\n" for p in programs)
+    return f"printf '{aliases}' > /tmp/.shrc; ENV=/tmp/.shrc PS1='testbed:\\w# '"
+
+
+def _console_shell_command(programs: list[Path]) -> str:
+    cols, rows = shutil.get_terminal_size()
+    term = os.environ.get("TERM", "vt100")
     # A session of its own with the console as controlling terminal, so job control and Ctrl-C
     # work.  busybox setsid forks and returns at once when run as a group leader, as the agent's
     # command is; the trailing `exit` keeps ash from exec'ing it in place, so a child runs it.
-    return (f"stty -F /dev/ttyS0 rows {rows} cols {cols} sane; printf '{aliases}' > /tmp/.shrc; "
-            f"ENV=/tmp/.shrc TERM={term} PS1='testbed:\\w# ' "
+    return (f"stty -F /dev/ttyS0 rows {rows} cols {cols} sane; {_shell_setup(programs)} TERM={term} "
             f"setsid -c sh -i </dev/ttyS0 >/dev/ttyS0 2>&1; exit $?")
 
 
 def shell(cfg: Config, kernel_name: str | None, nic: str | None, cold: bool) -> int:
     if not sys.stdin.isatty():
         raise UsageError("testbed shell: standard input is not a terminal; run it from one")
+    over_ssh = cfg.transport == "ssh"
+    if over_ssh and not shutil.which("ssh"):
+        raise UsageError("testbed shell --transport ssh: no `ssh` on PATH; install openssh-client (`make setup` does)")
     kernel_name = kernel_name or cfg.default_kernel
     nic = cfg.nic(nic)
-    target = runner.prepare(cfg, kernel_name, nic)
+    target = runner.prepare(cfg, kernel_name, nic, cfg.transport)
     artifacts = cfg.results / "shell" / f"{kernel_name}-{nic}"
     try:
         with runner.guest(cfg, target, artifacts, cold) as vm:
             for note in [*vm.notes, runner.ready_note(vm)]:
                 print(f"testbed: {note}")
             print(f"testbed: run directory {vm.run_dir}")
-            print(f"testbed: `testbed link down|up` in another terminal flips {nic}'s link; "
-                  f"`exit` or Ctrl-] powers the guest off")
-            vm.console_echo = lambda data: os.write(sys.stdout.fileno(), data)
-            session = vm.agent.start(Op.RUN, cmd=_guest_shell_command(cfg.guest_binaries), background=1,
-                                     timeout_ms=WEEK_MS)
-            _relay(vm.console, lambda: session.done() or vm.agent.failure is not None)
-            vm.console_echo = None
+            if over_ssh:
+                _ssh_session(vm, cfg.guest_binaries, nic)
+            else:
+                _console_session(vm, cfg.guest_binaries, nic)
             if vm.agent.failure:  # a panic, QEMU gone: say why
                 raise vm.diagnose(vm.agent.failure)
     except VMError as e:
@@ -63,6 +70,26 @@ def shell(cfg: Config, kernel_name: str | None, nic: str | None, cold: bool) -> 
         return 3
     print(f"testbed: guest powered off; console log and transcripts in {artifacts}/")
     return 0
+
+
+def _console_session(vm, programs: list[Path], nic: str) -> None:
+    """A shell on the guest's console, which shows kernel messages too; the agent starts it."""
+    print(f"testbed: `testbed link down|up` in another terminal flips {nic}'s link; "
+          f"`exit` or Ctrl-] powers the guest off")
+    vm.console_echo = lambda data: os.write(sys.stdout.fileno(), data)
+    session = vm.agent.start(Op.RUN, cmd=_console_shell_command(programs), background=1, timeout_ms=WEEK_MS)
+    _relay(vm.console, lambda: session.done() or vm.agent.failure is not None)
+    vm.console_echo = None
+
+
+def _ssh_session(vm, programs: list[Path], nic: str) -> None:
+    """A shell through the person's own ssh, as they would reach a remote test machine; the same
+    command logs in from other terminals while the guest runs."""
+    login = ssh.openssh_command(vm.keys, vm.ssh_port, vm.run_dir)
+    print(f"testbed: more shells, from other terminals: {shlex.join(login)}")
+    print(f"testbed: `testbed link down|up` in another terminal flips {nic}'s link; `exit` powers the guest "
+          f"off; kernel messages go to {vm.console_log}")
+    subprocess.run([*login, "-t", f"{_shell_setup(programs)} exec sh -i"])
 
 
 def _relay(console: socket.socket, finished) -> None:

@@ -101,6 +101,17 @@ class Keys:
         return cpio.finish()
 
 
+def openssh_command(keys: Keys, port: int, directory: Path) -> list[str]:
+    """OpenSSH's ssh logging in as the harness does, for a person at `testbed shell`: the client
+    key and the pinned host key are written to `directory` (the run dir: 0700, removed with the
+    guest) only then, and StrictHostKeyChecking refuses any other host key."""
+    key, known = directory / "ssh_client_key", directory / "known_hosts"
+    keys.client.write_private_key_file(str(key))  # mode 0600
+    known.write_text(f"[127.0.0.1]:{port} {keys.host_key.get_name()} {keys.host_key.get_base64()}\n")
+    return ["ssh", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={known}",
+            "-o", "StrictHostKeyChecking=yes", "-p", str(port), "root@127.0.0.1"]
+
+
 def forwarded_port(monitor: Monitor) -> int:
     """The host port QEMU bound for the forward to the guest's port 22 (it picked a free one)."""
     table = monitor.command("human-monitor-command", **{"command-line": "info usernet"})

@@ -179,6 +179,7 @@ class VM:
         self._sshd_ready = threading.Event()
         self.keys: ssh.Keys | None = None  # this run's SSH keys, when the agent is reached over SSH
         self._ssh = None  # and the paramiko client
+        self.ssh_port: int | None = None  # the host port forwarded to the guest's sshd
 
     def __enter__(self) -> "VM":
         try:
@@ -268,7 +269,7 @@ class VM:
                 raise self.failure
             if time.monotonic() > deadline:
                 raise AgentError(f"no {SSHD_READY!r} on the console within {self.settings.boot_timeout:g} s")
-        port = ssh.forwarded_port(self.monitor)
+        self.ssh_port = port = ssh.forwarded_port(self.monitor)
         self._ssh = ssh.connect(port, self.keys, timeout=max(deadline - time.monotonic(), 1))
         channel = ssh.agent_channel(self._ssh, timeout=max(deadline - time.monotonic(), 1))
         self._attach(Agent(channel, self.artifacts / "agent.log"))

@@ -6,10 +6,10 @@ set -euo pipefail
 [[ $(id -u) -eq 0 ]] && SUDO= || SUDO=sudo
 backports=/etc/apt/sources.list.d/bookworm-backports.sources
 # line 2: building the minimal kernel from kernel-config/; line 3: the real clients copied into guests,
-# and the sshd (with its key generator) of guests reached over SSH
+# the sshd (with its key generator) of guests reached over SSH, and the ssh a person uses to log in to one
 packages=(qemu-system-x86 qemu-system-data busybox-static gcc libc6-dev make kmod python3-venv ca-certificates
           linux-source-6.1 bc flex bison libelf-dev libssl-dev xz-utils patch
-          iproute2 libnl-utils dropbear-bin)
+          iproute2 libnl-utils dropbear-bin openssh-client)
 
 qemu_ok() {  # igb arrived in QEMU 8.0
   local v

@@ -1,9 +1,11 @@
 """`testbed shell` on a pseudo-terminal (pexpect) with `testbed link` flipping its link from
 outside, as a person would: ip monitor in the guest shell sees the change; exit leaves nothing."""
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
+import paramiko
 import pexpect
 import pytest
 
@@ -12,19 +14,25 @@ from harness.vm import leftovers
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]
 TESTBED = [sys.executable, "-m", "harness"]
+PROMPT = r"testbed:[/~]# "  # the console shell starts in /, a login over SSH in root's home
 
 
 def run_testbed(*args) -> subprocess.CompletedProcess:
     return subprocess.run([*TESTBED, *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 
-def test_shell_with_link_flipped_from_another_terminal(vm_kernel):
-    child = pexpect.spawn(TESTBED[0], [*TESTBED[1:], "shell", "--kernel", vm_kernel, "--nic", "igb"], cwd=ROOT,
+@pytest.mark.parametrize("transport", ["serial", "ssh"])
+def test_shell_with_link_flipped_from_another_terminal(vm_kernel, transport):
+    child = pexpect.spawn(TESTBED[0], [*TESTBED[1:], "shell", "--kernel", vm_kernel, "--nic", "igb",
+                                       "--transport", transport], cwd=ROOT,
                           encoding="utf-8", timeout=90, dimensions=(40, 120))
     try:
         child.expect(r"run directory (\S+)")
         run_dir = child.match.group(1)
-        child.expect("testbed:/# ")
+        if transport == "ssh":
+            child.expect(r"more shells, from other terminals: (ssh [^\r\n]*)")
+            check_other_logins(child.match.group(1), run_dir)
+        child.expect(PROMPT)
         child.sendline("ip link set eth0 up; ip monitor link")
         child.expect(r"eth0: <[^>]*LOWER_UP[^>]*>.* state UP")  # the carrier arriving after admin-up
         flipped = run_testbed("link", "down", "--vm", run_dir)
@@ -33,7 +41,7 @@ def test_shell_with_link_flipped_from_another_terminal(vm_kernel):
         assert run_testbed("link", "up", "--vm", run_dir).returncode == 0
         child.expect(r"eth0: <[^>]*LOWER_UP[^>]*>.* state UP")
         child.sendcontrol("c")  # job control: Ctrl-C stops ip monitor, not the shell
-        child.expect("testbed:/# ")
+        child.expect(PROMPT)
         child.sendline("exit")
         child.expect("guest powered off")
         child.expect(pexpect.EOF)
@@ -44,14 +52,34 @@ def test_shell_with_link_flipped_from_another_terminal(vm_kernel):
 
 
 
-def test_a_panic_in_the_shell_ends_it_with_the_cause(vm_kernel):
-    child = pexpect.spawn(TESTBED[0], [*TESTBED[1:], "shell", "--kernel", vm_kernel, "--nic", "e1000e"], cwd=ROOT,
-                          encoding="utf-8", timeout=90)
+def check_other_logins(login: str, run_dir: str):
+    """The printed ssh command logs in to the guest through its forward with the run's keys, and
+    refuses the guest once the pinned host key differs."""
+    login = shlex.split(login)
+    assert login[0] == "ssh" and all(Path(p).parent == Path(run_dir) for p in login if p.startswith("/"))
+    batch = [login[0], "-F", "/dev/null", "-o", "BatchMode=yes", *login[1:]]
+    other = subprocess.run([*batch, "echo $SSH_CONNECTION"], capture_output=True, text=True, timeout=30)
+    assert other.returncode == 0, other.stderr
+    assert other.stdout.split()[-1:] == ["22"]  # "10.0.2.2 <port> 10.0.2.15 22": in through the forward
+    known = Path(run_dir) / "known_hosts"
+    pinned = known.read_text()
+    known.write_text(pinned.replace(pinned.split()[2], paramiko.ECDSAKey.generate().get_base64()).replace(
+        "ssh-ed25519", "ecdsa-sha2-nistp256"))
+    refused = subprocess.run([*batch, "true"], capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 255 and "Host key verification failed" in refused.stderr, refused.stderr
+    known.write_text(pinned)
+
+
+@pytest.mark.parametrize("transport", ["serial", "ssh"])
+def test_a_panic_in_the_shell_ends_it_with_the_cause(vm_kernel, transport):
+    child = pexpect.spawn(TESTBED[0], [*TESTBED[1:], "shell", "--kernel", vm_kernel, "--nic", "e1000e",
+                                       "--transport", transport], cwd=ROOT, encoding="utf-8", timeout=90)
     try:
-        child.expect("testbed:/# ")
+        child.expect(PROMPT)
         child.sendline("echo c > /proc/sysrq-trigger")
         child.expect(r"testbed: kernel panic at [\d.]+ s: .*sysrq triggered crash \(console log: ")
         child.expect(pexpect.EOF)
     finally:
         child.close(force=True)
     assert child.exitstatus == 3
+    assert leftovers(child.pid) == []
