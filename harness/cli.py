@@ -26,7 +26,7 @@ from pathlib import Path
 
 from . import config as config_mod
 from .config import TRANSPORTS
-from .errors import UsageError
+from .errors import NetworkError, UsageError
 
 EXIT = {"passed": 0, "skipped": 0, "failed": 1, "error": 3}
 
@@ -154,11 +154,16 @@ def cmd_report(args) -> int:
 def cmd_kernel(cfg, args) -> int:
     from . import kernel, kbuild
     if args.action == "fetch":
-        for name in args.names or [n for n, s in cfg.kernels.items() if s.debian_package]:
+        def fetchable(s) -> bool:
+            return bool(s.debian_package) or bool(s.build and isinstance(s.build.source, kbuild.Tarball))
+        for name in args.names or [n for n, s in cfg.kernels.items() if fetchable(s)]:
             spec = cfg.kernel(name)
-            if not spec.debian_package:
-                raise UsageError(f"kernel {name}: not a debian-package kernel; nothing to fetch")
-            kernel.fetch_debian(spec, cfg.cache, log=lambda s: print(f"setup: {s}"))
+            if not fetchable(spec):
+                raise UsageError(f"kernel {name}: neither a debian-package nor a tarball kernel; nothing to fetch")
+            if spec.debian_package:
+                kernel.fetch_debian(spec, cfg.cache, log=lambda s: print(f"setup: {s}"))
+            else:
+                print(f"setup: kernel {name}: {spec.build.local_source(cfg.cache, say=lambda s: print(f'setup: {s}'))}")
         return 0
     if args.source:
         if not args.source.exists():
@@ -227,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"testbed: {e}", file=sys.stderr)
         return 2
+    except NetworkError as e:
+        print(f"testbed: {e}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("testbed: interrupted", file=sys.stderr)
         return 130

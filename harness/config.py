@@ -9,6 +9,11 @@
         files: {include/linux/compiler-gcc12.h: compiler-gcc12.h}   # placed into the build dir
         patches: [fix-build.patch]                      # applied to a private copy of the tree
       my-6.6:     {image: /path/to/bzImage}             # prebuilt, everything built in
+      linux-3.14:                                       # a release tarball by name, fetched from
+        tarball: linux-3.14.40.tar.xz                   # the mirrors and checked by its sha256;
+        sha256: 398664c7...                             # built with kernel-config/ and the
+                                                        # compatibility fixes for its version
+    mirrors: [/srv/mirror/kernel, "https://cdn.kernel.org/pub/linux/kernel/v{major}.x/"]
     nics: [igb, e1000e]
     default: {kernel: debian-6.1, nic: igb}
     guest-binaries: [/usr/sbin/ip, /usr/bin/nl-monitor]   # copied in with their shared libraries
@@ -28,7 +33,8 @@ from pathlib import Path
 import yaml
 
 from .errors import UsageError, did_you_mean
-from .kbuild import BuildSpec
+from .kbuild import BuildSpec, Tarball
+from .mirrors import KERNEL_ORG, is_url
 from .nic import NICS
 
 ACCELS = ("auto", "kvm", "tcg")
@@ -107,8 +113,9 @@ class _Reader:
         return value
 
 
-TOP_KEYS = ("kernels", "nics", "default", "qemu", "results", "cache", "guest-binaries", "transport")
-KERNEL_KEYS = ("debian-package", "image", "modules", "source", "make", "files", "patches")
+TOP_KEYS = ("kernels", "nics", "default", "qemu", "results", "cache", "guest-binaries", "transport", "mirrors")
+KERNEL_KEYS = ("debian-package", "image", "modules", "source", "tarball", "sha256", "make", "files", "patches")
+SOURCES = ("debian-package", "image", "source", "tarball")
 QEMU_KEYS = ("binary", "memory", "accel", "boot-timeout")
 
 
@@ -119,8 +126,30 @@ def _existing(r: _Reader, key: str, value, base: Path, what: str) -> Path:
     return path
 
 
-def _build_spec(r: _Reader, key: str, name: str, entry: dict, base: Path) -> BuildSpec:
-    source = _existing(r, f"{key}.source", entry["source"], base, "a kernel tree or a .tar.* of one")
+def _mirrors(r: _Reader, data: dict, base: Path) -> tuple[str, ...]:
+    """TESTBED_MIRRORS (whitespace-separated: a CI cache, a lab's server) first, then testbed.yaml's
+    mirrors:, by default kernel.org.  Directories are relative to testbed.yaml."""
+    listed = r.typed("mirrors", data.get("mirrors", [KERNEL_ORG]), list, "a list of directories and http(s) URLs")
+    found = []
+    for i, m in enumerate([*os.environ.get("TESTBED_MIRRORS", "").split(), *listed]):
+        m = r.typed(f"mirrors[{i}]", m, str, "a directory or an http(s) URL")
+        found.append(m if is_url(m) else os.path.normpath(base / Path(m).expanduser()))
+    return tuple(found)
+
+
+def _tarball(r: _Reader, key: str, entry: dict, mirrors: tuple[str, ...]) -> Tarball:
+    name = r.typed(f"{key}.tarball", entry["tarball"], str, "a release file name such as linux-3.14.40.tar.xz")
+    if "/" in name or not re.search(r"\.tar(\.\w+)?$", name):
+        r.fail(f"{key}.tarball", name, "must be a file name ending in .tar.* (the mirrors say where it is)")
+    sha256 = entry.get("sha256")
+    if not isinstance(sha256, str) or not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        r.fail(f"{key}.sha256", sha256, "must be the tarball's sha256, 64 lowercase hex digits (sha256sum FILE)")
+    return Tarball(name, sha256, mirrors)
+
+
+def _build_spec(r: _Reader, key: str, name: str, entry: dict, base: Path, mirrors: tuple[str, ...]) -> BuildSpec:
+    source = (_tarball(r, key, entry, mirrors) if "tarball" in entry else
+              _existing(r, f"{key}.source", entry["source"], base, "a kernel tree or a .tar.* of one"))
     make_vars = r.mapping(f"{key}.make", entry.get("make") or {})
     for var, value in make_vars.items():
         if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", str(var)):
@@ -149,16 +178,20 @@ def load(path: Path | str = "testbed.yaml") -> Config:
     r = _Reader(path)
     data = r.mapping("", data if data is not None else {}, TOP_KEYS)
     base = path.resolve().parent
+    mirrors = _mirrors(r, data, base)
 
     kernels = {}
     for name, entry in r.mapping("kernels", data.get("kernels") or {}).items():
         key = f"kernels.{name}"
         entry = r.mapping(key, entry, KERNEL_KEYS)
-        sources = [k for k in ("debian-package", "image", "source") if k in entry]
+        sources = [k for k in SOURCES if k in entry]
         if len(sources) != 1:
             r.fail(key, entry, "needs exactly one of: debian-package (a Debian linux-image package), "
-                               "image (a path to a bzImage) or source (a kernel tree or tarball to build)")
-        if "source" not in entry:
+                               "image (a path to a bzImage), source (a kernel tree or tarball to build) "
+                               "or tarball (a release file name, with its sha256, fetched from the mirrors)")
+        if "sha256" in entry and "tarball" not in entry:
+            r.fail(f"{key}.sha256", entry["sha256"], "only applies with tarball:")
+        if "source" not in entry and "tarball" not in entry:
             for k in ("make", "files", "patches"):
                 if k in entry:
                     r.fail(f"{key}.{k}", entry[k], "only applies to kernels built from source")
@@ -171,7 +204,7 @@ def load(path: Path | str = "testbed.yaml") -> Config:
                 r.fail(f"{key}.image", str(image), "does not exist; give the path to a bzImage")
             spec.image = image
         else:
-            spec.build = _build_spec(r, key, str(name), entry, base)
+            spec.build = _build_spec(r, key, str(name), entry, base, mirrors)
         if "modules" in entry:
             spec.modules = base / r.typed(f"{key}.modules", entry["modules"], str, "a directory path")
             if not (spec.modules / "modules.dep").is_file():

@@ -13,3 +13,7 @@ def did_you_mean(word, choices) -> str:
 class UsageError(Exception):
     """Bad input (configuration, kernel path, NIC, scenario name): say which key, which value,
     and what would be right."""
+
+
+class NetworkError(Exception):
+    """Something the testbed must fetch could not be reached: the CLI exits 3."""

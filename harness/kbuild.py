@@ -6,9 +6,12 @@ the resulting .config, else the build stops naming the options and whether the t
 know them or Kconfig dropped them (an unmet dependency).  where-available.config holds options
 only some versions know; they are reported, not required.
 
-The build is out of tree (O=): the source tree is never written to.  Patches are applied to a
-private copy.  The result is cached by (tree, fragments, compiler, make variables, extra files,
-patches), so a second build of the same inputs is a lookup.
+The tree is a path, or a release tarball named by file and sha256 and fetched from the mirrors
+(harness/mirrors.py).  Old trees get the compatibility fixes of harness/kcompat.py, chosen by
+their version.  The build is out of tree (O=): the source tree is never written to.  Patches
+are applied to a private copy.  The result is cached by (tree, fragments, compiler, make
+variables, extra files, patches, compatibility fixes), so a second build of the same inputs is
+a lookup.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import kcompat, mirrors
 from .children import process_group
 from .digest import content_hash, file_hash
 from .errors import UsageError
@@ -34,13 +38,28 @@ class BuildError(Exception):
     """The kernel did not configure or compile; the message names the log."""
 
 
+@dataclass(frozen=True)
+class Tarball:
+    """A release tarball by name, fetched from the mirrors and checked against its sha256."""
+    name: str
+    sha256: str
+    mirrors: tuple[str, ...]
+
+
 @dataclass
 class BuildSpec:
     name: str
-    source: Path                                           # a kernel tree, or a .tar.* of one
+    source: Path | Tarball                                 # a kernel tree or a .tar.* of one, or a release by name
     make_vars: dict[str, str] = field(default_factory=dict)  # CC, HOSTCFLAGS, KCFLAGS, ...
     files: dict[str, Path] = field(default_factory=dict)     # build-dir path -> file to place there
     patches: list[Path] = field(default_factory=list)
+
+    def local_source(self, cache: Path, say=print) -> Path:
+        """The tree or tarball on this machine, fetching a named tarball into the download cache."""
+        if isinstance(self.source, Tarball):
+            t = self.source
+            return mirrors.obtain(f"kernels.{self.name}.tarball", t.name, t.sha256, list(t.mirrors), cache, say=say)
+        return self.source
 
 
 def fragment_options(paths: list[Path]) -> dict[str, str]:
@@ -62,9 +81,11 @@ def fragments() -> tuple[list[Path], list[Path]]:
 _fingerprints: dict[tuple, str] = {}
 
 
-def tree_fingerprint(source: Path) -> str:
-    """A tarball by its contents; a tree by every file's path, size and mtime (reading 1 GB of
-    sources on every run would cost more than the check is worth)."""
+def tree_fingerprint(source: Path | Tarball) -> str:
+    """A tarball by its contents (a named one by its sha256); a tree by every file's path, size
+    and mtime (reading 1 GB of sources on every run would cost more than the check is worth)."""
+    if isinstance(source, Tarball):
+        return source.sha256
     if source.is_file():
         st = source.stat()
         memo = (str(source.resolve()), st.st_size, st.st_mtime_ns)
@@ -94,7 +115,7 @@ def build_key(spec: BuildSpec) -> str:
                 *(p.name.encode() + p.read_bytes() for p in required + optional),
                 _compiler(spec), json.dumps(spec.make_vars, sort_keys=True).encode(),
                 *(dest.encode() + src.read_bytes() for dest, src in sorted(spec.files.items())),
-                *(p.read_bytes() for p in spec.patches))[:16]
+                *(p.read_bytes() for p in spec.patches), kcompat.fingerprint())[:16]
 
 
 def output_dir(cache: Path, spec: BuildSpec) -> Path:
@@ -122,13 +143,17 @@ def _unpacked_tree(source: Path, cache: Path) -> Path:
     return tops[0]
 
 
-def source_tree(spec: BuildSpec, cache: Path, work: Path) -> Path:
-    """The tree to build: the user's, unpacked if a tarball, copied and patched if there are patches."""
-    tree = _unpacked_tree(spec.source, cache) if spec.source.is_file() else spec.source
+def source_tree(spec: BuildSpec, cache: Path, work: Path, say=print) -> tuple[Path, kcompat.Plan]:
+    """The tree to build — the user's, unpacked if a tarball, copied and patched if the
+    compatibility fixes or the entry have patches — and the fixes chosen for it."""
+    source = spec.local_source(cache, say)
+    tree = _unpacked_tree(source, cache) if source.is_file() else source
     if not (tree / "Makefile").exists() or not (tree / "Kconfig").exists():
         raise UsageError(f"kernels.{spec.name}.source: {tree} is not a kernel tree (no Makefile and Kconfig)")
-    if not spec.patches:
-        return tree
+    compat = kcompat.plan(tree, spec.make_vars)
+    patches = [*compat.patches, *spec.patches]
+    if not patches:
+        return tree, compat
     private = work / "src"
     shutil.rmtree(private, ignore_errors=True)  # a resumed build patches a fresh copy
     work.mkdir(parents=True, exist_ok=True)
@@ -140,13 +165,14 @@ def source_tree(spec: BuildSpec, cache: Path, work: Path) -> Path:
         copied = subprocess.run(["cp", "-a", str(tree), str(private)], capture_output=True, text=True)
     if copied.returncode:
         raise BuildError(f"kernel {spec.name}: cannot copy {tree} to patch it: {copied.stderr.strip()}")
-    for patch in spec.patches:
+    for patch in patches:
         r = subprocess.run(["patch", "-p1", "--forward", "--batch", "-i", str(patch)], cwd=private,
                            capture_output=True, text=True)
         if r.returncode:
-            raise BuildError(f"kernel {spec.name}: patch {patch} does not apply: "
+            what = "compatibility fix" if patch in compat.patches else "patch"
+            raise BuildError(f"kernel {spec.name}: {what} {patch} does not apply to {tree}: "
                              f"{(r.stdout + r.stderr).strip().splitlines()[-1]}")
-    return private
+    return private, compat
 
 
 def _known_symbols(tree: Path) -> set[str]:
@@ -179,32 +205,42 @@ def check_config(tree: Path, config: Path, name: str) -> list[str]:
             for k, v in fragment_options(optional).items()]
 
 
-def _make(tree: Path, build: Path, spec: BuildSpec, *targets: str, extra: dict | None = None):
+def _make(tree: Path, build: Path, make_vars: dict[str, str], *targets: str):
     """A context manager: make running in a process group that ends with it (see children.py)."""
-    args = ["make", "-C", str(tree), f"O={build}", *(f"{k}={v}" for k, v in {**spec.make_vars, **(extra or {})}.items()),
-            *targets]
+    args = ["make", "-C", str(tree), f"O={build}", *(f"{k}={v}" for k, v in make_vars.items()), *targets]
     return process_group(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
 
 
-def configure(spec: BuildSpec, cache: Path, work: Path) -> tuple[Path, Path, list[str]]:
-    """Unpack/copy/patch the tree, place the extra files, make allnoconfig with the fragments
-    forced in, and check the result.  Returns (tree, build dir, notes on optional options)."""
-    tree = source_tree(spec, cache, work)
+@dataclass
+class Configured:
+    tree: Path
+    build: Path
+    compat: kcompat.Plan   # its make_vars are the entry's with the fixes' flags appended
+    notes: list[str]       # the optional options, and whether each took
+
+
+def configure(spec: BuildSpec, cache: Path, work: Path, say=print) -> Configured:
+    """Fetch/unpack/copy/patch the tree, place the extra files, make allnoconfig with the
+    fragments forced in, and check the result."""
+    tree, compat = source_tree(spec, cache, work, say)
     build = work / "build"
     build.mkdir(parents=True, exist_ok=True)
     for dest, src in spec.files.items():
         (build / dest).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(src, build / dest)
+    for dest, text in compat.files.items():
+        (build / dest).parent.mkdir(parents=True, exist_ok=True)
+        (build / dest).write_text(text)
     required, optional = fragments()
     allconfig = build / "testbed-fragments.config"
     allconfig.write_text("".join(p.read_text() for p in required + optional))
-    with _make(tree, build, spec, "allnoconfig", extra={"KCONFIG_ALLCONFIG": str(allconfig)}) as proc:
+    with _make(tree, build, {**compat.make_vars, "KCONFIG_ALLCONFIG": str(allconfig)}, "allnoconfig") as proc:
         out, _ = proc.communicate()
     (build / "configure.log").write_text(out)
     if proc.returncode:
         raise BuildError(f"kernel {spec.name}: make allnoconfig failed: {out.strip().splitlines()[-1:]} "
                          f"(log: {build / 'configure.log'})")
-    return tree, build, check_config(tree, build / ".config", spec.name)
+    return Configured(tree, build, compat, check_config(tree, build / ".config", spec.name))
 
 
 def _last_error(log: Path) -> str:
@@ -213,11 +249,11 @@ def _last_error(log: Path) -> str:
     return (errors[0] if errors else lines[-1] if lines else "").strip()
 
 
-def _compile(tree: Path, build_dir: Path, spec: BuildSpec, jobs: int, log_path: Path):
+def _compile(c: Configured, spec: BuildSpec, jobs: int, log_path: Path):
     """make bzImage, output to the log, a progress line on the terminal (one a minute otherwise)."""
     started, objects, last_report = time.monotonic(), 0, 0.0
     tty = sys.stderr.isatty()
-    with open(log_path, "w") as log, _make(tree, build_dir, spec, f"-j{jobs}", "bzImage") as proc:
+    with open(log_path, "w") as log, _make(c.tree, c.build, c.compat.make_vars, f"-j{jobs}", "bzImage") as proc:
         for line in proc.stdout:
             log.write(line)
             objects += line.lstrip().startswith(("CC ", "AS "))
@@ -247,19 +283,22 @@ def build(spec: BuildSpec, cache: Path, jobs: int | None = None, say=print) -> P
     if (work / "build" / ".config").exists():
         say(f"kernel {spec.name}: resuming the build in {work}")
     work.mkdir(parents=True, exist_ok=True)
-    tree, build_dir, notes = configure(spec, cache, work)
-    say(f"kernel {spec.name}: configured from {tree}; optional: {', '.join(notes)}")
+    c = configure(spec, cache, work, say)
+    version = ".".join(map(str, kcompat.tree_version(c.tree)))
+    fixes = [f.name for f in c.compat.fixes]
+    say(f"kernel {spec.name}: {version} configured from {c.tree}; "
+        f"compatibility fixes: {', '.join(fixes) or 'none needed'}; optional: {', '.join(c.notes)}")
     started = time.monotonic()
-    _compile(tree, build_dir, spec, jobs or os.cpu_count(), work / "build.log")
+    _compile(c, spec, jobs or os.cpu_count(), work / "build.log")
     staged = out.with_name(out.name + ".tmp")
     shutil.rmtree(staged, ignore_errors=True)
     staged.mkdir(parents=True)
     for src, dest in (("arch/x86/boot/bzImage", "bzImage"), ("vmlinux", "vmlinux"), (".config", "config")):
-        shutil.copy(build_dir / src, staged / dest)
+        shutil.copy(c.build / src, staged / dest)
     shutil.copy(work / "build.log", staged / "build.log")
     seconds = time.monotonic() - started
-    (staged / "meta.json").write_text(json.dumps({"name": spec.name, "source": str(spec.source),
-                                                  "make": spec.make_vars, "optional": notes,
+    (staged / "meta.json").write_text(json.dumps({"name": spec.name, "source": str(spec.source), "version": version,
+                                                  "make": c.compat.make_vars, "compat": fixes, "optional": c.notes,
                                                   "seconds": round(seconds, 1)}))
     staged.rename(out)
     shutil.rmtree(work, ignore_errors=True)

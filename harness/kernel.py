@@ -121,6 +121,17 @@ def resolve(spec: KernelSpec, cache: Path) -> Kernel:
     return Kernel(spec.name, where / "vmlinuz", where / "lib" / "modules" / info["release"])
 
 
+def _suite_version(package: str, suite: str) -> str:
+    """The version of `package` that apt has from `suite` (apt-cache madison's table)."""
+    out = subprocess.run(["apt-cache", "madison", package], capture_output=True, text=True)
+    for line in out.stdout.splitlines():
+        _, version, source = (c.strip() for c in line.split("|"))
+        if f" {suite}/" in f" {source.split(' ', 1)[-1]}":
+            return version
+    raise UsageError(f"Debian package {package}/{suite}: apt knows no {package} from {suite}; "
+                     "check the suite is in apt's sources (make setup enables bookworm-backports), or run `apt-get update`")
+
+
 def _apt_field(package: str, field: str) -> str:
     out = subprocess.run(["apt-cache", "show", "--no-all-versions", package],
                          capture_output=True, text=True)
@@ -135,12 +146,13 @@ def fetch_debian(spec: KernelSpec, cache: Path, log=print) -> Kernel:
     """Download the kernel package (following a meta package such as linux-image-amd64 to the
     real one), unpack its image and modules into the cache, and generate modules.dep.
     Does nothing when the cached copy is already that package version."""
-    package = spec.debian_package
+    package, _, suite = spec.debian_package.partition("/")  # apt's pkg/suite: linux-image-amd64/bookworm-backports
     if not re.match(r"linux-image-\d", package):
         # a meta package (linux-image-amd64): follow it to the versioned image package
-        depends = [d.split()[0] for d in _apt_field(package, "Depends").split(",")]
+        meta = f"{package}={_suite_version(package, suite)}" if suite else package
+        depends = [d.split()[0] for d in _apt_field(meta, "Depends").split(",")]
         package = next((d for d in depends if re.match(r"linux-image-\d", d)), package)
-    version = _apt_field(package, "Version")
+    version = _suite_version(package, suite) if suite else _apt_field(package, "Version")
     where = cache_dir(cache, spec)
     meta = where / "meta.json"
     if meta.exists() and json.loads(meta.read_text()).get("version") == version:

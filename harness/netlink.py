@@ -69,6 +69,7 @@ class Message:
     operstate: str | None = None
     carrier: int | None = None
     carrier_changes: int | None = None
+    mtu: int | None = None
     error: int | None = None  # NLMSG_ERROR's errno (positive), NLMSG_DONE's status
     problem: str | None = None  # why it could not be decoded
 
@@ -141,6 +142,7 @@ def _decode_body(msg: Message, raw: bytes):
                              else state if state is None or isinstance(state, str) else repr(state))
             msg.carrier = _int_or_none(m.get_attr("IFLA_CARRIER"))
             msg.carrier_changes = _int_or_none(m.get_attr("IFLA_CARRIER_CHANGES"))
+            msg.mtu = _int_or_none(m.get_attr("IFLA_MTU"))
         elif msg.type == NLMSG_ERROR:
             m = nlmsgerr(raw)
             m.decode()

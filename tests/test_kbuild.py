@@ -1,6 +1,7 @@
 """Kernel builds from source: each mechanism (make variables, extra files, patches, the options
 check) exercised on Debian's 6.1 tree up to the configuration step, which is where they act;
-and a real build interrupted, then resumed."""
+the compatibility fixes chosen by version, and the fragments against 3.14.40's Kconfig; and a
+real build interrupted, then resumed."""
 import os
 import re
 import shutil
@@ -12,52 +13,118 @@ from pathlib import Path
 
 import pytest
 
-from harness import kbuild
+from harness import kbuild, kcompat
 from harness.kbuild import BuildError, BuildSpec
 
 TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
-pytestmark = pytest.mark.skipif(not TARBALL.exists(), reason=f"{TARBALL} missing (make setup installs it)")
+needs_6_1 = pytest.mark.skipif(not TARBALL.exists(), reason=f"{TARBALL} missing (make setup installs it)")
 
 
-def kernelrelease(tree, build, spec):
-    with kbuild._make(tree, build, spec, "-s", "kernelrelease") as proc:
+def kernelrelease(c: kbuild.Configured):
+    with kbuild._make(c.tree, c.build, c.compat.make_vars, "-s", "kernelrelease") as proc:
         return proc.communicate()[0].strip().splitlines()[-1]
 
 
+def required_options_in(config: Path):
+    text = config.read_text()
+    return {o: f"{o}={v}\n" in text for o, v in kbuild.fragment_options(kbuild.fragments()[0]).items()}
+
+
+@needs_6_1
 def test_fragments_configure_6_1_with_every_required_option(cfg, tmp_path):
     spec = BuildSpec("t", TARBALL, make_vars={"LOCALVERSION": "-testbed"})
-    tree, build, notes = kbuild.configure(spec, cfg.cache, tmp_path)
-    config = (build / ".config").read_text()
-    for option, value in kbuild.fragment_options(kbuild.fragments()[0]).items():
-        assert f"{option}={value}\n" in config
-    assert "CONFIG_NETLINK_MMAP=y (not in this version)" in notes  # 3.14-only, reported not required
-    assert "CONFIG_PVH=y" in notes
-    assert kernelrelease(tree, build, spec).endswith("-testbed")  # make variables reach make
-    assert not (tree / ".config").exists()  # out of tree: the source is never written to
+    c = kbuild.configure(spec, cfg.cache, tmp_path)
+    assert [o for o, ok in required_options_in(c.build / ".config").items() if not ok] == []
+    assert "CONFIG_NETLINK_MMAP=y (not in this version)" in c.notes  # 3.14-only, reported not required
+    assert "CONFIG_PVH=y" in c.notes
+    assert c.compat.fixes == []  # a 6.1 tree needs none
+    assert kernelrelease(c).endswith("-testbed")  # make variables reach make
+    assert not (c.tree / ".config").exists()  # out of tree: the source is never written to
 
 
+def linux_3_14(cfg) -> BuildSpec:
+    spec = cfg.kernels.get("linux-3.14")
+    if spec is None or not spec.build:
+        pytest.skip("testbed.yaml has no linux-3.14 entry")
+    return spec.build
+
+
+def test_fragments_configure_3_14_with_every_required_option_and_its_fixes(cfg, tmp_path):
+    c = kbuild.configure(linux_3_14(cfg), cfg.cache, tmp_path)  # the tarball comes from the mirrors
+    assert kcompat.tree_version(c.tree) == (3, 14, 40)
+    assert [o for o, ok in required_options_in(c.build / ".config").items() if not ok] == []
+    assert "CONFIG_NETLINK_MMAP=y" in c.notes and "CONFIG_PVH=y (not in this version)" in c.notes
+    assert [f.name for f in c.compat.fixes] == ["compiler-gcc-header", "no-pie", "host-fcommon", "early-idt-stride"]
+    major = kcompat.compiler_major("gcc")
+    assert "compiler-gcc5.h" in (c.build / f"include/linux/compiler-gcc{major}.h").read_text()
+    assert ".fill early_idt_handlers + i*9 - ., 1, 0xcc" in (c.tree / "arch/x86/kernel/head_64.S").read_text()
+    pristine = kbuild._unpacked_tree(linux_3_14(cfg).local_source(cfg.cache), cfg.cache)
+    assert ".fill" not in (pristine / "arch/x86/kernel/head_64.S").read_text()  # only the private copy
+    shutil.rmtree(tmp_path)
+
+
+def fake_tree(where: Path, version: tuple[int, int, int], gcc_headers=()) -> Path:
+    (where / "include/linux").mkdir(parents=True)
+    (where / "Makefile").write_text("VERSION = %d\nPATCHLEVEL = %d\nSUBLEVEL = %d\nEXTRAVERSION =\n" % version)
+    for n in gcc_headers:
+        (where / f"include/linux/compiler-gcc{n}.h").write_text("")
+    return where
+
+
+def test_compatibility_fixes_are_chosen_by_the_trees_version(tmp_path):
+    def chosen(version, make_vars=None, headers=(3, 4, 5)):
+        plan = kcompat.plan(fake_tree(tmp_path / ".".join(map(str, version)), version, headers), make_vars or {})
+        return [f.name for f in plan.fixes], plan
+    names, plan = chosen((3, 14, 40), {"CC": "gcc", "KCFLAGS": "-g"})
+    assert names == ["compiler-gcc-header", "no-pie", "host-fcommon", "early-idt-stride"]
+    assert plan.make_vars == {"CC": "gcc -fno-pie", "HOSTCC": "gcc -fcommon", "KCFLAGS": "-g"}  # the user's kept
+    assert list(plan.files) == [f"include/linux/compiler-gcc{kcompat.compiler_major('gcc')}.h"]
+    assert plan.patches == [kcompat.PATCHES / "early-idt-stride.patch"] and plan.patches[0].is_file()
+    assert chosen((4, 4, 1))[0] == ["no-pie", "host-fcommon"]
+    assert chosen((5, 10, 0))[0] == ["host-fcommon"]
+    assert chosen((6, 1, 0))[0] == []
+    major = kcompat.compiler_major("gcc")
+    assert chosen((3, 18, 1), headers=(3, 4, 5, major))[1].files == {}  # the tree knows this gcc already
+
+
+@needs_6_1
+def test_a_compatibility_patch_that_does_not_apply_is_named(cfg, tmp_path, monkeypatch):
+    bad = tmp_path / "compat"
+    bad.mkdir()
+    (bad / "early-idt-stride.patch").write_text("--- a/Makefile\n+++ b/Makefile\n@@ -1,1 +1,1 @@\n-no such line\n+x\n")
+    monkeypatch.setattr(kcompat, "PATCHES", bad)
+    monkeypatch.setattr(kcompat, "tree_version", lambda tree: (4, 1, 0))  # a tree the fix is chosen for
+    with pytest.raises(BuildError, match="compatibility fix .*early-idt-stride.patch does not apply"):
+        kbuild.configure(BuildSpec("t", TARBALL), cfg.cache, tmp_path / "w")
+    shutil.rmtree(tmp_path / "w")
+
+
+@needs_6_1
 def test_extra_files_are_placed_in_the_build_dir(cfg, tmp_path):
     header = tmp_path / "compiler-gcc99.h"
     header.write_text("/* for an old tree built with a new gcc */\n")
     spec = BuildSpec("t", TARBALL, files={"include/linux/compiler-gcc99.h": header})
-    _, build, _ = kbuild.configure(spec, cfg.cache, tmp_path / "w")
+    build = kbuild.configure(spec, cfg.cache, tmp_path / "w").build
     assert (build / "include/linux/compiler-gcc99.h").read_text() == header.read_text()
 
 
+@needs_6_1
 def test_patches_apply_to_a_private_copy(cfg, tmp_path):
     patch = tmp_path / "marker.patch"
     patch.write_text("--- a/init/Kconfig\n+++ b/init/Kconfig\n@@ -1,2 +1,6 @@\n"
                      "+config TESTBED_PATCHED\n+\tbool\n+\tdefault y\n+\n"
                      " # SPDX-License-Identifier: GPL-2.0-only\n config CC_VERSION_TEXT\n")
     spec = BuildSpec("t", TARBALL, patches=[patch])
-    tree, build, _ = kbuild.configure(spec, cfg.cache, tmp_path / "w")
-    assert "CONFIG_TESTBED_PATCHED=y" in (build / ".config").read_text()
+    c = kbuild.configure(spec, cfg.cache, tmp_path / "w")
+    tree = c.tree
+    assert "CONFIG_TESTBED_PATCHED=y" in (c.build / ".config").read_text()
     pristine = kbuild._unpacked_tree(TARBALL, cfg.cache)
     assert tree != pristine and "TESTBED_PATCHED" not in (pristine / "init/Kconfig").read_text()
     assert kbuild.build_key(spec) != kbuild.build_key(BuildSpec("t", TARBALL))  # patches are in the key
     shutil.rmtree(tmp_path / "w")  # a 1.3 GB copy
 
 
+@needs_6_1
 def test_a_patch_that_does_not_apply_is_named(cfg, tmp_path):
     patch = tmp_path / "bad.patch"
     patch.write_text("--- a/Makefile\n+++ b/Makefile\n@@ -1,1 +1,1 @@\n-no such line\n+x\n")
@@ -65,6 +132,7 @@ def test_a_patch_that_does_not_apply_is_named(cfg, tmp_path):
         kbuild.configure(BuildSpec("t", TARBALL, patches=[patch]), cfg.cache, tmp_path / "w")
 
 
+@needs_6_1
 def test_missing_options_are_named_as_unknown_or_dropped(cfg, tmp_path, monkeypatch):
     fragments = tmp_path / "fragments"
     fragments.mkdir()
@@ -102,6 +170,7 @@ def interrupt_while_compiling(proc: subprocess.Popen, work: Path, sig: int) -> t
     return proc.returncode, out, make
 
 
+@needs_6_1
 def test_an_interrupted_build_stops_make_and_the_next_one_resumes(cfg):
     name = "interrupted-build-test"
     work = cfg.cache / "kbuild" / kbuild.output_dir(cfg.cache, BuildSpec(name, TARBALL)).name

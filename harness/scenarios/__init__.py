@@ -1,2 +1,2 @@
-"""The scenario catalogue (../shared/SCENARIOS.md); importing this package registers them all."""
-from . import buffers, clients, dump, link, overrun, sendmsg, unicast  # noqa: F401
+"""The scenario catalogue (README.md, "Scenarios"); importing this package registers them all."""
+from . import buffers, clients, dump, eras, link, overrun, sendmsg, unicast  # noqa: F401

@@ -90,17 +90,23 @@ def dump_pace(g: Guest):
     def change_mtu(i: int):  # one MTU change = one RTM_NEWLINK
         g.sh(f"ip link set dump{i % LINKS} mtu {1300 + i}")
 
-    # Queue notifications past rcvbuf/2 but below rcvbuf; T, their truesize, measured in the guest.
+    # Queue notifications past rcvbuf/2 but below rcvbuf.  Measured in the guest: T, one
+    # notification's truesize, and how many notifications one MTU change sends (3.14 sends two,
+    # one of them before the change: see mtu-notify).
     change_mtu(0)
     sock.recv(flags=MSG_PEEK)  # wait for it without taking it
-    truesize = rmem()
-    queued = rcvbuf // 2 // truesize + 1
-    g.require("notifications can sit between rcvbuf/2 and rcvbuf", queued * truesize < rcvbuf,
-              f"rcvbuf {rcvbuf}, T {truesize}")
+    before = rmem()  # the ip command has returned: everything the change sends is queued
+    per_change = len(sock.drain(quiet=0.5))
+    truesize = before // per_change
+    g.note(f"one MTU change sent {per_change} RTM_NEWLINK, each of truesize T={truesize}")
+    changes = -(-(rcvbuf // 2 // truesize + 1) // per_change)
+    queued = changes * per_change
+    g.require("notifications can sit between rcvbuf/2 and rcvbuf", rcvbuf // 2 < queued * truesize < rcvbuf,
+              f"rcvbuf {rcvbuf}, T {truesize}, {queued} queued")
     with g.trace.summarised():
-        for i in range(1, queued):
+        for i in range(1, changes + 1):
             change_mtu(i)
-    g.note(f"{queued} MTU changes on the dummies (ip link set dumpN mtu M)")
+    g.note(f"{changes} MTU changes on the dummies (ip link set dumpN mtu M): {queued} notifications")
     deadline = time.monotonic() + 5
     while rmem() < queued * truesize and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -115,9 +121,11 @@ def dump_pace(g: Guest):
     g.expect("no further round without a recvmsg (Rmem 1 s later)", rmem(), after_request)
 
     # Read one datagram at a time.  A notification's truesize is T, so after each one the kernel's
-    # choice is checkable: Rmem - T left above rcvbuf/2 → no new round; at or below → a new round.
-    notifications, dumped, level, done, errors = 0, [], after_request, False, []
-    broken, rounds = [], []
+    # choice is checkable: Rmem - T left above rcvbuf/2 → no new round; at or below → a new round,
+    # as long as the dump is running (netlink_recvmsg calls netlink_dump only while nlk->cb is set —
+    # cb_running in 6.x — which netlink_dump clears once it has queued NLMSG_DONE).
+    notifications, dumped, datagrams, level, done, errors = 0, [], 0, after_request, False, []
+    broken, reads = [], []  # reads: (left, produced) for each notification read
     while not done:
         got = sock.recv()
         g.require("every recvmsg returns data", got.ok and got.messages, got.describe())
@@ -127,19 +135,28 @@ def dump_pace(g: Guest):
                 broken.append(f"notification after dump data: {got.messages[0]}")
             notifications += 1
             left = level - truesize
-            produced = now != left
-            if produced != (left <= rcvbuf // 2):
-                broken.append(f"recvmsg left Rmem {left} (rcvbuf/2 {rcvbuf // 2}) and Rmem became {now}")
-            if produced:
-                rounds.append(f"recvmsg #{notifications} left Rmem {left} ≤ {rcvbuf // 2}: a round of {now - left}")
+            reads.append((left, now - left))
         else:
+            datagrams += 1
             dumped += got.messages
             done = any(m.type in (NLMSG_DONE, NLMSG_ERROR) for m in got.messages)
         errors += [m for m in got.messages if m.type == NLMSG_ERROR]
         level = now
-    for r in rounds:
-        g.note(r)
-    g.expect("reads that broke 'the notifications come first, a round only when rmem <= rcvbuf/2'", broken, [])
+    # One round is one datagram.  If the rounds made by notification reads, with the one made at the
+    # request, are all the dump's datagrams, the last of those reads queued NLMSG_DONE: the dump
+    # had ended, and the reads after it rightly made none.
+    producing = [i for i, (_, grew) in enumerate(reads) if grew]
+    ended_at = producing[-1] if producing and 1 + len(producing) == datagrams else len(reads)
+    for i, (left, grew) in enumerate(reads):
+        if grew:
+            g.note(f"recvmsg #{i + 1} left Rmem {left} ≤ {rcvbuf // 2}: a round of {grew}")
+        if grew and left > rcvbuf // 2 or not grew and left <= rcvbuf // 2 and i < ended_at:
+            broken.append(f"recvmsg left Rmem {left} (rcvbuf/2 {rcvbuf // 2}) and Rmem became {left + grew}")
+    if ended_at < len(reads):
+        g.note(f"the dump ended with the round of recvmsg #{ended_at + 1} ({datagrams} datagrams): "
+               "no rounds after it")
+    g.expect("reads that broke 'the notifications come first; while the dump runs, a round exactly when a "
+             "recvmsg leaves rmem <= rcvbuf/2'", broken, [])
     g.expect("notifications read before the dump", notifications, queued)
     g.expect("no NLMSG_ERROR", [str(m) for m in errors], [])
     names = Counter(m.ifname for m in dumped if m.type == RTM_NEWLINK)
