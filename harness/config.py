@@ -35,7 +35,7 @@ import yaml
 from .errors import UsageError, did_you_mean
 from .kbuild import BuildSpec, Tarball
 from .mirrors import KERNEL_ORG, is_url
-from .nic import NICS
+from . import nic as nic_mod
 
 ACCELS = ("auto", "kvm", "tcg")
 # How the host reaches the guest's agent: a serial port, or SSH to the guest's sshd (harness/ssh.py)
@@ -77,10 +77,10 @@ class Config:
 
     def nic(self, model: str | None) -> str:
         model = model or self.default_nic
-        if model not in NICS:
-            raise UsageError(f"--nic {model}: unknown NIC model; choose one of: "
-                             f"{', '.join(NICS)}{did_you_mean(model, NICS)}")
-        return model
+        try:
+            return nic_mod.check_name(model)
+        except UsageError as e:
+            raise UsageError(f"--nic {model}: {str(e).split(': ', 1)[1]}") from None
 
 
 class _Reader:
@@ -106,6 +106,12 @@ class _Reader:
         if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
             self.fail(key, value, f"must be {what}")
         return value
+
+    def nic(self, key: str, value) -> str:
+        try:
+            return nic_mod.check_name(str(value))
+        except UsageError as e:
+            self.fail(key, str(value), str(e).split(": ", 1)[1])
 
     def choice(self, key: str, value, choices):
         if value not in choices:
@@ -215,12 +221,12 @@ def load(path: Path | str = "testbed.yaml") -> Config:
 
     nics = r.typed("nics", data.get("nics", ["igb"]), list, "a list of NIC models")
     for i, nic in enumerate(nics):
-        r.choice(f"nics[{i}]", nic, NICS)
+        r.nic(f"nics[{i}]", nic)
 
     default = r.mapping("default", data.get("default") or {}, ("kernel", "nic"))
     cfg = Config(path=path, kernels=kernels, nics=nics,
                  default_kernel=r.choice("default.kernel", default.get("kernel", next(iter(kernels))), kernels),
-                 default_nic=r.choice("default.nic", default.get("nic", nics[0]), NICS))
+                 default_nic=r.nic("default.nic", default.get("nic", nics[0])))
 
     qemu = r.mapping("qemu", data.get("qemu") or {}, QEMU_KEYS)
     cfg.qemu_binary = r.typed("qemu.binary", qemu.get("binary", cfg.qemu_binary), str, "a program name or path")

@@ -17,6 +17,7 @@ from .agent import AgentError
 from .config import Config
 from .errors import UsageError, did_you_mean
 from .monitor import MonitorError
+from .nic import lookup
 from .protocol import Op
 from .scenario import SCENARIOS, Failed, Guest, ScenarioInfo, Skip, Trace, TraceEntry
 from .vm import VM, QemuSettings, Target, VMError
@@ -108,8 +109,9 @@ def guest(cfg: Config, target: Target, artifacts: Path, cold: bool = False) -> I
     """A ready guest for `target`: restored from its snapshot (taken on first use), or booted
     afresh when `cold`.  A snapshot that will not restore is discarded and the guest booted.
     A guest reached over SSH always boots: its keys are made for the run, and a snapshot would
-    carry the keys of the boot it was taken from."""
-    cold = cold or target.transport == "ssh"
+    carry the keys of the boot it was taken from; one with a VFIO card too: a host device does
+    not migrate."""
+    cold = cold or target.transport == "ssh" or bool(target.nic and not lookup(target.nic).emulated)
     snap = None if cold else snapshot.ensure(target, cfg.cache, artifacts / "snapshot-boot")
     try:
         vm = VM(target, artifacts, restore=snap).__enter__()

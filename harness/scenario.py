@@ -26,6 +26,7 @@ from .agent import Agent, Stream, Reply, errname
 from .netlink import (MSG_DONTWAIT, NETLINK_ROUTE, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLMSG_DONE,
                       NLMSG_ERROR, NLMSG_NAMES, RTM_NEWLINK, SOL_NETLINK, SOL_SOCKET, SO_RCVBUF, SO_SNDBUF, Message, decode,
                       decode_cmsgs, describe_cmsg, getlink_request, link_request, msg_flag_names, proc_net_netlink)
+from .nic import lookup
 from .protocol import Op
 
 PROTOCOLS = {0: "NETLINK_ROUTE", 2: "NETLINK_USERSOCK"}
@@ -455,6 +456,8 @@ class Guest:
     # ---- the NIC's link, from the host ----
 
     def set_link(self, up: bool):
+        if self.vm.nic and not lookup(self.vm.nic).emulated:
+            self.skip(f"{self.vm.nic} is a real card: its link is its cable, which QMP set_link cannot flip")
         t = time.monotonic()
         self.vm.monitor.set_link(self.vm.nic_id, up)
         what = f"QMP set_link {self.vm.nic_id} {'on' if up else 'off'}"

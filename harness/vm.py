@@ -32,6 +32,7 @@ from .children import die_with_parent
 from .image import GuestImage
 from .kernel import Kernel
 from .monitor import Monitor, MonitorError
+from .nic import lookup
 from .protocol import Op
 
 if TYPE_CHECKING:
@@ -78,9 +79,11 @@ def qemu_command(settings: QemuSettings, kernel_image: Path, initrd: Path, nic: 
             "-chardev", f"socket,id=qmp,fd={fds['qmp']}", "-mon", "chardev=qmp,mode=control",
             # a second monitor for people and tools poking at a live guest
             "-qmp", f"unix:{run_dir / 'qmp.sock'},server=on,wait=off"]
-    if nic:
+    if nic and lookup(nic).emulated:
         # user networking with restrict=on: the NIC has a peer, the guest reaches nothing
-        cmd += ["-netdev", "user,id=net0,restrict=on", "-device", f"{nic},id={NIC_ID},netdev=net0"]
+        cmd += ["-netdev", "user,id=net0,restrict=on", "-device", f"{lookup(nic).qemu_device},id={NIC_ID},netdev=net0"]
+    elif nic:  # a real card by VFIO: its own wire, no netdev
+        cmd += ["-device", f"{lookup(nic).qemu_device},id={NIC_ID}"]
     if mgmt:
         cmd += ssh.qemu_options()
     return cmd

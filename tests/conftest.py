@@ -13,11 +13,17 @@ def cfg():
     return config.load(ROOT / "testbed.yaml")
 
 
-@pytest.fixture(scope="session")
-def vm_kernel(cfg) -> str:
-    """The kernel for tests of the harness rather than of a kernel: the minimal one when
-    configured (it boots fastest)."""
-    return "min-6.1" if "min-6.1" in cfg.kernels else cfg.default_kernel
+def _harness_kernels() -> list[str]:
+    """The kernels for tests of the harness rather than of a kernel: the minimal 3.14 and 6.1
+    ones when configured (the eras; they boot fastest), else the default."""
+    from harness import config
+    cfg = config.load(ROOT / "testbed.yaml")
+    return [k for k in ("linux-3.14", "min-6.1") if k in cfg.kernels] or [cfg.default_kernel]
+
+
+@pytest.fixture(scope="session", params=_harness_kernels())
+def vm_kernel(request) -> str:
+    return request.param
 
 
 @pytest.fixture(scope="session")
