@@ -15,7 +15,7 @@ from .cpio import Cpio
 from .digest import content_hash
 from .errors import UsageError
 from .kernel import Kernel
-from .nic import NICS, lookup
+from .nic import NICS, resolve as resolve_nic
 from . import ssh
 
 GUEST = Path(__file__).resolve().parent.parent / "guest"
@@ -88,7 +88,7 @@ SSHD_FILES = {"etc/passwd": (b"root:x:0:0:root:/root:/bin/sh\n", 0o644),
 
 def build(kernel: Kernel, nic: str | None, cache: Path, host_programs: list[Path] = (),
           sshd: bool = False) -> GuestImage:
-    drivers = [lookup(nic).driver] if nic else []
+    drivers = [resolve_nic(nic).driver] if nic else []
     if sshd:
         if not ssh.DROPBEAR.exists():
             raise UsageError(f"{ssh.DROPBEAR} is missing: a guest reached over SSH runs dropbear (run `make setup`)")

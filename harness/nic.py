@@ -92,7 +92,7 @@ def _passthrough(name: str) -> Nic:
                device=f"vfio-pci,host={address}", emulated=False)
 
 
-def lookup(name: str) -> Nic:
+def resolve(name: str) -> Nic:
     """The NIC `name` names; for a pass-through card, read from this host's sysfs."""
     check_name(name)
     return _passthrough(name) if name.startswith(VFIO_PREFIX) else NICS[name]

@@ -96,11 +96,20 @@ def observations(r: Result) -> dict[str, str]:
     return seen
 
 
+def by_version(results: list[Result]) -> dict[str, str]:
+    """Kernel name -> upstream version, oldest first: the eras read left to right."""
+    versions = {r.kernel: r.version for r in results}
+    def key(name):
+        return tuple(int(p) for p in versions[name].split(".") if p.isdigit()) if versions[name] else (), name
+    return {k: versions[k] for k in sorted(versions, key=key)}
+
+
 def differences(results: list[Result]) -> list[tuple[str, str | None, list[str], list[tuple[str, dict]]]]:
     """For each scenario x NIC run on several kernels: the observations that are not the same
-    on all of them, as (scenario, nic, kernels, [(what, {kernel: value})])."""
+    on all of them, as (scenario, nic, kernels oldest first, [(what, {kernel: value})])."""
+    order = list(by_version(results))
     by_cell: dict[tuple, dict[str, Result]] = defaultdict(dict)
-    for r in results:
+    for r in sorted(results, key=lambda r: order.index(r.kernel)):
         by_cell[(r.scenario, r.nic)][r.kernel] = r
     out = []
     for (scenario, nic), runs in sorted(by_cell.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
@@ -117,17 +126,22 @@ def differences(results: list[Result]) -> list[tuple[str, str | None, list[str],
 
 def print_differences(results: list[Result]) -> None:
     diffs = differences(results)
-    kernels = sorted({r.kernel for r in results})
+    versions = by_version(results)
+    kernels = [f"{k} ({v})" for k, v in versions.items()]
     if not diffs:
         print(f"testbed: the kernels {', '.join(kernels)} behaved the same in every scenario run on all of them")
         return
+    print(f"testbed: what differs between {', '.join(kernels)}, per scenario, oldest kernel first")
+    width = max(len(k) for k in kernels)
     for scenario, nic, names, rows in diffs:
         info = SCENARIOS.get(scenario)
-        print(f"\n{scenario}" + (f" ({nic})" if nic else "") + (f" — kernel source: {info.source}" if info else ""))
+        print(f"\n{scenario}" + (f" ({nic})" if nic else ""))
+        if info:
+            print(f"  kernel source: {info.source}")
         for what, values in rows:
             print(f"  {what}")
             for k in names:
-                print(f"    {k:<16} {values[k]}")
+                print(f"    {f'{k} ({versions[k]})':<{width}}  {values[k]}")
 
 
 # ---- HTML ----
@@ -247,14 +261,15 @@ def html_report(meta: dict, results: list[Result], out: Path) -> Path:
                      + f"<pre>{_esc(chr(10).join(e.line() for e in r.trace))}</pre><p>{logs}</p></details>")
         h.append("</div>")
     h.append("<h2>What changed between kernels</h2>")
-    diffs = differences(results)
+    diffs, versions = differences(results), by_version(results)
     if len(kernels) < 2:
         h.append("<p>One kernel in this run: nothing to compare.</p>")
     elif not diffs:
         h.append(f"<p>Every observation was the same on {', '.join(map(_esc, kernels))}.</p>")
     for scenario, nic, names, rows in diffs:
         h.append(f'<h3><a href="#s-{scenario}">{_esc(scenario)}</a>{" · " + _esc(nic) if nic else ""}</h3>'
-                 '<table class="diff"><tr><th>observed</th>' + "".join(f"<th>{_esc(k)}</th>" for k in names) + "</tr>"
+                 '<table class="diff"><tr><th>observed</th>'
+                 + "".join(f"<th>{_esc(k)}<br><small>{_esc(versions[k])}</small></th>" for k in names) + "</tr>"
                  + "".join(f"<tr><td>{_esc(what)}</td>" + "".join(f'<td class="differs">{_esc(v[k])}</td>' for k in names)
                            + "</tr>" for what, v in rows) + "</table>")
     path = out / "report.html"

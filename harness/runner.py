@@ -17,7 +17,7 @@ from .agent import AgentError
 from .config import Config
 from .errors import UsageError, did_you_mean
 from .monitor import MonitorError
-from .nic import lookup
+from .nic import resolve as resolve_nic
 from .protocol import Op
 from .scenario import SCENARIOS, Failed, Guest, ScenarioInfo, Skip, Trace, TraceEntry
 from .vm import VM, QemuSettings, Target, VMError
@@ -111,7 +111,7 @@ def guest(cfg: Config, target: Target, artifacts: Path, cold: bool = False) -> I
     A guest reached over SSH always boots: its keys are made for the run, and a snapshot would
     carry the keys of the boot it was taken from; one with a VFIO card too: a host device does
     not migrate."""
-    cold = cold or target.transport == "ssh" or bool(target.nic and not lookup(target.nic).emulated)
+    cold = cold or target.transport == "ssh" or bool(target.nic and not resolve_nic(target.nic).emulated)
     snap = None if cold else snapshot.ensure(target, cfg.cache, artifacts / "snapshot-boot")
     try:
         vm = VM(target, artifacts, restore=snap).__enter__()

@@ -26,7 +26,7 @@ from .agent import Agent, Stream, Reply, errname
 from .netlink import (MSG_DONTWAIT, NETLINK_ROUTE, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLMSG_DONE,
                       NLMSG_ERROR, NLMSG_NAMES, RTM_NEWLINK, SOL_NETLINK, SOL_SOCKET, SO_RCVBUF, SO_SNDBUF, Message, decode,
                       decode_cmsgs, describe_cmsg, getlink_request, link_request, msg_flag_names, proc_net_netlink)
-from .nic import lookup
+from .nic import resolve as resolve_nic
 from .protocol import Op
 
 PROTOCOLS = {0: "NETLINK_ROUTE", 2: "NETLINK_USERSOCK"}
@@ -34,7 +34,8 @@ LEVELS = {SOL_SOCKET: "SOL_SOCKET", SOL_NETLINK: "SOL_NETLINK"}
 OPTIONS = {(SOL_SOCKET, SO_SNDBUF): "SO_SNDBUF", (SOL_SOCKET, SO_RCVBUF): "SO_RCVBUF",
            (SOL_NETLINK, 1): "NETLINK_ADD_MEMBERSHIP", (SOL_NETLINK, 2): "NETLINK_DROP_MEMBERSHIP",
            (SOL_NETLINK, 3): "NETLINK_PKTINFO", (SOL_NETLINK, 4): "NETLINK_BROADCAST_ERROR",
-           (SOL_NETLINK, 5): "NETLINK_NO_ENOBUFS"}
+           (SOL_NETLINK, 5): "NETLINK_NO_ENOBUFS", (SOL_NETLINK, 10): "NETLINK_CAP_ACK",
+           (SOL_NETLINK, 11): "NETLINK_EXT_ACK"}
 
 
 def _show(value) -> str:
@@ -456,7 +457,7 @@ class Guest:
     # ---- the NIC's link, from the host ----
 
     def set_link(self, up: bool):
-        if self.vm.nic and not lookup(self.vm.nic).emulated:
+        if self.vm.nic and not resolve_nic(self.vm.nic).emulated:
             self.skip(f"{self.vm.nic} is a real card: its link is its cable, which QMP set_link cannot flip")
         t = time.monotonic()
         self.vm.monitor.set_link(self.vm.nic_id, up)

@@ -32,7 +32,7 @@ from .children import die_with_parent
 from .image import GuestImage
 from .kernel import Kernel
 from .monitor import Monitor, MonitorError
-from .nic import lookup
+from .nic import resolve as resolve_nic
 from .protocol import Op
 
 if TYPE_CHECKING:
@@ -43,6 +43,11 @@ NIC_ID = "nic0"
 # Kernel messages that mean the guest is broken; the scenario fails at once with the line.
 FATAL_CONSOLE = re.compile(r"Kernel panic|BUG:|Oops|testbed-init: (agent exited|sshd exited|no management NIC)")
 SSHD_READY = "testbed-init: sshd ready"
+# After the kernel's first fatal line, the rest of its report (3.14's sysrq crash: BUG, the oops,
+# the call trace, then the panic) belongs in console.log: shutdown lets the guest run until the
+# report ends (or QEMU exits), for this long at most.
+REPORT_END = re.compile(r"Kernel panic|---\[ end trace")
+REPORT_GRACE = 3.0
 # loglevel=5: the console shows warnings and worse (WARNING:, BUG:, Oops, panics) but not the
 # hundreds of info lines a polled UART prints slowly under TCG (-0.16 s per boot); the guest's
 # dmesg keeps everything.
@@ -79,11 +84,12 @@ def qemu_command(settings: QemuSettings, kernel_image: Path, initrd: Path, nic: 
             "-chardev", f"socket,id=qmp,fd={fds['qmp']}", "-mon", "chardev=qmp,mode=control",
             # a second monitor for people and tools poking at a live guest
             "-qmp", f"unix:{run_dir / 'qmp.sock'},server=on,wait=off"]
-    if nic and lookup(nic).emulated:
+    device = resolve_nic(nic) if nic else None
+    if device and device.emulated:
         # user networking with restrict=on: the NIC has a peer, the guest reaches nothing
-        cmd += ["-netdev", "user,id=net0,restrict=on", "-device", f"{lookup(nic).qemu_device},id={NIC_ID},netdev=net0"]
-    elif nic:  # a real card by VFIO: its own wire, no netdev
-        cmd += ["-device", f"{lookup(nic).qemu_device},id={NIC_ID}"]
+        cmd += ["-netdev", "user,id=net0,restrict=on", "-device", f"{device.qemu_device},id={NIC_ID},netdev=net0"]
+    elif device:  # a real card by VFIO: its own wire, no netdev
+        cmd += ["-device", f"{device.qemu_device},id={NIC_ID}"]
     if mgmt:
         cmd += ssh.qemu_options()
     return cmd
@@ -180,6 +186,7 @@ class VM:
         self.failure: Exception | None = None  # what broke the guest (first wins), for the agent's waiters
         self._failure_lock = threading.Lock()
         self._sshd_ready = threading.Event()
+        self._report_done = threading.Event()  # the kernel's failure report has ended (see REPORT_END)
         self.keys: ssh.Keys | None = None  # this run's SSH keys, when the agent is reached over SSH
         self._ssh = None  # and the paramiko client
         self.ssh_port: int | None = None  # the host port forwarded to the guest's sshd
@@ -370,21 +377,29 @@ class VM:
                     self._console_lines.append(line)
                     if line == SSHD_READY:
                         self._sshd_ready.set()
+                    if self.fatal is not None and REPORT_END.search(line):
+                        self._report_done.set()
                     if self.fatal is None and FATAL_CONSOLE.search(line):
                         self.fatal = line
+                        if line.startswith("testbed-init") or REPORT_END.search(line):
+                            self._report_done.set()
                         t = time.monotonic() - self._started
                         what = "kernel panic" if "panic" in line else "guest failure"
                         self._fail(VMError(f"{what} at {t:.1f} s: {line.strip()}", self.console_log))
+        self._report_done.set()
         sock.close()
 
     def _reap(self):
         rc = self.proc.wait()
+        self._report_done.set()
         self._fail(self._qemu_exited(rc))
 
     # ---- shutdown ----
 
     def shutdown(self):
         """Stop QEMU (QMP quit, then SIGKILL), reap it, stop the threads, remove the run dir."""
+        if self.fatal is not None:
+            self._report_done.wait(REPORT_GRACE)
         if self.proc and self.proc.poll() is None and self.monitor:
             try:
                 self.monitor.quit()

@@ -53,3 +53,15 @@ def pytest_sessionfinish(session, exitstatus):
     # an interrupted run exits as the shell reports a signal (130, 143, 129), not pytest's 2
     if exitstatus == pytest.ExitCode.INTERRUPTED:
         session.exitstatus = 128 + (_signal_received or signal.SIGINT)
+
+
+@pytest.fixture(scope="session")
+def sysrq_crash():
+    """The failure a VM reports for `echo c > /proc/sysrq-trigger`, by kernel version
+    (drivers/tty/sysrq.c:sysrq_handle_crash): 3.14 sets panic_on_oops and writes through a NULL
+    pointer, so the first fatal line is the BUG; 6.x calls panic() itself."""
+    def first_line(version: tuple[int, int, int]) -> str:
+        if version[:2] == (3, 14):
+            return r"guest failure at [\d.]+ s: .*BUG: unable to handle kernel NULL pointer dereference"
+        return r"kernel panic at [\d.]+ s: .*Kernel panic - not syncing: sysrq triggered crash"
+    return first_line

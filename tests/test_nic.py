@@ -36,7 +36,7 @@ def command(name: str, tmp_path) -> list[str]:
 
 def test_an_82598_bound_to_vfio_pci_is_given_to_the_guest_for_ixgbe(sysfs, tmp_path):
     card(sysfs)
-    n = nic.lookup(f"vfio:{ADDRESS}")
+    n = nic.resolve(f"vfio:{ADDRESS}")
     assert (n.driver, n.emulated) == ("ixgbe", False) and "82598" in n.description
     cmd = command(f"vfio:{ADDRESS}", tmp_path)
     assert cmd[cmd.index("-device") + 1] == f"vfio-pci,host={ADDRESS},id={vm.NIC_ID}"
@@ -59,7 +59,7 @@ def test_an_emulated_nic_has_its_netdev(tmp_path):
 def test_a_card_that_cannot_be_passed_through_is_one_line_naming_why(sysfs, setup, message):
     setup(sysfs)
     with pytest.raises(UsageError) as e:
-        nic.lookup(f"vfio:{ADDRESS}")
+        nic.resolve(f"vfio:{ADDRESS}")
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
@@ -77,7 +77,7 @@ def test_a_vfio_nic_in_testbed_yaml_is_accepted_by_form_and_checked_when_used(tm
     cfg = config.load(tmp_path / "testbed.yaml")  # no card needed to load it
     assert cfg.nics == ["igb", f"vfio:{ADDRESS}"] and cfg.nic(f"vfio:{ADDRESS}") == f"vfio:{ADDRESS}"
     with pytest.raises(UsageError, match="no PCI device"):
-        nic.lookup(cfg.nics[1])
+        nic.resolve(cfg.nics[1])
     (tmp_path / "testbed.yaml").write_text(f"kernels: {{k: {{image: {tmp_path / 'bz'}}}}}\nnics: ['vfio:3:0.0']\n")
     with pytest.raises(UsageError, match=r"nics\[0\]: 'vfio:3:0.0' not a PCI address"):
         config.load(tmp_path / "testbed.yaml")
