@@ -91,7 +91,7 @@ def observations(r: Result) -> dict[str, str]:
     """What a run observed: each check's value, keyed by what was checked."""
     seen = {"verdict": r.verdict + (f": {r.reason}" if r.verdict != PASSED and r.reason else "")}
     for e in r.trace:
-        if e.actor == "check" and "check" in e.data:
+        if e.actor == "check" and "check" in e.data and not e.data.get("incidental"):
             seen[e.data["check"]] = e.data["observed"]
     return seen
 

@@ -467,10 +467,13 @@ class Guest:
 
     # ---- expectations ----
 
-    def expect(self, what: str, actual, expected):
+    def expect(self, what: str, actual, expected, incidental: bool = False):
+        """`incidental`: the value depends on the run (a pid, a portid), not on the kernel; it stays in
+        the trace and out of the differences between kernels."""
         ok = actual == expected
         self.trace.add("check", f"{'ok  ' if ok else 'FAIL'} {what}: {_show(actual)}"
-                       + ("" if ok else f", expected {_show(expected)}"), ok=ok, check=what, observed=_show(actual))
+                       + ("" if ok else f", expected {_show(expected)}"), ok=ok, check=what, observed=_show(actual),
+                       **({"incidental": True} if incidental else {}))
         if not ok:
             raise Failed(f"{what}: got {_show(actual)}, expected {_show(expected)}")
 
