@@ -102,13 +102,17 @@ def test_decoder_reports_mutated_and_truncated_link_messages(flips, keep):
     for where, value in flips:
         data[NLMSG_HEADER.size + where % (len(LINK) - NLMSG_HEADER.size)] = value  # body only
     for m in decode(bytes(data)) + decode(LINK[:keep]):
-        assert m.problem is None or isinstance(m.problem, str)
-        str(m)
+        if m.problem:
+            assert m.problem in str(m)  # the reason is shown, never swallowed
+        elif m.type == RTM_NEWLINK:  # decoded: its fixed header at least is there
+            assert isinstance(m.ifindex, int) and isinstance(m.ifi_flags, int)
+    if 0 < keep < len(LINK):
+        assert [m.problem for m in decode(LINK[:keep]) if m.problem], "a truncated message is reported"
 
 
 def test_attribute_with_zero_length_does_not_loop():
     # an rtattr of length 0 inside RTM_NEWLINK: a naive walker would never advance
     body = struct.pack("=BxHiII", 0, 1, 2, 0, 0) + struct.pack("=HH", 0, 3) * 4
     data = struct.pack("=IHHII", NLMSG_HEADER.size + len(body), RTM_NEWLINK, 0, 1, 0) + body
-    [m] = decode(data)
-    assert m.ifindex == 2 or m.problem
+    [m] = decode(data)  # returning at all is the point; and the fixed header is still read
+    assert (m.type_name, m.ifindex, m.ifi_flags, m.ifname) == ("RTM_NEWLINK", 2, 0, "")  # IFLA_IFNAME of length 0
