@@ -33,8 +33,8 @@ from pathlib import Path
 import yaml
 
 from .errors import UsageError, did_you_mean
-from .kbuild import BuildSpec, Tarball
-from .mirrors import KERNEL_ORG, is_url
+from .build.kbuild import BuildSpec, Tarball
+from .build.mirrors import KERNEL_ORG, is_url
 from . import nic as nic_mod
 
 ACCELS = ("auto", "kvm", "tcg")

@@ -26,17 +26,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import ssh
+from .transport import ssh
 from .agent import Agent, AgentError
 from .children import die_with_parent
-from .image import GuestImage
-from .kernel import Kernel
-from .monitor import Monitor, MonitorError
+from .build.image import GuestImage
+from .build.kernel import Kernel
+from .machine.monitor import Monitor, MonitorError
 from .nic import resolve as resolve_nic
-from .protocol import Op
+from .agent.protocol import Op
 
 if TYPE_CHECKING:
-    from .snapshot import Snapshot
+    from .run.snapshot import Snapshot
 
 QBOOT = Path("/usr/share/qemu/qboot.rom")
 NIC_ID = "nic0"

@@ -7,7 +7,7 @@ import struct
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from harness.netlink import NLMSG_HEADER, decode, link_request, RTM_NEWLINK
-from harness.protocol import HEADER, MAGIC, MAX_PAYLOAD, Frame, FrameReader, Kind, ProtocolError, encode_frame
+from harness.agent.protocol import HEADER, MAGIC, MAX_PAYLOAD, Frame, FrameReader, Kind, ProtocolError, encode_frame
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

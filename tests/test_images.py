@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.cpio import Cpio
+from harness.build.cpio import Cpio
 from harness.errors import UsageError
-from harness.kernel import Kernel, bzimage_banner, upstream_version
+from harness.build.kernel import Kernel, bzimage_banner, upstream_version
 from harness.vm import NIC_ID, QemuSettings, qemu_command
 
 
@@ -80,7 +80,7 @@ def test_qemu_command_line():
 
 
 def test_host_programs_come_with_the_shared_objects_ldd_finds():
-    from harness.image import host_files
+    from harness.build.image import host_files
     files = host_files([Path("/usr/sbin/ip")])
     assert "usr/sbin/ip" in files and "lib64/ld-linux-x86-64.so.2" in files
     assert any(name.endswith("/libc.so.6") for name in files) and any("libmnl" in name for name in files)

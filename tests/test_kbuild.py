@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import kbuild, kcompat
-from harness.kbuild import BuildError, BuildSpec
+from harness.build import kbuild, kcompat
+from harness.build.kbuild import BuildError, BuildSpec
 
 TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
 needs_6_1 = pytest.mark.skipif(not TARBALL.exists(), reason=f"{TARBALL} missing (make setup installs it)")

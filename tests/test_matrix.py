@@ -4,7 +4,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from harness import kcidb, matrix, report, runner
+from harness.results import kcidb, report
+
+from harness.run import matrix, runner
 from harness.errors import UsageError
 from harness.scenario import TraceEntry
 

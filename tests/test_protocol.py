@@ -1,6 +1,6 @@
 """The agent protocol: framing, resynchronisation after garbage, and the generated C header."""
 
-from harness.protocol import (HEADER, MAX_PAYLOAD, Frame, FrameReader, Kind, ProtocolError, c_header,
+from harness.agent.protocol import (HEADER, MAX_PAYLOAD, Frame, FrameReader, Kind, ProtocolError, c_header,
                               encode_frame, GUEST_HEADER)
 
 
@@ -45,7 +45,7 @@ def test_oversized_length_is_rejected_without_waiting_for_it():
 
 
 def test_attribute_running_past_frame_is_a_protocol_error():
-    from harness.protocol import ATTR_HEADER, _crc
+    from harness.agent.protocol import ATTR_HEADER, _crc
     payload = ATTR_HEADER.pack(3, 0, 100) + b"\0" * 8
     head = HEADER.pack(b"NLTB", 1, Kind.REPLY, 0, 9, len(payload), 0, 0)
     raw = HEADER.pack(b"NLTB", 1, Kind.REPLY, 0, 9, len(payload), _crc(head, payload), 0) + payload

@@ -3,7 +3,7 @@ import dataclasses
 import sys
 from types import SimpleNamespace
 
-from harness import snapshot
+from harness.run import snapshot
 from harness.vm import QemuSettings, Target
 
 

@@ -5,9 +5,9 @@ import re
 import paramiko
 import pytest
 
-from harness import ssh
+from harness.transport import ssh
 from harness.agent import Agent, AgentError
-from harness.protocol import Op
+from harness.agent.protocol import Op
 from harness.vm import QemuSettings, qemu_command
 
 

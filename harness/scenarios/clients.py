@@ -7,7 +7,7 @@ import re
 import time
 
 from ..netlink import RTMGRP_LINK
-from ..protocol import Op
+from ..agent.protocol import Op
 from ..scenario import Guest, scenario
 from .link import bring_up
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import runner
-from harness.protocol import Op
+from harness.run import runner
+from harness.agent.protocol import Op
 from harness.scenario import SCENARIOS, Guest, scenario
 from harness.vm import leftovers
 

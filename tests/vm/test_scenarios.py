@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import config, runner
+from harness import config
+
+from harness.run import runner
 
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]

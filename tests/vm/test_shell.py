@@ -9,7 +9,7 @@ import paramiko
 import pexpect
 import pytest
 
-from harness import runner
+from harness.run import runner
 from harness.vm import leftovers
 
 pytestmark = pytest.mark.vm

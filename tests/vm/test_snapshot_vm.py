@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 
-from harness import runner, snapshot
-from harness.protocol import Op
+from harness.run import runner, snapshot
+from harness.agent.protocol import Op
 from harness.vm import VMError
 
 pytestmark = pytest.mark.vm

@@ -6,7 +6,9 @@ import re
 import paramiko
 import pytest
 
-from harness import runner, ssh
+from harness.run import runner
+
+from harness.transport import ssh
 from harness.agent import Agent
 from harness.vm import VM
 

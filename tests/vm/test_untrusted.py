@@ -7,8 +7,8 @@ import zlib
 
 import pytest
 
-from harness import runner
-from harness.protocol import HEADER, MAGIC, MAX_PAYLOAD, VERSION, Kind, Op, encode_attrs
+from harness.run import runner
+from harness.agent.protocol import HEADER, MAGIC, MAX_PAYLOAD, VERSION, Kind, Op, encode_attrs
 
 pytestmark = pytest.mark.vm
 

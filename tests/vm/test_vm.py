@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import runner, ssh
-from harness.protocol import Op
+from harness.run import runner
+
+from harness.transport import ssh
+from harness.agent.protocol import Op
 from harness.vm import VM, QemuSettings, VMError, leftovers
 
 pytestmark = pytest.mark.vm

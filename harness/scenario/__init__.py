@@ -22,12 +22,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .agent import Agent, Stream, Reply, errname
-from .netlink import (MSG_DONTWAIT, NETLINK_ROUTE, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLMSG_DONE,
+from ..agent import Agent, Stream, Reply, errname
+from ..netlink import (MSG_DONTWAIT, NETLINK_ROUTE, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLMSG_DONE,
                       NLMSG_ERROR, NLMSG_NAMES, RTM_NEWLINK, SOL_NETLINK, SOL_SOCKET, SO_RCVBUF, SO_SNDBUF, Message, decode,
                       decode_cmsgs, describe_cmsg, getlink_request, link_request, msg_flag_names, proc_net_netlink)
-from .nic import resolve as resolve_nic
-from .protocol import Op
+from ..nic import resolve as resolve_nic
+from ..agent.protocol import Op
 
 PROTOCOLS = {0: "NETLINK_ROUTE", 2: "NETLINK_USERSOCK"}
 LEVELS = {SOL_SOCKET: "SOL_SOCKET", SOL_NETLINK: "SOL_NETLINK"}

@@ -25,12 +25,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import kcompat, mirrors
-from .children import process_group
-from .digest import content_hash, file_hash
-from .errors import UsageError
+from . import kcompat
+from . import mirrors
+from ..children import process_group
+from ..digest import content_hash, file_hash
+from ..errors import UsageError
+from .. import PROJECT
 
-FRAGMENTS = Path(__file__).resolve().parent.parent / "kernel-config"
+FRAGMENTS = PROJECT / "kernel-config"
 OPTIONAL_FRAGMENT = "where-available.config"
 
 

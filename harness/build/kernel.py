@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import kbuild
-from .config import KernelSpec
-from .errors import UsageError
+from ..config import KernelSpec
+from ..errors import UsageError
 
 
 def bzimage_banner(path: Path) -> str:

@@ -15,12 +15,13 @@ import termios
 import tty
 from pathlib import Path
 
-from . import runner, ssh
-from .config import Config
-from .errors import UsageError
-from .monitor import Monitor, MonitorError
-from .protocol import Op
-from .vm import VMError, running_vms
+from ..run import runner
+from ..transport import ssh
+from ..config import Config
+from ..errors import UsageError
+from ..machine.monitor import Monitor, MonitorError
+from ..agent.protocol import Op
+from ..vm import VMError, running_vms
 
 ESCAPE = b"\x1d"  # Ctrl-]: leave the shell even if the guest no longer answers
 WEEK_MS = 7 * 24 * 3600 * 1000

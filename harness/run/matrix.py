@@ -21,10 +21,11 @@ import sys
 import time
 from pathlib import Path
 
-from . import report, runner
-from .config import Config
-from .digest import file_hash
-from .errors import UsageError
+from ..results import report
+from . import runner
+from ..config import Config
+from ..digest import file_hash
+from ..errors import UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_INFRA = 0, 1, 3
 

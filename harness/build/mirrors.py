@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .errors import NetworkError, UsageError
+from ..errors import NetworkError, UsageError
 
 KERNEL_ORG = "https://cdn.kernel.org/pub/linux/kernel/v{major}.x/"
 # Seconds without a byte from a mirror before it counts as unreachable.

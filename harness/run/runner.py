@@ -11,17 +11,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import accel, image, kernel, snapshot
-from . import vm as vm_mod
-from .agent import AgentError
-from .config import Config
-from .errors import UsageError, did_you_mean
-from .monitor import MonitorError
-from .nic import resolve as resolve_nic
-from .protocol import Op
-from .scenario import SCENARIOS, Failed, Guest, ScenarioInfo, Skip, Trace, TraceEntry
-from .vm import VM, QemuSettings, Target, VMError
-from . import scenarios as _catalogue  # noqa: F401  (registers the scenarios)
+from ..machine import accel
+from ..build import image
+from ..build import kernel
+from . import snapshot
+from .. import vm as vm_mod
+from ..agent import AgentError
+from ..config import Config
+from ..errors import UsageError, did_you_mean
+from ..machine.monitor import MonitorError
+from ..nic import resolve as resolve_nic
+from ..agent.protocol import Op
+from ..scenario import SCENARIOS, Failed, Guest, ScenarioInfo, Skip, Trace, TraceEntry
+from ..vm import VM, QemuSettings, Target, VMError
+from .. import scenarios as _catalogue  # noqa: F401  (registers the scenarios
 
 PASSED, FAILED, SKIPPED, ERROR = "passed", "failed", "skipped", "error"
 # Guests at a time when running many scenarios: they spend most of a scenario waiting on the

@@ -10,8 +10,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from . import kcidb
-from .runner import ERROR, FAILED, PASSED, SKIPPED, Result
-from .scenario import SCENARIOS
+from ..run.runner import ERROR, FAILED, PASSED, SKIPPED, Result
+from ..scenario import SCENARIOS
 
 COLOURS = {PASSED: "#2e7d32", FAILED: "#c62828", SKIPPED: "#9e9e9e", ERROR: "#ef6c00"}
 

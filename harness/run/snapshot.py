@@ -16,8 +16,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .digest import content_hash, file_hash
-from .vm import VM, Target, qemu_command
+from ..digest import content_hash, file_hash
+from ..vm import VM, Target, qemu_command
 
 FORMAT = b"testbed-snapshot-1"
 

@@ -12,9 +12,10 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import UsageError
+from ..errors import UsageError
+from .. import PROJECT
 
-PATCHES = Path(__file__).resolve().parent.parent / "kernel-config" / "compat"
+PATCHES = PROJECT / "kernel-config" / "compat"
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cpio import Cpio
-from .digest import content_hash
-from .errors import UsageError
+from ..digest import content_hash
+from ..errors import UsageError
 from .kernel import Kernel
-from .nic import NICS, resolve as resolve_nic
-from . import ssh
+from ..nic import NICS, resolve as resolve_nic
+from ..transport import ssh
+from .. import PROJECT
 
-GUEST = Path(__file__).resolve().parent.parent / "guest"
+GUEST = PROJECT / "guest"
 BUSYBOX = Path("/bin/busybox")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import kcidb_io
 
-from .runner import ERROR, FAILED, PASSED, SKIPPED, Result
+from ..run.runner import ERROR, FAILED, PASSED, SKIPPED, Result
 
 ORIGIN = "netlink_testbed"
 STATUS = {PASSED: "PASS", FAILED: "FAIL", SKIPPED: "SKIP", ERROR: "MISS"}  # MISS: the harness failed

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from . import runner
-from .config import Config
-from .vm import leftovers
+from ..config import Config
+from ..vm import leftovers
 
 
 def soak(cfg: Config, cycles: int, kernel_name: str | None, scenario: str, cold: bool) -> int:

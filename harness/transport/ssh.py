@@ -22,8 +22,8 @@ from pathlib import Path
 
 import paramiko
 
-from .cpio import Cpio
-from .monitor import Monitor
+from ..build.cpio import Cpio
+from ..machine.monitor import Monitor
 
 MGMT_ID = "mgmt"
 MGMT_MODEL = "e1000"  # a driver every kernel the testbed runs has (kernel-config/net.config)

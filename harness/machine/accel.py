@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import UsageError
+from ..errors import UsageError
 
 PROBE_SECONDS = 5.0
 _announced = False

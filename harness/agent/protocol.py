@@ -16,13 +16,14 @@ import enum
 import struct
 import zlib
 from pathlib import Path
+from .. import PROJECT
 
 MAGIC = b"NLTB"
 VERSION = 1
 HEADER = struct.Struct("<4sBBHIIII")
 ATTR_HEADER = struct.Struct("<HHI")
 MAX_PAYLOAD = 4 << 20
-GUEST_HEADER = Path(__file__).resolve().parent.parent / "guest" / "proto.h"
+GUEST_HEADER = PROJECT / "guest" / "proto.h"
 
 
 class Kind(enum.IntEnum):

@@ -24,9 +24,9 @@ import signal
 import sys
 from pathlib import Path
 
-from . import config as config_mod
-from .config import TRANSPORTS
-from .errors import NetworkError, UsageError
+from .. import config as config_mod
+from ..config import TRANSPORTS
+from ..errors import NetworkError, UsageError
 
 EXIT = {"passed": 0, "skipped": 0, "failed": 1, "error": 3}
 
@@ -102,8 +102,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_list(cfg) -> int:
-    from .scenario import SCENARIOS
-    from . import scenarios  # noqa: F401
+    from ..scenario import SCENARIOS
+    from .. import scenarios  # noqa: F401
     width = max(map(len, SCENARIOS))
     for s in SCENARIOS.values():
         print(f"{s.name:<{width}}  {s.description}")
@@ -123,7 +123,7 @@ def print_result(result, info) -> None:
 
 
 def cmd_run(cfg, args) -> int:
-    from . import runner
+    from ..run import runner
     info = runner.lookup(args.scenario)
     result = runner.run(cfg, args.scenario, args.kernel, args.nic, cold=args.cold)
     if args.json:
@@ -134,7 +134,7 @@ def cmd_run(cfg, args) -> int:
 
 
 def cmd_report(args) -> int:
-    from . import report
+    from ..results import report
     try:
         if args.merge:
             out = args.out or Path("results/merged")
@@ -152,7 +152,8 @@ def cmd_report(args) -> int:
 
 
 def cmd_kernel(cfg, args) -> int:
-    from . import kernel, kbuild
+    from ..build import kernel
+    from ..build import kbuild
     if args.action == "fetch":
         def fetchable(s) -> bool:
             return bool(s.debian_package) or bool(s.build and isinstance(s.build.source, kbuild.Tarball))
@@ -204,17 +205,17 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_list(cfg)
         if args.command == "run":
             return cmd_run(cfg, args)
-        from .runner import DEFAULT_JOBS
+        from ..run.runner import DEFAULT_JOBS
         jobs = getattr(args, "jobs", None) or DEFAULT_JOBS
         if args.command == "matrix":
-            from .matrix import run_matrix
+            from ..run.matrix import run_matrix
             return run_matrix(cfg, args.kernels, args.nics, args.scenarios, args.shard, jobs, args.results)[0]
         if args.command == "diff":
-            from .matrix import run_diff
+            from ..run.matrix import run_diff
             return run_diff(cfg, [cfg.kernel(k).name for k in args.kernel], args.nics, args.scenarios, jobs,
                             args.results)
         if args.command == "soak":
-            from .soak import soak
+            from ..run.soak import soak
             if args.restore and cfg.transport == "ssh":
                 raise UsageError("soak: --restore with transport ssh: an SSH guest always boots afresh "
                                  "(its keys are made for the run); drop --restore or use --transport serial")
@@ -226,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "kernel":
             return cmd_kernel(cfg, args)
         if args.command == "bench":
-            from .bench import bench
+            from ..run.bench import bench
             return bench(cfg, args.runs, args.json, [cfg.kernel(k).name for k in args.kernels or []] or None,
                          [cfg.nic(n) for n in args.nics or []] or None, jobs)
     except UsageError as e:
