@@ -7,12 +7,19 @@ being dropped silently.
 from __future__ import annotations
 
 import logging
+import socket
 import struct
 from dataclasses import dataclass
 
-from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, nlmsgerr  # noqa: F401
-from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK
+import pyroute2.netlink
+import pyroute2.netlink.rtnl
+from pyroute2.netlink import (NETLINK_ADD_MEMBERSHIP, NETLINK_BROADCAST_ERROR, NETLINK_DROP_MEMBERSHIP,  # noqa: F401
+                              NETLINK_EXT_ACK, NETLINK_NO_ENOBUFS, NETLINK_PKTINFO, NETLINK_ROUTE, NETLINK_USERSOCK,
+                              NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR,
+                              NLM_F_EXCL, NLM_F_MULTI, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, nlmsgerr)
+from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK, RTMGRP_LINK, RTNLGRP_LINK  # noqa: F401
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_NAMES, ifinfmsg
+from socket import MSG_DONTWAIT, MSG_OOB, MSG_PEEK, MSG_TRUNC, SO_RCVBUF, SO_SNDBUF, SOL_SOCKET  # noqa: F401
 
 from .agent import errname
 
@@ -20,20 +27,25 @@ from .agent import errname
 # anything, and what could not be decoded is reported in the trace (Message.problem) instead.
 logging.getLogger("pyroute2.netlink").setLevel(logging.ERROR)
 
-NETLINK_ROUTE, NETLINK_USERSOCK = 0, 2
-SOL_SOCKET, SOL_NETLINK = 1, 270
-SO_SNDBUF, SO_RCVBUF = 7, 8
-NETLINK_ADD_MEMBERSHIP, NETLINK_DROP_MEMBERSHIP = 1, 2
-NETLINK_PKTINFO, NETLINK_BROADCAST_ERROR, NETLINK_NO_ENOBUFS = 3, 4, 5
-RTNLGRP_LINK = 1
-RTMGRP_LINK = 1 << (RTNLGRP_LINK - 1)
-MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_DONTWAIT = 0x1, 0x2, 0x20, 0x40
-MSG_FLAG_NAMES = {0x1: "MSG_OOB", 0x2: "MSG_PEEK", 0x8: "MSG_CTRUNC", 0x20: "MSG_TRUNC", 0x40: "MSG_DONTWAIT"}
-NLMSG_NOOP, NLMSG_ERROR, NLMSG_DONE = 1, 2, 3
-NLM_F_MULTI = 2
-NLM_F_DUMP_INTR = 0x10
-NLMSG_NAMES = {NLMSG_NOOP: "NLMSG_NOOP", NLMSG_ERROR: "NLMSG_ERROR", NLMSG_DONE: "NLMSG_DONE", 4: "NLMSG_OVERRUN",
-               RTM_NEWLINK: "RTM_NEWLINK", RTM_DELLINK: "RTM_DELLINK", RTM_GETLINK: "RTM_GETLINK"}
+# Neither socket nor pyroute2 exports these (<linux/socket.h>, <linux/netlink.h> 4.3+).
+SOL_NETLINK = 270
+NETLINK_CAP_ACK = 10
+
+
+def _names(module, *names: str) -> dict[int, str]:
+    return {getattr(module, n): n for n in names}
+
+
+MSG_FLAG_NAMES = _names(socket, "MSG_OOB", "MSG_PEEK", "MSG_CTRUNC", "MSG_TRUNC", "MSG_DONTWAIT")
+NLMSG_NAMES = {**_names(pyroute2.netlink, "NLMSG_NOOP", "NLMSG_ERROR", "NLMSG_DONE", "NLMSG_OVERRUN"),
+               **_names(pyroute2.netlink.rtnl, "RTM_NEWLINK", "RTM_DELLINK", "RTM_GETLINK")}
+PROTOCOL_NAMES = _names(pyroute2.netlink, "NETLINK_ROUTE", "NETLINK_USERSOCK")
+LEVEL_NAMES = {SOL_SOCKET: "SOL_SOCKET", SOL_NETLINK: "SOL_NETLINK"}
+OPTION_NAMES = {**{(SOL_SOCKET, v): n for v, n in _names(socket, "SO_SNDBUF", "SO_RCVBUF", "SO_SNDTIMEO").items()},
+                **{(SOL_NETLINK, v): n for v, n in {
+                    **_names(pyroute2.netlink, "NETLINK_ADD_MEMBERSHIP", "NETLINK_DROP_MEMBERSHIP", "NETLINK_PKTINFO",
+                             "NETLINK_BROADCAST_ERROR", "NETLINK_NO_ENOBUFS", "NETLINK_EXT_ACK"),
+                    NETLINK_CAP_ACK: "NETLINK_CAP_ACK"}.items()}}
 NLMSG_HEADER = struct.Struct("=IHHII")
 
 IFF = {name[4:]: value for name, value in IFF_NAMES.items()}  # "UP" -> 0x1

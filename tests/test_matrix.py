@@ -6,9 +6,10 @@ import pytest
 
 from harness.results import kcidb, report
 
-from harness.run import matrix, runner
+from harness.run import matrix
 from harness.errors import UsageError
-from harness.scenario import TraceEntry
+from harness.scenario.trace import TraceEntry
+from harness.results import Result, Verdict, cell_name
 
 CELLS = [(s, k, n) for s in ("carrier-qmp", "overrun", "flap-storm") for k in ("a", "b") for n in ("igb", "e1000")]
 META = {"started": "2026-11-22T10:00:00+00:00", "qemu": "QEMU emulator version 10.0.2",
@@ -18,10 +19,10 @@ META = {"started": "2026-11-22T10:00:00+00:00", "qemu": "QEMU emulator version 1
         "cells": 3, "complete": True, "duration": 12.0}
 
 
-def result(tmp_path, scenario, kernel, nic, verdict=runner.PASSED, observed="2") -> runner.Result:
-    r = runner.Result(scenario, kernel, nic, verdict, reason="" if verdict == runner.PASSED else "why",
+def result(tmp_path, scenario, kernel, nic, verdict=Verdict.PASSED, observed="2") -> Result:
+    r = Result(scenario, kernel, nic, verdict, reason="" if verdict == Verdict.PASSED else "why",
                       version="6.1.192", accel="tcg", duration=1.5,
-                      artifacts=str(tmp_path / "cells" / runner.cell_name(scenario, kernel, nic)))
+                      artifacts=str(tmp_path / "cells" / cell_name(scenario, kernel, nic)))
     r.trace = [TraceEntry(0.1, "host", "QMP set_link nic0 off"),
                TraceEntry(0.2, "guest", "  RTM_NEWLINK eth0", {"message": {"type": "RTM_NEWLINK", "ifname": "eth0",
                                                                            "ifi_flags": "UP|BROADCAST"}}),
@@ -46,8 +47,8 @@ def test_bad_shard_is_a_usage_error(text):
 
 def test_exit_status_keeps_infrastructure_apart(tmp_path):
     ok = result(tmp_path, "overrun", "a", "igb")
-    bad = result(tmp_path, "overrun", "b", "igb", runner.FAILED)
-    broken = result(tmp_path, "overrun", "a", "e1000", runner.ERROR)
+    bad = result(tmp_path, "overrun", "b", "igb", Verdict.FAILED)
+    broken = result(tmp_path, "overrun", "a", "e1000", Verdict.ERROR)
     assert matrix.exit_status([ok]) == 0
     assert matrix.exit_status([ok, bad]) == 1
     assert matrix.exit_status([ok, bad, broken]) == 3
@@ -55,8 +56,8 @@ def test_exit_status_keeps_infrastructure_apart(tmp_path):
 
 def test_publish_writes_junit_kcidb_and_a_report_that_shows_the_kernel_difference(tmp_path):
     results = [result(tmp_path, "flap-storm", "a", "igb", observed="2"),
-               result(tmp_path, "flap-storm", "b", "igb", runner.FAILED, observed="4"),
-               result(tmp_path, "overrun", "a", "igb", runner.ERROR)]
+               result(tmp_path, "flap-storm", "b", "igb", Verdict.FAILED, observed="4"),
+               result(tmp_path, "overrun", "a", "igb", Verdict.ERROR)]
     report.publish(tmp_path, META, results)
     suite = ET.parse(tmp_path / "junit.xml").getroot()
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("3", "1", "1")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import enum
 import struct
 import zlib
-from pathlib import Path
 from .. import PROJECT
 
 MAGIC = b"NLTB"

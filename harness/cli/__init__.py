@@ -28,7 +28,6 @@ from .. import config as config_mod
 from ..config import TRANSPORTS
 from ..errors import NetworkError, UsageError
 
-EXIT = {"passed": 0, "skipped": 0, "failed": 1, "error": 3}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -102,10 +101,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_list(cfg) -> int:
-    from ..scenario import SCENARIOS
-    from .. import scenarios  # noqa: F401
-    width = max(map(len, SCENARIOS))
-    for s in SCENARIOS.values():
+    from ..scenario import load_catalogue
+    catalogue = load_catalogue()
+    width = max(map(len, catalogue))
+    for s in catalogue.values():
         print(f"{s.name:<{width}}  {s.description}")
         print(f"{'':<{width}}  source: {s.source}{'' if s.needs_nic else ' (no NIC needed)'}")
     return 0
@@ -130,7 +129,7 @@ def cmd_run(cfg, args) -> int:
         print(json.dumps(result.as_dict(), indent=1))
     else:
         print_result(result, info)
-    return EXIT[result.verdict]
+    return result.verdict.exit_status
 
 
 def cmd_report(args) -> int:

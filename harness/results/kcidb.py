@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import kcidb_io
 
-from ..run.runner import ERROR, FAILED, PASSED, SKIPPED, Result
+from . import Result, Verdict
 
 ORIGIN = "netlink_testbed"
-STATUS = {PASSED: "PASS", FAILED: "FAIL", SKIPPED: "SKIP", ERROR: "MISS"}  # MISS: the harness failed
+STATUS = {Verdict.PASSED: "PASS", Verdict.FAILED: "FAIL", Verdict.SKIPPED: "SKIP", Verdict.ERROR: "MISS"}  # MISS: the harness failed
 
 
 def export(meta: dict, results: list[Result]) -> dict:
@@ -31,7 +31,7 @@ def export(meta: dict, results: list[Result]) -> dict:
                 "misc": {"kernel": r.kernel, "nic": r.nic, "upstream_version": r.version}}
         if r.reason:
             test["comment"] = r.reason[:1000]
-        if r.verdict in (FAILED, ERROR):
+        if r.verdict in (Verdict.FAILED, Verdict.ERROR):
             test["log_excerpt"] = "\n".join(e.line() for e in r.trace)[-16000:]
         tests.append(test)
     data = {"version": {"major": schema.major, "minor": schema.minor},

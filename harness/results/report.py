@@ -10,10 +10,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from . import kcidb
-from ..run.runner import ERROR, FAILED, PASSED, SKIPPED, Result
-from ..scenario import SCENARIOS
+from . import Result, Verdict
 
-COLOURS = {PASSED: "#2e7d32", FAILED: "#c62828", SKIPPED: "#9e9e9e", ERROR: "#ef6c00"}
+COLOURS = {Verdict.PASSED: "#2e7d32", Verdict.FAILED: "#c62828", Verdict.SKIPPED: "#9e9e9e", Verdict.ERROR: "#ef6c00"}
 
 
 def load(directory: Path) -> tuple[dict, list[Result]]:
@@ -51,17 +50,17 @@ def write_junit(results: list[Result], path: Path, name: str = "testbed") -> Non
     """One testcase per cell: classname kernel.nic, name the scenario; failures carry the
     decoded trace and the end of the console log, infrastructure errors are <error>."""
     suite = ET.Element("testsuite", name=name, tests=str(len(results)),
-                       failures=str(sum(r.verdict == FAILED for r in results)),
-                       errors=str(sum(r.verdict == ERROR for r in results)),
-                       skipped=str(sum(r.verdict == SKIPPED for r in results)),
+                       failures=str(sum(r.verdict == Verdict.FAILED for r in results)),
+                       errors=str(sum(r.verdict == Verdict.ERROR for r in results)),
+                       skipped=str(sum(r.verdict == Verdict.SKIPPED for r in results)),
                        time=f"{sum(r.duration for r in results):.3f}")
     for r in sorted(results, key=lambda r: r.cell):
         case = ET.SubElement(suite, "testcase", classname=f"{r.kernel}.{r.nic or 'nonic'}", name=r.scenario,
                              time=f"{r.duration:.3f}")
-        if r.verdict == SKIPPED:
+        if r.verdict == Verdict.SKIPPED:
             ET.SubElement(case, "skipped", message=r.reason)
-        elif r.verdict in (FAILED, ERROR):
-            tag = "failure" if r.verdict == FAILED else "error"
+        elif r.verdict in (Verdict.FAILED, Verdict.ERROR):
+            tag = "failure" if r.verdict == Verdict.FAILED else "error"
             ET.SubElement(case, tag, message=r.reason, type=r.verdict).text = r.verdict_line()
             console = Path(r.artifacts) / "console.log"
             tail = console.read_text(errors="replace").splitlines()[-40:] if console.exists() else []
@@ -77,7 +76,7 @@ def publish(out: Path, meta: dict, results: list[Result]) -> dict[str, int]:
     counts), report.html, kcidb.json."""
     write_junit(results, out / "junit.xml")
     counts = {v: sum(r.verdict == v for r in results)
-              for v in (PASSED, FAILED, SKIPPED, ERROR)}
+              for v in (Verdict.PASSED, Verdict.FAILED, Verdict.SKIPPED, Verdict.ERROR)}
     meta = {**meta, "counts": counts}
     (out / "run.json").write_text(json.dumps(meta, indent=1))
     html_report(meta, results, out)
@@ -89,7 +88,7 @@ def publish(out: Path, meta: dict, results: list[Result]) -> dict[str, int]:
 
 def observations(r: Result) -> dict[str, str]:
     """What a run observed: each check's value, keyed by what was checked."""
-    seen = {"verdict": r.verdict + (f": {r.reason}" if r.verdict != PASSED and r.reason else "")}
+    seen = {"verdict": r.verdict + (f": {r.reason}" if r.verdict != Verdict.PASSED and r.reason else "")}
     for e in r.trace:
         if e.actor == "check" and "check" in e.data and not e.data.get("incidental"):
             seen[e.data["check"]] = e.data["observed"]
@@ -134,10 +133,10 @@ def print_differences(results: list[Result]) -> None:
     print(f"testbed: what differs between {', '.join(kernels)}, per scenario, oldest kernel first")
     width = max(len(k) for k in kernels)
     for scenario, nic, names, rows in diffs:
-        info = SCENARIOS.get(scenario)
+        source = next((r.source for r in results if r.scenario == scenario and r.source), "")
         print(f"\n{scenario}" + (f" ({nic})" if nic else ""))
-        if info:
-            print(f"  kernel source: {info.source}")
+        if source:
+            print(f"  kernel source: {source}")
         for what, values in rows:
             print(f"  {what}")
             for k in names:
@@ -184,7 +183,7 @@ def timeline(r: Result) -> str:
         tip = (f"{e.t:+.3f} s {m.get('type')} {m.get('ifname')} flags={flags} operstate={m.get('operstate')} "
                f"carrier={m.get('carrier')}")
         parts.append(f'<g><title>{_esc(tip)}</title>'
-                     f'<circle cx="{x(e.t):.1f}" cy="75" r="6" fill="{COLOURS[PASSED] if up else COLOURS[FAILED]}"/>'
+                     f'<circle cx="{x(e.t):.1f}" cy="75" r="6" fill="{COLOURS[Verdict.PASSED] if up else COLOURS[Verdict.FAILED]}"/>'
                      f'<text x="{x(e.t) + 8:.1f}" y="{62 if len(parts) % 2 else 92}" class="lbl">{_esc(label)}</text></g>')
     parts.append("</svg>")
     return "".join(parts)
@@ -227,15 +226,15 @@ def html_report(meta: dict, results: list[Result], out: Path) -> Path:
          + "</p>",
          '<p class="counts">' + "".join(f'<span style="color:{COLOURS[v]}">{n} {v}</span>'
                                         for v, n in counts.items() if n) + "</p>"]
-    infra = [r for r in results if r.verdict == ERROR]
+    infra = [r for r in results if r.verdict == Verdict.ERROR]
     if infra:
         h.append('<div class="infra"><b>Infrastructure errors</b> (these cells say nothing about the kernel):<ul>'
                  + "".join(f'<li><a href="#{r.cell}">{_esc(r.cell)}</a>: {_esc(r.reason)}</li>' for r in infra)
                  + "</ul></div>")
     h.append("<h2>Scenarios</h2>")
-    for name in [n for n in SCENARIOS if n in by_scenario] + sorted(set(by_scenario) - set(SCENARIOS)):
+    for name in by_scenario:
         runs = by_scenario[name]
-        info = SCENARIOS.get(name)
+        info = next((r for r in runs if r.source), None)  # what the scenario is about: its results say
         nics = sorted({r.nic or "no NIC" for r in runs})
         cell = {(r.kernel, r.nic or "no NIC"): r for r in runs}
         h.append(f'<div class="scn"><h3 id="s-{name}">{_esc(name)}</h3>'
@@ -254,7 +253,7 @@ def html_report(meta: dict, results: list[Result], out: Path) -> Path:
             rel = Path(r.artifacts).relative_to(out) if Path(r.artifacts).is_relative_to(out) else Path(r.artifacts)
             logs = " · ".join(f'<a href="{_esc(rel / f)}">{f}</a>' for f in
                               ("trace.txt", "console.log", "qmp.log", "agent.log", "result.json"))
-            h.append(f'<details id="{r.cell}"{" open" if r.verdict in (FAILED, ERROR) else ""}><summary>'
+            h.append(f'<details id="{r.cell}"{" open" if r.verdict in (Verdict.FAILED, Verdict.ERROR) else ""}><summary>'
                      f'<span style="color:{COLOURS[r.verdict]}">{r.verdict.upper()}</span> {_esc(r.kernel)} · '
                      f'{_esc(r.nic or "no NIC")} · {r.duration:.1f} s</summary>'
                      + (f"<p><b>{_esc(r.reason)}</b></p>" if r.reason else "") + timeline(r)

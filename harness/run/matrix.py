@@ -23,11 +23,11 @@ from pathlib import Path
 
 from ..results import report
 from . import runner
+from ..results import Result, Verdict, cell_name
 from ..config import Config
 from ..digest import file_hash
 from ..errors import UsageError
 
-EXIT_OK, EXIT_FAILED, EXIT_INFRA = 0, 1, 3
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -43,14 +43,13 @@ def parse_shard(text: str) -> tuple[int, int]:
 def shard(cells: list[tuple], index: int, total: int) -> list[tuple]:
     """Every total-th cell starting at index-1, of the cells in a fixed order: the shards are
     disjoint, cover everything, and mix long and short scenarios alike."""
-    return sorted(cells, key=lambda c: runner.cell_name(*c))[index - 1::total]
+    return sorted(cells, key=lambda c: cell_name(*c))[index - 1::total]
 
 
-def exit_status(results: list[runner.Result]) -> int:
+def exit_status(results: list[Result]) -> int:
     """3 if any cell could not run (its verdict says nothing about the kernel), else 1 if any
     kernel did not behave as expected, else 0."""
-    verdicts = {r.verdict for r in results}
-    return EXIT_INFRA if runner.ERROR in verdicts else EXIT_FAILED if runner.FAILED in verdicts else EXIT_OK
+    return max((r.verdict.exit_status for r in results), default=0)
 
 
 class Progress:
@@ -61,15 +60,15 @@ class Progress:
         self.live = stream.isatty()
         self.started = time.monotonic()
 
-    def __call__(self, r: runner.Result):
+    def __call__(self, r: Result):
         self.done += 1
-        if r.verdict in (runner.FAILED, runner.ERROR):
+        if r.verdict in (Verdict.FAILED, Verdict.ERROR):
             self.bad.append(r.cell)
         elapsed = time.monotonic() - self.started
         line = f"[{self.done}/{self.total}] {r.verdict.upper():7} {r.cell} ({r.duration:.1f} s)"
         if self.live:
             status = f"{self.done}/{self.total} done, {len(self.bad)} not as expected, {elapsed:.0f} s"
-            self.stream.write(f"\r\x1b[K{line}\n{status}" if r.verdict != runner.PASSED else f"\r\x1b[K{status}")
+            self.stream.write(f"\r\x1b[K{line}\n{status}" if r.verdict != Verdict.PASSED else f"\r\x1b[K{status}")
         else:
             self.stream.write(line + "\n")
         self.stream.flush()

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import json
 import os
 import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -22,73 +20,23 @@ from ..errors import UsageError, did_you_mean
 from ..machine.monitor import MonitorError
 from ..nic import resolve as resolve_nic
 from ..agent.protocol import Op
-from ..scenario import SCENARIOS, Failed, Guest, ScenarioInfo, Skip, Trace, TraceEntry
+from ..results import Result, Verdict, cell_name
+from ..scenario import Failed, ScenarioInfo, Skip, load_catalogue
+from ..scenario.guest import Guest
+from ..scenario.trace import Trace
 from ..vm import VM, QemuSettings, Target, VMError
-from .. import scenarios as _catalogue  # noqa: F401  (registers the scenarios
 
-PASSED, FAILED, SKIPPED, ERROR = "passed", "failed", "skipped", "error"
 # Guests at a time when running many scenarios: they spend most of a scenario waiting on the
 # kernel's timers (linkwatch, autonegotiation, silence windows), so twice the CPUs keeps both busy.
 DEFAULT_JOBS = 2 * (os.cpu_count() or 1)
 
 
-@dataclass
-class Result:
-    scenario: str
-    kernel: str
-    nic: str | None
-    verdict: str = ERROR
-    reason: str = ""
-    release: str = ""
-    version: str = ""
-    accel: str = ""
-    boot_seconds: float | None = None  # QEMU start to the agent answering (boot or restore)
-    from_snapshot: bool = False
-    transport: str = "serial"  # how the host reached the agent: serial port or SSH
-    duration: float = 0.0  # everything: preparing, starting the guest, the scenario, shutting down
-    scenario_seconds: float = 0.0  # the scenario's own part of it
-    artifacts: str = ""
-    trace: list[TraceEntry] = field(default_factory=list)
-
-    def verdict_line(self) -> str:
-        where = f"{self.scenario} on {self.kernel} ({self.version or '?'})" + (f" with {self.nic}" if self.nic else "")
-        return f"{self.verdict.upper()}: {where}" + (f": {self.reason}" if self.reason else "")
-
-    def save(self) -> None:
-        """result.json and trace.txt beside the console, QMP and agent logs."""
-        where = Path(self.artifacts)
-        where.mkdir(parents=True, exist_ok=True)
-        (where / "result.json").write_text(json.dumps(self.as_dict(), indent=1))
-        (where / "trace.txt").write_text("".join(e.line() + "\n" for e in self.trace) + self.verdict_line() + "\n")
-
-    def as_dict(self) -> dict:
-        d = {k: v for k, v in self.__dict__.items() if k != "trace"}
-        d["trace"] = [{"t": round(e.t, 6), "actor": e.actor, "text": e.text, **e.data} for e in self.trace]
-        return d
-
-    @classmethod
-    def load(cls, path: Path) -> "Result":
-        """A result.json written by save()."""
-        d = json.loads(path.read_text())
-        trace = [TraceEntry(e.pop("t"), e.pop("actor"), e.pop("text"), e) for e in d.pop("trace")]
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        return cls(**known, trace=trace)
-
-    @property
-    def cell(self) -> str:
-        return cell_name(self.scenario, self.kernel, self.nic)
-
-
-def cell_name(scenario: str, kernel_name: str, nic: str | None) -> str:
-    """One scenario on one kernel x NIC: the name of its test, and of its artifacts directory."""
-    return f"{scenario}-{kernel_name}-{nic or 'nonic'}"
-
-
 def lookup(name: str) -> ScenarioInfo:
-    if name not in SCENARIOS:
+    known = load_catalogue()
+    if name not in known:
         raise UsageError(f"scenario {name!r}: no such scenario; `testbed list` shows them: "
-                         f"{', '.join(SCENARIOS)}{did_you_mean(name, SCENARIOS)}")
-    return SCENARIOS[name]
+                         f"{', '.join(known)}{did_you_mean(name, known)}")
+    return known[name]
 
 
 _prepared: dict[tuple, tuple[Config, Target]] = {}
@@ -143,7 +91,7 @@ def run(cfg: Config, name: str, kernel_name: str | None = None, nic: str | None 
     nic = cfg.nic(nic) if info.needs_nic else None
     cfg.kernel(kernel_name)
     artifacts = artifacts or cfg.results / "runs" / cell_name(name, kernel_name, nic)
-    result = Result(name, kernel_name, nic, artifacts=str(artifacts))
+    result = Result(name, kernel_name, nic, description=info.description, source=info.source, artifacts=str(artifacts))
     started = time.monotonic()
     trace = Trace()
     try:
@@ -163,20 +111,20 @@ def run(cfg: Config, name: str, kernel_name: str | None = None, nic: str | None 
                     info.func(Guest(vm, trace))
                 finally:
                     result.scenario_seconds = time.monotonic() - began
-                result.verdict = PASSED
+                result.verdict = Verdict.PASSED
             except Failed as e:
-                result.verdict, result.reason = FAILED, str(e)
+                result.verdict, result.reason = Verdict.FAILED, str(e)
             except Skip as e:
-                result.verdict, result.reason = SKIPPED, str(e)
+                result.verdict, result.reason = Verdict.SKIPPED, str(e)
             except (AgentError, MonitorError) as e:
                 # the guest or QEMU broke mid-scenario: report what the console/QEMU said
                 raise vm.diagnose(e) from None
     except VMError as e:
-        result.verdict, result.reason = ERROR, str(e)
+        result.verdict, result.reason = Verdict.ERROR, str(e)
     except UsageError:
         raise
     except Exception as e:  # a bug in a scenario or the harness: keep the traceback with the result
-        result.verdict, result.reason = ERROR, f"{type(e).__name__}: {e}"
+        result.verdict, result.reason = Verdict.ERROR, f"{type(e).__name__}: {e}"
         trace.add("note", traceback.format_exc())
     result.duration = time.monotonic() - started
     result.trace = sorted(trace.entries, key=lambda e: e.t)  # streamed events interleave with host actions
@@ -188,7 +136,7 @@ def cases(cfg: Config, kernels: list[str] | None = None, nics: list[str] | None 
           names: list[str] | None = None) -> list[tuple[str, str, str | None]]:
     """(scenario, kernel, nic) for every scenario on every kernel x NIC; scenarios that need no
     NIC run once per kernel."""
-    chosen = [lookup(n) for n in names] if names else list(SCENARIOS.values())
+    chosen = [lookup(n) for n in names] if names else list(load_catalogue().values())
     return [(s.name, k, nic) for k in kernels or cfg.kernels
             for s in chosen for nic in ((nics or cfg.nics) if s.needs_nic else [None])]
 

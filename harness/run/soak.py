@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from . import runner
+from ..results import Verdict
 from ..config import Config
 from ..vm import leftovers
 
@@ -27,7 +28,7 @@ def soak(cfg: Config, cycles: int, kernel_name: str | None, scenario: str, cold:
             started = time.monotonic()
             r = runner.run(cfg, scenario, kernel_name, nic, Path(tmp) / f"{i % 8}", cold=cold)
             durations.append((time.monotonic() - started, i, nic))
-            if r.verdict != runner.PASSED:
+            if r.verdict != Verdict.PASSED:
                 flakes.append(f"cycle {i} ({nic}): {r.verdict_line()}")
                 print(f"  {flakes[-1]}", flush=True)
             if left := leftovers(os.getpid()):

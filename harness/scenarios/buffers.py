@@ -1,9 +1,10 @@
-"""Receive buffers, multicast between processes, and recvmsg truncation (SCENARIOS.md C and D)."""
+"""Receive buffers, multicast between processes, and recvmsg truncation (README, "Scenarios")."""
 from __future__ import annotations
 
 from ..netlink import (MSG_DONTWAIT, MSG_PEEK, MSG_TRUNC, NETLINK_ADD_MEMBERSHIP, NETLINK_PKTINFO,
                        NETLINK_USERSOCK, NLMSG_NOOP, SO_RCVBUF, SOL_NETLINK, SOL_SOCKET, nlmsg_bytes)
-from ..scenario import Guest, scenario
+from ..scenario import scenario
+from ..scenario.guest import Guest
 
 GROUP = 5                  # a NETLINK_USERSOCK multicast group
 GROUP_BIT = 1 << (GROUP - 1)

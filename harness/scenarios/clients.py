@@ -1,4 +1,4 @@
-"""The real clients (SCENARIOS.md section G): iproute2's `ip monitor link` and libnl's
+"""The real clients (README, "Scenarios"): iproute2's `ip monitor link` and libnl's
 `nl-monitor link` run in the guest beside the agent, and must report the same link changes the
 agent decoded.  They are host programs put into the guest by testbed.yaml's guest-binaries."""
 from __future__ import annotations
@@ -8,7 +8,8 @@ import time
 
 from ..netlink import RTMGRP_LINK
 from ..agent.protocol import Op
-from ..scenario import Guest, scenario
+from ..scenario import scenario
+from ..scenario.guest import Guest
 from .link import bring_up
 
 CLIENTS = {"ip monitor link": "/usr/sbin/ip monitor link", "nl-monitor link": "/usr/bin/nl-monitor link"}

@@ -1,4 +1,4 @@
-"""RTM_GETLINK dumps (SCENARIOS.md section E; net/netlink/af_netlink.c:netlink_dump,
+"""RTM_GETLINK dumps; see README, "Scenarios" (net/netlink/af_netlink.c:netlink_dump,
 net/core/rtnetlink.c:rtnl_dump_ifinfo)."""
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from collections import Counter
 
 from ..netlink import (MSG_PEEK, MSG_TRUNC, NLM_F_ACK, NLM_F_MULTI, NLMSG_DONE, NLMSG_ERROR, RTM_NEWLINK, RTMGRP_LINK,
                        SO_RCVBUF, SOL_SOCKET, getlink_request)
-from ..scenario import Guest, scenario
+from ..scenario import scenario
+from ..scenario.guest import Guest
 
 LINKS = 24  # dummies: with lo that is ~25 x 1.3 KB, several datagrams of a 16 KB buffer
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import socket
 import struct
 
-from pyroute2.netlink import NETLINK_EXT_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from ..agent import errname
-from ..netlink import (NLM_F_ACK, NLM_F_REQUEST, NLMSG_DONE, NLMSG_HEADER, RTM_NEWLINK, RTMGRP_LINK, SOL_NETLINK,
+from ..netlink import (NETLINK_CAP_ACK, NETLINK_EXT_ACK, NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_REQUEST, NLMSG_DONE, NLMSG_HEADER, RTM_NEWLINK, RTMGRP_LINK, SOL_NETLINK,
                        flag_names, getlink_request)
-from ..scenario import Guest, scenario
+from ..scenario import scenario
+from ..scenario.guest import Guest
 from .dump import add_dummies
 
 PAGE = 4096
@@ -67,7 +67,6 @@ def dump_datagram_size(g: Guest):
                    {"3.14": False, "6.x": True})
 
 
-NETLINK_CAP_ACK = 10  # include/uapi/linux/netlink.h (4.3+); pyroute2 exports EXT_ACK but not this one
 NLMSGERR_ATTR_MSG = 1
 IFLA_MTU = [name for name, _ in ifinfmsg.nla_map].index("IFLA_MTU")  # pyroute2's table is indexed by type
 

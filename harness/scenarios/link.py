@@ -1,4 +1,4 @@
-"""Link notifications driven from QEMU's monitor (SCENARIOS.md section F)."""
+"""Link notifications driven from QEMU's monitor (README, "Scenarios")."""
 from __future__ import annotations
 
 import time
@@ -6,7 +6,8 @@ import time
 from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_NEWLINK
 
 from ..netlink import IFF, RTMGRP_LINK, iff_names
-from ..scenario import Guest, scenario
+from ..scenario import scenario
+from ..scenario.guest import Guest
 
 SILENCE = 3.0  # seconds of required quiet when the kernel is expected to say nothing
 

@@ -1,15 +1,17 @@
-"""sendmsg, bind and connect checks (SCENARIOS.md section A; net/netlink/af_netlink.c)."""
+"""sendmsg, bind and connect checks; see README, "Scenarios" (net/netlink/af_netlink.c)."""
 from __future__ import annotations
+
+from socket import AF_INET
 
 from pyroute2.netlink.rtnl import RTM_NEWLINK
 
 from ..netlink import (IFF, MSG_DONTWAIT, MSG_OOB, NETLINK_ADD_MEMBERSHIP, NETLINK_ROUTE, NETLINK_USERSOCK,
                        NLMSG_NOOP, RTMGRP_LINK, RTNLGRP_LINK, SO_SNDBUF, SOL_NETLINK, SOL_SOCKET, getlink_request,
                        link_request, nlmsg_bytes)
-from ..scenario import Guest, scenario
+from ..scenario import scenario
+from ..scenario.guest import Guest
 
 NOBODY = 65534
-AF_INET = 2
 NOOP = nlmsg_bytes(NLMSG_NOOP)  # a message the kernel accepts and ignores
 
 

@@ -1,15 +1,16 @@
-"""Unicast between processes on NETLINK_USERSOCK (SCENARIOS.md section B;
+"""Unicast between processes on NETLINK_USERSOCK (README, "Scenarios";
 net/netlink/af_netlink.c:netlink_unicast, netlink_attachskb)."""
 from __future__ import annotations
 
 import struct
 import time
+from socket import SO_SNDTIMEO
 
 from ..netlink import MSG_DONTWAIT, NETLINK_USERSOCK, NLMSG_NOOP, SO_RCVBUF, SOL_SOCKET, nlmsg_bytes
-from ..scenario import Guest, scenario
+from ..scenario import scenario
+from ..scenario.guest import Guest
 from .overrun import admission, expect_admitted
 
-SO_SNDTIMEO = 21
 RECEIVER, SENDER = 6000, 6001
 MESSAGE = nlmsg_bytes(NLMSG_NOOP, payload=b"x" * 184)  # 200 bytes
 

@@ -13,8 +13,10 @@ import pytest
 
 from harness.run import runner
 from harness.agent.protocol import Op
-from harness.scenario import SCENARIOS, Guest, scenario
+from harness.scenario import SCENARIOS, scenario
+from harness.scenario.guest import Guest
 from harness.vm import leftovers
+from harness.results import Verdict
 
 pytestmark = pytest.mark.vm
 
@@ -79,10 +81,10 @@ def test_fault_fails_only_its_own_scenario_with_a_named_cause(fault_cfg, vm_kern
     kernel = vm_kernel
     cause = FAULTS[name][1] or sysrq_crash(runner.prepare(cfg, kernel, None).kernel.version)
     wrecked = runner.run(cfg, name, kernel, None, tmp_path / "wrecked", transport=transport)
-    assert wrecked.verdict == runner.ERROR
+    assert wrecked.verdict == Verdict.ERROR
     assert re.search(cause, wrecked.reason), wrecked.reason
     assert "\n" not in wrecked.reason and str(tmp_path / "wrecked" / "console.log") in wrecked.reason
     assert leftovers(os.getpid()) == []
     after = runner.run(cfg, "send-oob", kernel, None, tmp_path / "next", transport=transport)
-    assert after.verdict == runner.PASSED, after.verdict_line()
+    assert after.verdict == Verdict.PASSED, after.verdict_line()
     assert after.transport == transport

@@ -7,18 +7,19 @@ import pytest
 from harness import config
 
 from harness.run import runner
+from harness.results import Verdict, cell_name
 
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]
 CFG = config.load(ROOT / "testbed.yaml")
-CASES = [pytest.param(*case, id=runner.cell_name(*case)) for case in runner.cases(CFG)]
+CASES = [pytest.param(*case, id=cell_name(*case)) for case in runner.cases(CFG)]
 
 
 @pytest.mark.parametrize("name,kernel,nic", CASES)
 def test_scenario(name, kernel, nic):
-    result = runner.run(CFG, name, kernel, nic, CFG.results / "vm" / runner.cell_name(name, kernel, nic))
-    if result.verdict == runner.SKIPPED:
+    result = runner.run(CFG, name, kernel, nic, CFG.results / "vm" / cell_name(name, kernel, nic))
+    if result.verdict == Verdict.SKIPPED:
         pytest.skip(result.reason)
     trace = "\n".join(e.line() for e in result.trace)
-    assert result.verdict == runner.PASSED, (
+    assert result.verdict == Verdict.PASSED, (
         f"{result.verdict_line()}\n{trace}\nartifacts: {result.artifacts}")

@@ -11,6 +11,7 @@ from harness.run import runner
 from harness.transport import ssh
 from harness.agent import Agent
 from harness.vm import VM
+from harness.results import Verdict
 
 pytestmark = pytest.mark.vm
 
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.vm
 @pytest.mark.parametrize("name,nic", [("carrier-qmp", "igb"), ("real-clients", "e1000"), ("autobind", None)])
 def test_a_scenario_runs_unchanged_over_ssh(cfg, vm_kernel, tmp_path, name, nic):
     result = runner.run(cfg, name, vm_kernel, nic, tmp_path, transport="ssh")
-    assert result.verdict == runner.PASSED, result.verdict_line()
+    assert result.verdict == Verdict.PASSED, result.verdict_line()
     assert result.transport == "ssh" and not result.from_snapshot
     notes = [e.text for e in result.trace if e.actor == "note"]
     assert any(re.match(r"agent over SSH: root@127\.0\.0\.1:\d+, host key SHA256:\S+ made for this run", n)
