@@ -6,8 +6,9 @@ import ctypes
 import os
 import signal
 import subprocess
-import time
 from typing import Iterator
+
+from .wait import until
 
 
 def die_with_parent():
@@ -38,8 +39,10 @@ def process_group(args: list[str], **popen) -> Iterator[subprocess.Popen]:
 
 def _end_group(pgid: int, timeout: float = 5.0):
     """SIGKILL what is left of the group (compilers whose make is gone) and wait until it is gone."""
-    deadline = time.monotonic() + timeout
-    with contextlib.suppress(ProcessLookupError):
-        while time.monotonic() < deadline:
+    def gone() -> bool:
+        try:
             os.killpg(pgid, signal.SIGKILL)
-            time.sleep(0.02)
+        except ProcessLookupError:
+            return True
+        return False
+    until(gone, timeout, interval=0.02)

@@ -36,10 +36,10 @@ from .errors import UsageError, did_you_mean
 from .build.kbuild import BuildSpec, Tarball
 from .build.mirrors import KERNEL_ORG, is_url
 from . import nic as nic_mod
+from .transport import NAMES as TRANSPORT_NAMES
 
 ACCELS = ("auto", "kvm", "tcg")
-# How the host reaches the guest's agent: a serial port, or SSH to the guest's sshd (harness/ssh.py)
-TRANSPORTS = ("serial", "ssh")
+TRANSPORTS = TRANSPORT_NAMES  # how the host reaches the guest's agent (harness/transport)
 
 
 @dataclass
@@ -51,11 +51,12 @@ class KernelSpec:
     build: BuildSpec | None = None  # a kernel built from source
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
+    """The loaded testbed.yaml; never changed (the CLI's overrides make a new one, dataclasses.replace)."""
     path: Path
     kernels: dict[str, KernelSpec]
-    nics: list[str]
+    nics: tuple[str, ...]
     default_kernel: str
     default_nic: str
     qemu_binary: str = "qemu-system-x86_64"
@@ -63,7 +64,7 @@ class Config:
     accel: str = "auto"
     boot_timeout: float = 60.0
     results: Path = Path("results")
-    guest_binaries: list[Path] = field(default_factory=list)  # host programs copied into the guest
+    guest_binaries: tuple[Path, ...] = ()  # host programs copied into the guest
     transport: str = "serial"
     cache: Path = field(default_factory=lambda: Path(os.environ.get("TESTBED_CACHE") or
                                                      Path.home() / ".cache" / "testbed"))
@@ -224,28 +225,28 @@ def load(path: Path | str = "testbed.yaml") -> Config:
         r.nic(f"nics[{i}]", nic)
 
     default = r.mapping("default", data.get("default") or {}, ("kernel", "nic"))
-    cfg = Config(path=path, kernels=kernels, nics=nics,
-                 default_kernel=r.choice("default.kernel", default.get("kernel", next(iter(kernels))), kernels),
-                 default_nic=r.nic("default.nic", default.get("nic", nics[0])))
-
     qemu = r.mapping("qemu", data.get("qemu") or {}, QEMU_KEYS)
-    cfg.qemu_binary = r.typed("qemu.binary", qemu.get("binary", cfg.qemu_binary), str, "a program name or path")
-    cfg.memory_mb = r.typed("qemu.memory", qemu.get("memory", cfg.memory_mb), int, "a size in MiB (integer)")
-    if not 64 <= cfg.memory_mb <= 16384:
-        r.fail("qemu.memory", cfg.memory_mb, "must be between 64 and 16384 (MiB)")
-    cfg.accel = r.choice("qemu.accel", qemu.get("accel", cfg.accel), ACCELS)
-    cfg.boot_timeout = float(r.typed("qemu.boot-timeout", qemu.get("boot-timeout", cfg.boot_timeout),
-                                     (int, float), "a number of seconds"))
-    if cfg.boot_timeout <= 0:
-        r.fail("qemu.boot-timeout", cfg.boot_timeout, "must be a positive number of seconds")
-    cfg.transport = r.choice("transport", data.get("transport", cfg.transport), TRANSPORTS)
-    cfg.results = base / r.typed("results", data.get("results", "results"), str, "a directory path")
-    if "cache" in data:
-        cfg.cache = base / r.typed("cache", data["cache"], str, "a directory path")
-    binaries = r.typed("guest-binaries", data.get("guest-binaries") or [], list, "a list of host program paths")
-    for i, b in enumerate(binaries):
-        path = _existing(r, f"guest-binaries[{i}]", b, base, "a host program (e.g. /usr/sbin/ip)")
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            r.fail(f"guest-binaries[{i}]", str(path), "is not an executable file")
-        cfg.guest_binaries.append(path)
-    return cfg
+    memory_mb = r.typed("qemu.memory", qemu.get("memory", Config.memory_mb), int, "a size in MiB (integer)")
+    if not 64 <= memory_mb <= 16384:
+        r.fail("qemu.memory", memory_mb, "must be between 64 and 16384 (MiB)")
+    boot_timeout = float(r.typed("qemu.boot-timeout", qemu.get("boot-timeout", Config.boot_timeout),
+                                 (int, float), "a number of seconds"))
+    if boot_timeout <= 0:
+        r.fail("qemu.boot-timeout", boot_timeout, "must be a positive number of seconds")
+    binaries = []
+    for i, b in enumerate(r.typed("guest-binaries", data.get("guest-binaries") or [], list,
+                                  "a list of host program paths")):
+        program = _existing(r, f"guest-binaries[{i}]", b, base, "a host program (e.g. /usr/sbin/ip)")
+        if not (program.is_file() and os.access(program, os.X_OK)):
+            r.fail(f"guest-binaries[{i}]", str(program), "is not an executable file")
+        binaries.append(program)
+    optional = {"cache": base / r.typed("cache", data["cache"], str, "a directory path")} if "cache" in data else {}
+    return Config(
+        path=path, kernels=kernels, nics=tuple(nics),
+        default_kernel=r.choice("default.kernel", default.get("kernel", next(iter(kernels))), kernels),
+        default_nic=r.nic("default.nic", default.get("nic", nics[0])),
+        qemu_binary=r.typed("qemu.binary", qemu.get("binary", Config.qemu_binary), str, "a program name or path"),
+        memory_mb=memory_mb, accel=r.choice("qemu.accel", qemu.get("accel", Config.accel), ACCELS),
+        boot_timeout=boot_timeout, transport=r.choice("transport", data.get("transport", Config.transport), TRANSPORTS),
+        results=base / r.typed("results", data.get("results", "results"), str, "a directory path"),
+        guest_binaries=tuple(binaries), **optional)

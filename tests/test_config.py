@@ -58,7 +58,7 @@ def test_good_configuration_loads(tmp_path):
     path = tmp_path / "testbed.yaml"
     path.write_text(GOOD)
     cfg = config.load(path)
-    assert cfg.default_kernel == "k" and cfg.nics == ["igb"] and cfg.accel == "auto"
+    assert cfg.default_kernel == "k" and cfg.nics == ("igb",) and cfg.accel == "auto"
 
 
 def run_cli(*args, cwd=ROOT):

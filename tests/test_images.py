@@ -8,7 +8,7 @@ import pytest
 from harness.build.cpio import Cpio
 from harness.errors import UsageError
 from harness.build.kernel import Kernel, bzimage_banner, upstream_version
-from harness.vm import NIC_ID, QemuSettings, qemu_command
+from harness.machine.qemu import NIC_ID, QemuSettings, qemu_command
 
 
 def fake_bzimage(path: Path, banner: str) -> Path:

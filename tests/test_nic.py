@@ -4,7 +4,7 @@ import pytest
 
 from harness import nic, vm
 from harness.errors import UsageError
-from harness.vm import QemuSettings
+from harness.machine.qemu import QemuSettings
 
 ADDRESS = "0000:03:00.0"
 
@@ -75,7 +75,7 @@ def test_a_vfio_nic_in_testbed_yaml_is_accepted_by_form_and_checked_when_used(tm
                                            f"nics: [igb, 'vfio:{ADDRESS}']\n")
     (tmp_path / "bz").write_bytes(b"")
     cfg = config.load(tmp_path / "testbed.yaml")  # no card needed to load it
-    assert cfg.nics == ["igb", f"vfio:{ADDRESS}"] and cfg.nic(f"vfio:{ADDRESS}") == f"vfio:{ADDRESS}"
+    assert cfg.nics == ("igb", f"vfio:{ADDRESS}") and cfg.nic(f"vfio:{ADDRESS}") == f"vfio:{ADDRESS}"
     with pytest.raises(UsageError, match="no PCI device"):
         nic.resolve(cfg.nics[1])
     (tmp_path / "testbed.yaml").write_text(f"kernels: {{k: {{image: {tmp_path / 'bz'}}}}}\nnics: ['vfio:3:0.0']\n")

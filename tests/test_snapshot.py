@@ -4,7 +4,8 @@ import sys
 from types import SimpleNamespace
 
 from harness.run import snapshot
-from harness.vm import QemuSettings, Target
+from harness.machine.qemu import QemuSettings
+from harness.vm import Target
 
 
 def target(tmp_path, kernel=b"kernel", initramfs=b"initramfs", nic="igb", memory_mb=256):

@@ -8,7 +8,7 @@ import pytest
 from harness.transport import ssh
 from harness.agent import Agent, AgentError
 from harness.agent.protocol import Op
-from harness.vm import QemuSettings, qemu_command
+from harness.machine.qemu import CMDLINE, QemuSettings, qemu_command
 
 
 def test_every_run_gets_its_own_host_and_client_keys(tmp_path):
@@ -31,8 +31,9 @@ def test_the_guest_is_handed_the_host_key_and_the_client_key_only(tmp_path):
 
 
 def test_the_forward_listens_on_loopback_only_and_the_network_is_restricted(tmp_path):
-    cmd = qemu_command(QemuSettings(), tmp_path / "k", tmp_path / "i", "igb",
-                       {"console": 3, "agent": 4, "qmp": 5}, tmp_path, mgmt=True)
+    transport = ssh.SshTransport()
+    cmd = qemu_command(QemuSettings(), tmp_path / "k", tmp_path / "i", "igb", {"console": 3, "agent": 4, "qmp": 5},
+                       tmp_path, f"{CMDLINE} {transport.kernel_args()}", transport.qemu_options())
     netdevs = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "-netdev"]
     assert netdevs == ["user,id=net0,restrict=on",
                        f"user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:0-{ssh.GUEST_ADDR}:22"]

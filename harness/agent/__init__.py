@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from .protocol import Frame, FrameReader, Kind, Op, ProtocolError, encode_frame
+from ..wait import Deadline
 
 
 class AgentError(Exception):
@@ -37,8 +38,8 @@ def errname(code: int) -> str:
 class Reply:
     """One request's outcome: `ret`, `errno`, the CLOCK_MONOTONIC time `t_ns`, and all attributes."""
 
-    def __init__(self, op: Op, attrs: dict, host_time: float):
-        self.op, self.attrs, self.host_time = op, attrs, host_time
+    def __init__(self, attrs: dict):
+        self.attrs = attrs
 
     def __getitem__(self, name):
         return self.attrs[name]
@@ -71,8 +72,8 @@ class Agent:
         self._reader = FrameReader()
         self._ids = itertools.count(1)
         self._cond = threading.Condition()
-        self._replies: dict[int, tuple[Frame, float]] = {}
-        self._events: dict[int, collections.deque[tuple[Frame, float]]] = {}  # by STREAM request id
+        self._replies: dict[int, Frame] = {}
+        self._events: dict[int, collections.deque[Frame]] = {}  # by STREAM request id
         self._hello: Frame | None = None
         self._failure: Exception | None = None
         self._transcript = open(transcript, "w", buffering=1) if transcript else None
@@ -120,23 +121,22 @@ class Agent:
             if frame.kind == Kind.HELLO:
                 self._hello = frame
             elif frame.kind == Kind.REPLY:
-                self._replies[frame.id] = (frame, now)
+                self._replies[frame.id] = frame
             elif frame.kind == Kind.EVENT:
-                self._events.setdefault(frame.id, collections.deque()).append((frame, now))
+                self._events.setdefault(frame.id, collections.deque()).append(frame)
             elif frame.kind == Kind.ERROR:
                 self.protocol_errors.append(frame.attrs.get("ERROR", "?"))
             self._cond.notify_all()
 
     def _wait(self, ready, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
+        deadline = Deadline(timeout)
         with self._cond:
             while (result := ready()) is None:
                 if self._failure:
                     raise self._failure
-                left = deadline - time.monotonic()
-                if left <= 0:
+                if deadline.passed():
                     raise AgentTimeout(f"no answer from the guest agent to {what} within {timeout:g} s")
-                self._cond.wait(left)
+                self._cond.wait(deadline.left())
             return result
 
     # ---- public ----
@@ -173,15 +173,32 @@ class Agent:
             self._sock.sendall(encode_frame(Kind.REQUEST, ident, attrs))
         except OSError as e:
             self.fail(AgentError(f"agent channel closed: {e}"))
-        return Pending(self, op, ident, name, attrs.get("TIMEOUT_MS", 0) / 1000)
+        return Pending(self, ident, name, attrs.get("TIMEOUT_MS", 0) / 1000)
 
-    def _reply(self, pending: "Pending", timeout: float) -> Reply:
-        # The agent's own wait (TIMEOUT_MS) runs inside the guest; allow for it plus slack.
-        frame, now = self._wait(lambda: self._replies.pop(pending.ident, None),
-                                timeout + pending.guest_wait, pending.name)
+    def reply(self, ident: int, name: str, timeout: float) -> Reply:
+        """The reply to request `ident`, waiting up to `timeout` seconds."""
+        frame = self._wait(lambda: self._replies.pop(ident, None), timeout, name)
         if "ERROR" in frame.attrs:
-            raise AgentError(f"agent rejected {pending.name}: {frame.attrs['ERROR']}")
-        return Reply(pending.op, frame.attrs, now)
+            raise AgentError(f"agent rejected {name}: {frame.attrs['ERROR']}")
+        return Reply(frame.attrs)
+
+    def answered(self, ident: int) -> bool:
+        with self._cond:
+            return ident in self._replies
+
+    def next_event(self, ident: int, timeout: float) -> Reply | None:
+        """The next event of stream `ident`, or None if none arrives within `timeout` seconds."""
+        queue = self._events[ident]
+        try:
+            return Reply(self._wait(lambda: queue.popleft() if queue else None, timeout, "a stream event").attrs)
+        except AgentTimeout:
+            return None
+
+    def end_stream(self, ident: int, fd: int) -> list[Reply]:
+        """Stop stream `ident`; the events not yet taken (all of them precede the reply)."""
+        self.call(Op.UNSTREAM, fd=fd)
+        with self._cond:
+            return [Reply(frame.attrs) for frame in self._events.pop(ident)]
 
     def stream(self, fd: int, bufsize: int | None = None) -> "Stream":
         """From now on the agent sends everything `fd` receives as it arrives (Op.STREAM); the
@@ -218,33 +235,25 @@ class Stream:
 
     def next(self, timeout: float) -> Reply | None:
         """The next event, or None if none arrives within `timeout` seconds."""
-        queue = self.agent._events[self.ident]
-        try:
-            frame, now = self.agent._wait(lambda: queue.popleft() if queue else None, timeout, "a stream event")
-        except AgentTimeout:
-            return None
-        return Reply(Op.RECVMSG, frame.attrs, now)
+        return self.agent.next_event(self.ident, timeout)
 
     def stop(self) -> list[Reply]:
         """Stop streaming; returns the events not yet taken (all of them precede the reply)."""
-        self.agent.call(Op.UNSTREAM, fd=self.fd)
-        with self.agent._cond:
-            rest = self.agent._events.pop(self.ident)
-        return [Reply(Op.RECVMSG, frame.attrs, now) for frame, now in rest]
+        return self.agent.end_stream(self.ident, self.fd)
 
 
 class Pending:
     """A request sent and not yet answered."""
 
-    def __init__(self, agent: Agent, op, ident: int, name: str, guest_wait: float):
-        self.agent, self.op, self.ident, self.name, self.guest_wait = agent, op, ident, name, guest_wait
+    def __init__(self, agent: Agent, ident: int, name: str, guest_wait: float):
+        self.agent, self.ident, self.name, self.guest_wait = agent, ident, name, guest_wait
 
     def wait(self, timeout: float = 10.0) -> Reply:
-        return self.agent._reply(self, timeout)
+        # The agent's own wait (TIMEOUT_MS) runs inside the guest; allow for it plus slack.
+        return self.agent.reply(self.ident, self.name, timeout + self.guest_wait)
 
     def done(self) -> bool:
-        with self.agent._cond:
-            return self.ident in self.agent._replies
+        return self.agent.answered(self.ident)
 
 
 def _short(attrs: dict) -> str:

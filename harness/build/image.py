@@ -8,15 +8,14 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cpio import Cpio
 from ..digest import content_hash
 from ..errors import UsageError
 from .kernel import Kernel
-from ..nic import NICS, resolve as resolve_nic
-from ..transport import ssh
+from ..nic import resolve as resolve_nic
 from .. import PROJECT
 
 GUEST = PROJECT / "guest"
@@ -79,26 +78,23 @@ def host_files(programs: list[Path]) -> dict[str, tuple[bytes, int]]:
     return files
 
 
-# For a guest reached over SSH (harness/ssh.py): its sshd, the management NIC's driver (loaded
-# after the NIC under test's, so that one is eth0 wherever drivers are modules), and a root
-# account for dropbear to log in.
-SSHD_FILES = {"etc/passwd": (b"root:x:0:0:root:/root:/bin/sh\n", 0o644),
-              "etc/group": (b"root:x:0:\n", 0o644),
-              "etc/shells": (b"/bin/sh\n", 0o644)}
+@dataclass(frozen=True)
+class GuestAdditions:
+    """What a transport adds to the initramfs (see harness/transport): files by guest path with
+    their mode, host programs, and drivers loaded after the NIC under test's (so that one is eth0)."""
+    files: dict = field(default_factory=dict)
+    programs: tuple[Path, ...] = ()
+    drivers: tuple[str, ...] = ()
 
 
 def build(kernel: Kernel, nic: str | None, cache: Path, host_programs: list[Path] = (),
-          sshd: bool = False) -> GuestImage:
-    drivers = [resolve_nic(nic).driver] if nic else []
-    if sshd:
-        if not ssh.DROPBEAR.exists():
-            raise UsageError(f"{ssh.DROPBEAR} is missing: a guest reached over SSH runs dropbear (run `make setup`)")
-        drivers.append(NICS[ssh.MGMT_MODEL].driver)
-        host_programs = [*host_programs, ssh.DROPBEAR]
+          additions: GuestAdditions = GuestAdditions()) -> GuestImage:
+    drivers = [resolve_nic(nic).driver, *additions.drivers] if nic else list(additions.drivers)
+    host_programs = [*host_programs, *additions.programs]
     modules = kernel.modules_for(drivers, optional=OPTIONAL_MODULES)
     agent = build_agent(cache)
     files = {  # path in the guest -> (content, mode)
-        **(SSHD_FILES if sshd else {}),
+        **additions.files,
         "init": ((GUEST / "init").read_bytes(), 0o755),
         "agent": (agent.read_bytes(), 0o755),
         "bin/busybox": (BUSYBOX.read_bytes(), 0o755),

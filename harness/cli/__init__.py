@@ -19,6 +19,7 @@ matrix: any cell that could not run), 130/143 interrupted.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import sys
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from .. import config as config_mod
 from ..config import TRANSPORTS
+from ..transport import by_name
 from ..errors import NetworkError, UsageError
 
 
@@ -196,10 +198,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":  # reads results only: works where testbed.yaml's kernels are absent
             return cmd_report(args)
         if args.command == "link":
-            from .shell import link
+            from .link import link
             return link(args.state, args.vm)
         cfg = config_mod.load(args.config)
-        cfg.transport = getattr(args, "transport", None) or cfg.transport
+        if getattr(args, "transport", None):
+            cfg = dataclasses.replace(cfg, transport=args.transport)
         if args.command == "list":
             return cmd_list(cfg)
         if args.command == "run":
@@ -215,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                             args.results)
         if args.command == "soak":
             from ..run.soak import soak
-            if args.restore and cfg.transport == "ssh":
+            if args.restore and not by_name(cfg.transport).restorable:
                 raise UsageError("soak: --restore with transport ssh: an SSH guest always boots afresh "
                                  "(its keys are made for the run); drop --restore or use --transport serial")
             return soak(cfg, args.cycles, args.kernel and cfg.kernel(args.kernel).name, args.scenario,

@@ -1,7 +1,6 @@
 """Poking a guest by hand: `testbed shell` hands the terminal to a shell on a fresh guest's
 console (kernel messages appear in it, the agent keeps running beside it) or, with the SSH
-transport, to ssh logged in to it; `testbed link up|down` flips a running guest's link from
-another terminal through its monitor socket."""
+transport, to ssh logged in to it."""
 from __future__ import annotations
 
 import os
@@ -19,9 +18,8 @@ from ..run import runner
 from ..transport import ssh
 from ..config import Config
 from ..errors import UsageError
-from ..machine.monitor import Monitor, MonitorError
 from ..agent.protocol import Op
-from ..vm import VMError, running_vms
+from ..machine import VMError
 
 ESCAPE = b"\x1d"  # Ctrl-]: leave the shell even if the guest no longer answers
 WEEK_MS = 7 * 24 * 3600 * 1000
@@ -48,22 +46,18 @@ def _console_shell_command(programs: list[Path]) -> str:
 def shell(cfg: Config, kernel_name: str | None, nic: str | None, cold: bool) -> int:
     if not sys.stdin.isatty():
         raise UsageError("testbed shell: standard input is not a terminal; run it from one")
-    over_ssh = cfg.transport == "ssh"
-    if over_ssh and not shutil.which("ssh"):
+    if cfg.transport == "ssh" and not shutil.which("ssh"):
         raise UsageError("testbed shell --transport ssh: no `ssh` on PATH; install openssh-client (`make setup` does)")
     kernel_name = kernel_name or cfg.default_kernel
     nic = cfg.nic(nic)
     target = runner.prepare(cfg, kernel_name, nic, cfg.transport)
     artifacts = cfg.results / "shell" / f"{kernel_name}-{nic}"
     try:
-        with runner.guest(cfg, target, artifacts, cold) as vm:
+        with runner.ready_vm(cfg, target, artifacts, cold) as vm:
             for note in [*vm.notes, runner.ready_note(vm)]:
                 print(f"testbed: {note}")
             print(f"testbed: run directory {vm.run_dir}")
-            if over_ssh:
-                _ssh_session(vm, cfg.guest_binaries, nic)
-            else:
-                _console_session(vm, cfg.guest_binaries, nic)
+            SESSIONS[vm.transport.name](vm, cfg.guest_binaries, nic)
             if vm.agent.failure:  # a panic, QEMU gone: say why
                 raise vm.diagnose(vm.agent.failure)
     except VMError as e:
@@ -77,16 +71,16 @@ def _console_session(vm, programs: list[Path], nic: str) -> None:
     """A shell on the guest's console, which shows kernel messages too; the agent starts it."""
     print(f"testbed: `testbed link down|up` in another terminal flips {nic}'s link; "
           f"`exit` or Ctrl-] powers the guest off")
-    vm.console_echo = lambda data: os.write(sys.stdout.fileno(), data)
+    vm.console.echo = lambda data: os.write(sys.stdout.fileno(), data)
     session = vm.agent.start(Op.RUN, cmd=_console_shell_command(programs), background=1, timeout_ms=WEEK_MS)
-    _relay(vm.console, lambda: session.done() or vm.agent.failure is not None)
-    vm.console_echo = None
+    _relay(vm.console.sock, lambda: session.done() or vm.agent.failure is not None)
+    vm.console.echo = None
 
 
 def _ssh_session(vm, programs: list[Path], nic: str) -> None:
     """A shell through the person's own ssh, as they would reach a remote test machine; the same
     command logs in from other terminals while the guest runs."""
-    login = ssh.openssh_command(vm.keys, vm.ssh_port, vm.run_dir)
+    login = ssh.openssh_command(vm.transport.keys, vm.transport.port, vm.run_dir)
     print(f"testbed: more shells, from other terminals: {shlex.join(login)}")
     print(f"testbed: `testbed link down|up` in another terminal flips {nic}'s link; `exit` powers the guest "
           f"off; kernel messages go to {vm.console_log}")
@@ -114,29 +108,5 @@ def _relay(console: socket.socket, finished) -> None:
         print()
 
 
-def link(state: str, run_dir: Path | None) -> int:
-    """QMP set_link on a running guest's NIC through the monitor socket in its run dir."""
-    guests = [(d, info) for d, info in running_vms() if info.get("nic")]
-    if run_dir:
-        guests = [(d, info) for d, info in guests if d == run_dir.resolve()]
-        if not guests:
-            raise UsageError(f"--vm {run_dir}: no running guest with a NIC there")
-    if not guests:
-        raise UsageError("testbed link: no running guest with a NIC; start one with `testbed shell`")
-    if len(guests) > 1:
-        listing = "; ".join(f"{d} ({info['kernel']}, {info['nic']})" for d, info in guests)
-        raise UsageError(f"testbed link: {len(guests)} guests are running, choose one with --vm: {listing}")
-    directory, info = guests[0]
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(str(directory / "qmp.sock"))
-        monitor = Monitor(sock)
-        monitor.connect()
-        monitor.set_link(info["nic_id"], state == "up")
-        monitor.close()
-    except (OSError, MonitorError) as e:
-        print(f"testbed: {directory}: {e}", file=sys.stderr)
-        return 3
-    print(f"testbed: set_link {info['nic_id']} {'on' if state == 'up' else 'off'}: {info['nic']} of the "
-          f"{info['kernel']} guest in {directory}")
-    return 0
+# What `testbed shell` hands the terminal to, by transport: the console, or the person's ssh.
+SESSIONS = {"serial": _console_session, "ssh": _ssh_session}

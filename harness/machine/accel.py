@@ -8,10 +8,10 @@ import os
 import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from ..errors import UsageError
+from ..wait import Deadline
 
 PROBE_SECONDS = 5.0
 _announced = False
@@ -30,10 +30,10 @@ def probe_kvm(qemu: str, kernel_image: Path) -> bool:
            "-no-reboot", "-serial", "stdio", "-kernel", str(kernel_image),
            "-append", "console=ttyS0 earlyprintk=ttyS0 panic=-1"]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    seen, deadline = b"", time.monotonic() + PROBE_SECONDS
+    seen, deadline = b"", Deadline(PROBE_SECONDS)
     try:
-        while b"Linux version" not in seen and (left := deadline - time.monotonic()) > 0:
-            if select.select([proc.stdout], [], [], left)[0]:
+        while b"Linux version" not in seen and not deadline.passed():
+            if select.select([proc.stdout], [], [], deadline.left())[0]:
                 chunk = os.read(proc.stdout.fileno(), 4096)
                 if not chunk:
                     break

@@ -35,7 +35,7 @@ def show(s: dict, digits: int = 2) -> str:
 def ready_times(target, runs: int, where: Path, snap=None) -> list[float]:
     times = []
     for i in range(runs):
-        with VM(target, where / f"{'restore' if snap else target.transport}-{i}", restore=snap) as vm:
+        with VM(target, where / f"{'restore' if snap else target.transport}-{i}", snapshot=snap) as vm:
             times.append(vm.boot_seconds)
     return times
 

@@ -9,22 +9,22 @@ import traceback
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ..machine import accel
-from ..build import image
-from ..build import kernel
-from . import snapshot
-from .. import vm as vm_mod
 from ..agent import AgentError
+from ..agent.protocol import Op
+from ..build import image, kernel
 from ..config import Config
 from ..errors import UsageError, did_you_mean
+from ..machine import VMError, accel
 from ..machine.monitor import MonitorError
+from ..machine.qemu import QemuSettings, stop_all
 from ..nic import resolve as resolve_nic
-from ..agent.protocol import Op
 from ..results import Result, Verdict, cell_name
 from ..scenario import Failed, ScenarioInfo, Skip, load_catalogue
 from ..scenario.guest import Guest
 from ..scenario.trace import Trace
-from ..vm import VM, QemuSettings, Target, VMError
+from ..transport import by_name
+from ..vm import VM, Target
+from . import snapshot
 
 # Guests at a time when running many scenarios: they spend most of a scenario waiting on the
 # kernel's timers (linkwatch, autonegotiation, silence windows), so twice the CPUs keeps both busy.
@@ -39,33 +39,34 @@ def lookup(name: str) -> ScenarioInfo:
     return known[name]
 
 
-_prepared: dict[tuple, tuple[Config, Target]] = {}
+_prepared: dict[tuple, Target] = {}
 
 
 def prepare(cfg: Config, kernel_name: str | None, nic: str | None, transport: str = "serial") -> Target:
     """The kernel, guest image and QEMU settings for one kernel x NIC, and how the agent is
-    reached (serial or ssh); worked out once per process."""
-    key = (id(cfg), kernel_name, nic, transport)
-    if key not in _prepared or _prepared[key][0] is not cfg:
-        k = kernel.resolve(cfg.kernel(kernel_name), cfg.cache)
-        img = image.build(k, nic, cfg.cache, cfg.guest_binaries, sshd=transport == "ssh")
+    reached (serial or ssh); worked out once per process for the same inputs."""
+    spec = cfg.kernel(kernel_name)
+    key = (repr(spec), nic, transport, cfg.cache, cfg.guest_binaries, cfg.qemu_binary, cfg.accel, cfg.memory_mb,
+           cfg.boot_timeout)
+    if key not in _prepared:
+        k = kernel.resolve(spec, cfg.cache)
+        img = image.build(k, nic, cfg.cache, cfg.guest_binaries, by_name(transport).guest_additions())
         settings = QemuSettings(cfg.qemu_binary, accel.choose(cfg.accel, cfg.qemu_binary, k.image, cfg.cache),
                                 cfg.memory_mb, cfg.boot_timeout)
-        _prepared[key] = (cfg, Target(k, img, nic, settings, transport))
-    return _prepared[key][1]
+        _prepared[key] = Target(k, img, nic, settings, transport)
+    return _prepared[key]
 
 
 @contextlib.contextmanager
-def guest(cfg: Config, target: Target, artifacts: Path, cold: bool = False) -> Iterator[VM]:
+def ready_vm(cfg: Config, target: Target, artifacts: Path, cold: bool = False) -> Iterator[VM]:
     """A ready guest for `target`: restored from its snapshot (taken on first use), or booted
     afresh when `cold`.  A snapshot that will not restore is discarded and the guest booted.
-    A guest reached over SSH always boots: its keys are made for the run, and a snapshot would
-    carry the keys of the boot it was taken from; one with a VFIO card too: a host device does
-    not migrate."""
-    cold = cold or target.transport == "ssh" or bool(target.nic and not resolve_nic(target.nic).emulated)
+    A guest whose transport cannot be restored (SSH: its keys are made for the run) always boots;
+    one with a VFIO card too: a host device does not migrate."""
+    cold = cold or not by_name(target.transport).restorable or bool(target.nic and not resolve_nic(target.nic).emulated)
     snap = None if cold else snapshot.ensure(target, cfg.cache, artifacts / "snapshot-boot")
     try:
-        vm = VM(target, artifacts, restore=snap).__enter__()
+        vm = VM(target, artifacts, snapshot=snap).__enter__()
     except VMError as e:
         if snap is None:
             raise
@@ -79,9 +80,9 @@ def guest(cfg: Config, target: Target, artifacts: Path, cold: bool = False) -> I
 
 
 def ready_note(vm: VM) -> str:
-    how = (f"restored from a snapshot in {vm.boot_seconds:.2f} s (its boot took {vm.restore.boot_seconds:.2f} s)"
-           if vm.restore else f"booted in {vm.boot_seconds:.2f} s")
-    return f"guest ready: kernel {vm.guest_release}, {vm.nic or 'no NIC'}, {vm.settings.accel.upper()}, {how}"
+    how = (f"restored from a snapshot in {vm.boot_seconds:.2f} s (its boot took {vm.snapshot.boot_seconds:.2f} s)"
+           if vm.snapshot else f"booted in {vm.boot_seconds:.2f} s")
+    return f"guest ready: kernel {vm.hello.get('RELEASE')}, {vm.nic or 'no NIC'}, {vm.settings.accel.upper()}, {how}"
 
 
 def run(cfg: Config, name: str, kernel_name: str | None = None, nic: str | None = None,
@@ -98,9 +99,9 @@ def run(cfg: Config, name: str, kernel_name: str | None = None, nic: str | None 
         target = prepare(cfg, kernel_name, nic, transport or cfg.transport)
         result.release, result.version = target.kernel.release, target.kernel.version_str
         result.accel, result.transport = target.settings.accel, target.transport
-        with guest(cfg, target, artifacts, cold) as vm:
-            result.boot_seconds, result.from_snapshot = vm.boot_seconds, vm.restore is not None
-            trace = Trace()  # the scenario's clock starts once the guest is ready
+        with ready_vm(cfg, target, artifacts, cold) as vm:
+            result.boot_seconds, result.from_snapshot = vm.boot_seconds, vm.snapshot is not None
+            trace.start_clock()  # the scenario's times count from the guest being ready
             for note in [*vm.notes, ready_note(vm)]:
                 trace.add("note", note)
             try:
@@ -158,6 +159,6 @@ def run_many(cfg: Config, todo: list[tuple[str, str, str | None]], jobs: int, ro
         except BaseException:
             for f in futures:
                 f.cancel()
-            vm_mod.stop_all()
+            stop_all()
             raise
     return results

@@ -16,8 +16,12 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..agent.protocol import Op
 from ..digest import content_hash, file_hash
-from ..vm import VM, Target, qemu_command
+from ..machine import VMError
+from ..machine.qemu import qemu_command
+from ..vm import VM, Target
+from ..wait import Deadline, until
 
 FORMAT = b"testbed-snapshot-1"
 
@@ -27,6 +31,35 @@ class Snapshot:
     path: Path
     hello: dict  # the agent's HELLO from the boot that was saved (VERSION, RELEASE, PID)
     boot_seconds: float  # that boot's QEMU start to HELLO
+
+    def resume(self, vm: VM, deadline: Deadline) -> dict:
+        """Wait until QEMU (started with `-incoming file:`) has loaded the saved guest, resume it,
+        and wait until the agent answers.  Nothing is sent before: bytes that reach the UART while
+        it loads would be overwritten."""
+        status = until(lambda: (s := vm.monitor.command("query-status")["status"]) != "inmigrate" and s,
+                       deadline.left(), interval=0.002)
+        if not status:
+            raise VMError(f"restoring {self.path} took more than {deadline.seconds:g} s", vm.console_log)
+        if status != "paused":  # the guest was saved stopped, so it comes back paused
+            raise VMError(f"restoring {self.path} left the guest {status!r}", vm.console_log)
+        vm.monitor.command("cont")
+        vm.agent.call(Op.PING, timeout=max(deadline.left(), 1))
+        return self.hello
+
+
+SAVE_TIMEOUT = 60.0
+
+
+def save(vm: VM, path: Path):
+    """Stop the guest and write its whole state to `path` (QEMU migration to a file); QEMU keeps
+    running, paused.  `-incoming file:` on the same command line brings it back."""
+    vm.monitor.command("stop")
+    vm.monitor.command("migrate", uri=f"file:{path}")
+    status = until(lambda: (s := vm.monitor.command("query-migrate").get("status")) in ("completed", "failed",
+                                                                                       "cancelled") and s,
+                   SAVE_TIMEOUT)
+    if status != "completed":
+        raise VMError(f"saving the guest to {path}: migration {status or 'not done in 60 s'}", vm.console_log)
 
 
 @functools.cache
@@ -74,7 +107,7 @@ def _take(target: Target, path: Path, meta: Path, artifacts: Path):
     partial = path.with_suffix(".partial")
     try:
         with VM(target, artifacts) as vm:
-            vm.save(partial)
+            save(vm, partial)
         partial.rename(path)
     finally:
         partial.unlink(missing_ok=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 from . import runner
 from ..results import Verdict
 from ..config import Config
-from ..vm import leftovers
+from ..machine.rundir import leftovers
 
 
 def soak(cfg: Config, cycles: int, kernel_name: str | None, scenario: str, cold: bool) -> int:

@@ -13,15 +13,10 @@ from ..netlink import (LEVEL_NAMES, OPTION_NAMES, PROTOCOL_NAMES, MSG_DONTWAIT, 
 from ..nic import resolve as resolve_nic
 from ..agent.protocol import Op
 
-from . import Failed, Skip
+from . import Failed
+from .checks import Checks
 from .trace import Trace
-
-def _show(value) -> str:
-    """A value for a trace line: long byte strings by length and first bytes."""
-    if isinstance(value, bytes) and len(value) > 24:
-        return f"<{len(value)} bytes {value[:12].hex()}…>"
-    return repr(value)
-
+from ..wait import Deadline
 
 def _destination(dst: tuple[int, int] | None, family: int | None) -> dict:
     """sendmsg's msg_name as agent attributes."""
@@ -152,9 +147,9 @@ class NetlinkSocket:
 
     def wait_link(self, ifname: str, match: Callable[[Message], bool], timeout: float = 10.0) -> Message:
         """Read until an RTM_NEWLINK for `ifname` satisfies `match` (other messages are traced)."""
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            got = self.recv(timeout=left)
+        deadline = Deadline(timeout)
+        while not deadline.passed():
+            got = self.recv(timeout=deadline.left())
             for m in got.messages:
                 if m.type == RTM_NEWLINK and m.ifname == ifname and match(m):
                     return m
@@ -164,9 +159,9 @@ class NetlinkSocket:
 
     def wait_link_event(self, ifname: str, until_type: int, timeout: float = 10.0) -> list[Message]:
         """Every message for `ifname` up to and including the first of type `until_type`."""
-        deadline, seen = time.monotonic() + timeout, []
-        while (left := deadline - time.monotonic()) > 0:
-            got = self.recv(timeout=left)
+        deadline, seen = Deadline(timeout), []
+        while not deadline.passed():
+            got = self.recv(timeout=deadline.left())
             seen += [m for m in got.messages if m.ifname == ifname]
             if any(m.type == until_type for m in seen):
                 return seen
@@ -249,16 +244,17 @@ class Received:
         return ", ".join(map(str, self.messages)) or f"recvmsg returned {self.reply.outcome()}"
 
 
-class Guest:
+class Guest(Checks):
     """What a scenario works with: the guest (through the agent), the NIC's link (through the
     monitor), the kernel version, and the trace."""
 
     def __init__(self, vm, trace: Trace):
-        self.vm, self.trace = vm, trace
+        super().__init__(trace)
+        self.vm = vm
         self.agent: Agent = vm.agent
         self.kernel = vm.kernel
         self.version = vm.kernel.version  # upstream (major, minor, patch), read from the image
-        self.agent_pid = vm.agent_pid
+        self.agent_pid = vm.hello.get("PID")
         self.nic = vm.nic
         self.ifname = "eth0"
         self._seq = 0
@@ -284,8 +280,6 @@ class Guest:
         at, what = before[-1]
         return f"  (+{(t - at) * 1000:.0f} ms after {what})"
 
-    def note(self, text: str, **data):
-        self.trace.add("note", text, **data)
 
     def next_seq(self) -> int:
         self._seq += 1
@@ -383,30 +377,3 @@ class Guest:
         what = f"QMP set_link {self.vm.nic_id} {'on' if up else 'off'}"
         self.trace.add("host", what, at=t)
         self._host_actions.append((t, what))
-
-    # ---- expectations ----
-
-    def expect(self, what: str, actual, expected, incidental: bool = False):
-        """`incidental`: the value depends on the run (a pid, a portid), not on the kernel; it stays in
-        the trace and out of the differences between kernels."""
-        ok = actual == expected
-        self.trace.add("check", f"{'ok  ' if ok else 'FAIL'} {what}: {_show(actual)}"
-                       + ("" if ok else f", expected {_show(expected)}"), ok=ok, check=what, observed=_show(actual),
-                       **({"incidental": True} if incidental else {}))
-        if not ok:
-            raise Failed(f"{what}: got {_show(actual)}, expected {_show(expected)}")
-
-    def expect_true(self, what: str, condition, detail: str = ""):
-        ok = bool(condition)
-        self.trace.add("check", f"{'ok  ' if ok else 'FAIL'} {what}" + (f" ({detail})" if detail and not ok else ""),
-                       ok=ok, check=what, observed=str(ok).lower())
-        if not ok:
-            raise Failed(f"{what}" + (f": {detail}" if detail else ""))
-
-    def require(self, what: str, condition, detail: str = ""):
-        """A precondition of the scenario's own plumbing: traced only if it fails."""
-        if not condition:
-            self.expect_true(what, condition, detail)
-
-    def skip(self, reason: str):
-        raise Skip(reason)

@@ -23,6 +23,9 @@ class Trace:
         self.entries: list[TraceEntry] = []
         self.muted = 0  # inside a helper that traces one summary line instead of its steps
 
+    def start_clock(self):
+        self.t0 = time.monotonic()
+
     def add(self, actor: str, text: str, at: float | None = None, **data) -> TraceEntry:
         entry = TraceEntry((at if at is not None else time.monotonic()) - self.t0, actor, text, data)
         if not self.muted or not data.get("ok", True):

@@ -4,13 +4,13 @@ agent decoded.  They are host programs put into the guest by testbed.yaml's gues
 from __future__ import annotations
 
 import re
-import time
 
 from ..netlink import RTMGRP_LINK
 from ..agent.protocol import Op
 from ..scenario import scenario
 from ..scenario.guest import Guest
 from .link import bring_up
+from ..wait import until
 
 CLIENTS = {"ip monitor link": "/usr/sbin/ip monitor link", "nl-monitor link": "/usr/bin/nl-monitor link"}
 
@@ -32,9 +32,8 @@ def real_clients(g: Guest):
     before = subscribers(g)
     running = {name: g.agent.start(Op.RUN, cmd=cmd, pty=1, timeout_ms=60000, background=1)
                for name, cmd in CLIENTS.items()}
-    deadline = time.monotonic() + 10
-    while subscribers(g) < before + len(CLIENTS) and time.monotonic() < deadline:
-        time.sleep(0.1)  # until both have joined RTNLGRP_LINK (seen in /proc/net/netlink)
+    # until both have joined RTNLGRP_LINK (seen in /proc/net/netlink)
+    until(lambda: subscribers(g) >= before + len(CLIENTS), timeout=10, interval=0.1)
     g.require("both clients subscribed", subscribers(g) >= before + len(CLIENTS))
 
     events = []

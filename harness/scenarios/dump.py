@@ -9,6 +9,7 @@ from ..netlink import (MSG_PEEK, MSG_TRUNC, NLM_F_ACK, NLM_F_MULTI, NLMSG_DONE, 
                        SO_RCVBUF, SOL_SOCKET, getlink_request)
 from ..scenario import scenario
 from ..scenario.guest import Guest
+from ..wait import until
 
 LINKS = 24  # dummies: with lo that is ~25 x 1.3 KB, several datagrams of a 16 KB buffer
 
@@ -108,9 +109,7 @@ def dump_pace(g: Guest):
         for i in range(1, changes + 1):
             change_mtu(i)
     g.note(f"{changes} MTU changes on the dummies (ip link set dumpN mtu M): {queued} notifications")
-    deadline = time.monotonic() + 5
-    while rmem() < queued * truesize and time.monotonic() < deadline:
-        time.sleep(0.05)
+    until(lambda: rmem() >= queued * truesize, timeout=5, interval=0.05)
     g.expect("Rmem once they are queued (their count × T)", rmem(), queued * truesize)
 
     seq = g.next_seq()

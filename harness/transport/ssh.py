@@ -16,14 +16,22 @@ import base64
 import contextlib
 import logging
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
 
+from ..agent import Agent, AgentError
 from ..build.cpio import Cpio
+from ..build.image import GuestAdditions
+from ..errors import UsageError
+from ..machine import VMError
+from ..machine.console import SSHD_READY
 from ..machine.monitor import Monitor
+from ..nic import NICS
+from ..wait import Deadline, until
 
 MGMT_ID = "mgmt"
 MGMT_MODEL = "e1000"  # a driver every kernel the testbed runs has (kernel-config/net.config)
@@ -184,3 +192,65 @@ def agent_channel(client: paramiko.SSHClient, timeout: float) -> AgentChannel:
     except (*GONE, OSError) as e:
         raise SSHError(f"cannot start the agent over SSH: {e}") from None
     return AgentChannel(channel)
+
+
+# In the guest: its sshd, the management NIC's driver, and a root account for dropbear to log in.
+SSHD_FILES = {"etc/passwd": (b"root:x:0:0:root:/root:/bin/sh\n", 0o644),
+              "etc/group": (b"root:x:0:\n", 0o644),
+              "etc/shells": (b"/bin/sh\n", 0o644)}
+
+
+class SshTransport:
+    """This run's keys in the initramfs, a management NIC with the forward, and the agent in an
+    SSH session.  Never from a snapshot: it would carry the keys of the boot it was taken from."""
+    name, restorable = "ssh", False
+
+    @staticmethod
+    def guest_additions() -> GuestAdditions:
+        if not DROPBEAR.exists():
+            raise UsageError(f"{DROPBEAR} is missing: a guest reached over SSH runs dropbear (run `make setup`)")
+        return GuestAdditions(SSHD_FILES, (DROPBEAR,), (NICS[MGMT_MODEL].driver,))
+
+    def __init__(self):
+        self.keys: Keys | None = None
+        self.client: paramiko.SSHClient | None = None
+        self.port: int | None = None  # the host port forwarded to the guest's sshd
+
+    def initrd(self, image: Path, run_dir: Path) -> Path:
+        """The guest image with this run's SSH keys appended (in the run dir, which is 0700)."""
+        try:
+            self.keys = Keys.generate(run_dir)
+        except SSHError as e:
+            raise VMError(str(e)) from None
+        initrd = run_dir / "initrd.cpio"
+        with open(image, "rb") as src, open(initrd, "wb") as out:
+            shutil.copyfileobj(src, out)
+            out.write(self.keys.initramfs())
+        return initrd
+
+    def qemu_options(self) -> list[str]:
+        return qemu_options()
+
+    def kernel_args(self) -> str:
+        return KERNEL_ARGS
+
+    def open_agent(self, vm, deadline: Deadline) -> Agent:
+        """Wait for the guest's sshd, log in with the run's keys and start the agent in the session."""
+        ready = until(lambda: vm.failure is not None or vm.console.sshd_ready.is_set(), deadline.left(), 0.02)
+        if vm.failure is not None:
+            raise vm.failure
+        if not ready:
+            raise AgentError(f"no {SSHD_READY!r} on the console within {deadline.seconds:g} s")
+        self.port = forwarded_port(vm.monitor)
+        self.client = connect(self.port, self.keys, timeout=max(deadline.left(), 1))
+        channel = agent_channel(self.client, timeout=max(deadline.left(), 1))
+        vm.notes.append(f"agent over SSH: root@127.0.0.1:{self.port}, host key {self.keys.fingerprint()} "
+                        "made for this run and pinned")
+        return Agent(channel, vm.artifacts / "agent.log")
+
+    def close(self):
+        if self.client:
+            self.client.close()
+
+
+TRANSPORT = SshTransport

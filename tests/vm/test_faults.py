@@ -15,7 +15,7 @@ from harness.run import runner
 from harness.agent.protocol import Op
 from harness.scenario import SCENARIOS, scenario
 from harness.scenario.guest import Guest
-from harness.vm import leftovers
+from harness.machine.rundir import leftovers
 from harness.results import Verdict
 
 pytestmark = pytest.mark.vm
@@ -44,7 +44,7 @@ def panic(g: Guest):
 
 def qemu_killed(g: Guest):
     """QEMU is killed"""
-    os.kill(g.vm.proc.pid, signal.SIGKILL)
+    os.kill(g.vm.qemu.pid, signal.SIGKILL)
     g.agent.call(Op.RUN, cmd="sleep 5", timeout=30)
 
 
@@ -60,8 +60,8 @@ CHRT = Path("/usr/bin/chrt")  # util-linux's: busybox has no chrt
 
 @pytest.fixture(scope="module")
 def fault_cfg(cfg):
-    """The configuration with chrt in the guest (one object: runner.prepare memoizes by it)."""
-    return dataclasses.replace(cfg, guest_binaries=[*cfg.guest_binaries, CHRT])
+    """The configuration with chrt in the guest."""
+    return dataclasses.replace(cfg, guest_binaries=(*cfg.guest_binaries, CHRT))
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.vm import leftovers
+from harness.machine.rundir import leftovers
 
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]

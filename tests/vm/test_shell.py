@@ -10,7 +10,7 @@ import pexpect
 import pytest
 
 from harness.run import runner
-from harness.vm import leftovers
+from harness.machine.rundir import leftovers
 
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ import pytest
 
 from harness.run import runner, snapshot
 from harness.agent.protocol import Op
-from harness.vm import VMError
+from harness.machine import VMError
 
 pytestmark = pytest.mark.vm
 
@@ -26,24 +26,24 @@ STATE = "cat /sys/class/net/eth0/flags; ls /sys/class/net; cat /proc/sys/net/cor
 
 
 def test_each_restore_starts_from_the_freshly_booted_guest(cfg, target, tmp_path):
-    with runner.guest(cfg, target, tmp_path / "first") as vm:
-        assert vm.restore is not None and vm.hello["RELEASE"] == target.kernel.release
+    with runner.ready_vm(cfg, target, tmp_path / "first") as vm:
+        assert vm.snapshot is not None and vm.hello["RELEASE"] == target.kernel.release
         fresh = sh(vm, STATE)
         assert "eth0" in fresh and "d0" not in fresh
         sh(vm, "ip link set eth0 up && ip link add d0 type dummy && echo 4096 > /proc/sys/net/core/rmem_default")
         assert sh(vm, STATE) != fresh
         vm.monitor.set_link(vm.nic_id, False)
-    with runner.guest(cfg, target, tmp_path / "second") as vm:
-        assert vm.restore is not None
+    with runner.ready_vm(cfg, target, tmp_path / "second") as vm:
+        assert vm.snapshot is not None
         assert sh(vm, STATE) == fresh
 
 
 def test_a_panicked_guest_costs_only_its_own_vm(cfg, target, tmp_path, sysrq_crash):
-    with runner.guest(cfg, target, tmp_path / "wrecked") as vm:
+    with runner.ready_vm(cfg, target, tmp_path / "wrecked") as vm:
         with pytest.raises(VMError, match=sysrq_crash(target.kernel.version)):
             vm.agent.call(Op.RUN, cmd="echo c > /proc/sysrq-trigger", timeout=60)
-    with runner.guest(cfg, target, tmp_path / "next") as vm:
-        assert vm.restore is not None
+    with runner.ready_vm(cfg, target, tmp_path / "next") as vm:
+        assert vm.snapshot is not None
         assert vm.agent.call(Op.PING).ret == 0
 
 
@@ -53,10 +53,10 @@ def test_a_snapshot_that_will_not_restore_is_replaced(cfg, target, tmp_path):
     size = snap.path.stat().st_size
     with open(snap.path, "r+b") as f:
         f.truncate(4096)
-    with runner.guest(own, target, tmp_path / "broken") as vm:
-        assert vm.restore is None
+    with runner.ready_vm(own, target, tmp_path / "broken") as vm:
+        assert vm.snapshot is None
         assert any("discarded" in n for n in vm.notes), vm.notes
         assert vm.agent.call(Op.PING).ret == 0
-    with runner.guest(own, target, tmp_path / "again") as vm:  # a new snapshot was taken
-        assert vm.restore is not None and vm.restore.path.stat().st_size > 4096
+    with runner.ready_vm(own, target, tmp_path / "again") as vm:  # a new snapshot was taken
+        assert vm.snapshot is not None and vm.snapshot.path.stat().st_size > 4096
     assert size > 4096

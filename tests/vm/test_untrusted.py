@@ -39,7 +39,7 @@ def malformed(rng: random.Random, ident: int) -> bytes:
 def test_agent_in_the_guest_survives_malformed_requests(cfg, vm_kernel, tmp_path):
     target = runner.prepare(cfg, vm_kernel, None)
     rng = random.Random(20261122)
-    with runner.guest(cfg, target, tmp_path) as vm:
+    with runner.ready_vm(cfg, target, tmp_path) as vm:
         for round_ in range(20):
             vm.agent._sock.sendall(b"".join(malformed(rng, 1000 + round_ * 20 + i) for i in range(20)))
             assert vm.agent.call(Op.PING, timeout=20).ret == 0, f"round {round_}"

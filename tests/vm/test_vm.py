@@ -15,7 +15,10 @@ from harness.run import runner
 
 from harness.transport import ssh
 from harness.agent.protocol import Op
-from harness.vm import VM, QemuSettings, VMError, leftovers
+from harness.machine import VMError
+from harness.machine.qemu import QemuSettings
+from harness.machine.rundir import leftovers
+from harness.vm import VM
 
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +39,7 @@ def alive(pid: int) -> bool:
 
 def test_exit_reaps_qemu_and_removes_the_run_dir(target, tmp_path):
     with VM(target, tmp_path) as vm:
-        pid, run_dir = vm.proc.pid, vm.run_dir
+        pid, run_dir = vm.qemu.pid, vm.run_dir
         assert run_dir.is_dir() and oct(run_dir.stat().st_mode & 0o777) == "0o700"
         release = vm.agent.call(Op.PING)["RELEASE"]
         assert release == target.kernel.release  # the agent runs on the kernel we asked for
@@ -50,7 +53,7 @@ def test_kernel_panic_fails_the_waiter_with_the_panic_line(target, tmp_path, sys
         with pytest.raises(VMError, match=sysrq_crash(target.kernel.version)) as e:
             vm.agent.call(Op.RUN, cmd="echo c > /proc/sysrq-trigger", timeout=60)
         assert str(tmp_path / "console.log") in str(e.value)
-        pid = vm.proc.pid
+        pid = vm.qemu.pid
     assert not alive(pid)
     # the waiter heard of the first fatal line at once; the log still has the kernel's whole report
     assert "Kernel panic - not syncing" in (tmp_path / "console.log").read_text()
@@ -105,7 +108,7 @@ def test_interrupted_run_leaves_no_qemu_and_no_run_dir(target, command, sig, sta
 def test_nothing_listens_on_the_network_and_the_guest_is_fenced(cfg, vm_kernel, tmp_path, transport):
     with VM(runner.prepare(cfg, vm_kernel, "igb", transport), tmp_path) as vm:
         listening = subprocess.run(["ss", "-Hlnp"], capture_output=True, text=True).stdout.splitlines()
-        mine = [line.split() for line in listening if f"pid={vm.proc.pid}," in line]
+        mine = [line.split() for line in listening if f"pid={vm.qemu.pid}," in line]
         unix = [s for s in mine if s[0] in ("u_str", "u_seq", "u_dgr")]
         # over serial, unix sockets only; over SSH, the forward too, on loopback only
         assert [s[4] for s in mine if s not in unix] == ([f"127.0.0.1:{ssh.forwarded_port(vm.monitor)}"]

@@ -1,0 +1,80 @@
+"""The guest's serial console: always drained to console.log (a full console stalls the guest)
+and watched for the lines that mean the guest is broken."""
+from __future__ import annotations
+
+import collections
+import re
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from . import VMError
+
+# Kernel messages that mean the guest is broken; the scenario fails at once with the line.
+FATAL = re.compile(r"Kernel panic|BUG:|Oops|testbed-init: (agent exited|sshd exited|no management NIC)")
+SSHD_READY = "testbed-init: sshd ready"
+# After the kernel's first fatal line, the rest of its report (3.14's sysrq crash: BUG, the oops,
+# the call trace, then the panic) belongs in console.log: the guest is stopped only once the
+# report ends (or QEMU exits), or after this long.
+REPORT_END = re.compile(r"Kernel panic|---\[ end trace")
+REPORT_GRACE = 3.0
+
+
+class Console:
+    """Reads the host end of the console socket until QEMU closes it.  `on_fatal` hears the first
+    fatal line as a VMError; `echo`, when set, gets every byte as well (testbed shell)."""
+
+    def __init__(self, sock: socket.socket, log: Path, started: float, on_fatal: Callable[[VMError], None]):
+        self.sock, self.log, self.started, self.on_fatal = sock, log, started, on_fatal
+        self.echo: Callable[[bytes], None] | None = None
+        self.lines: collections.deque[str] = collections.deque(maxlen=200)
+        self.fatal: str | None = None
+        self.sshd_ready = threading.Event()
+        self.report_done = threading.Event()
+        self._thread = threading.Thread(target=self._drain, name="console", daemon=True)
+        self._thread.start()
+
+    def last_line(self) -> str:
+        return next((line.strip() for line in reversed(self.lines) if line.strip()), "(no console output)")
+
+    def wait_for_report(self):
+        """After a fatal line, let the kernel finish its report (see REPORT_END)."""
+        if self.fatal is not None:
+            self.report_done.wait(REPORT_GRACE)
+
+    def join(self):
+        self._thread.join(timeout=5)
+
+    def _drain(self):
+        with open(self.log, "wb") as log:
+            pending = b""
+            while data := self._recv():
+                log.write(data)
+                log.flush()
+                if self.echo:
+                    self.echo(data)
+                *lines, pending = (pending + data).split(b"\n")
+                for raw in lines:
+                    self._watch(raw.decode("utf-8", "replace").rstrip("\r"))
+        self.report_done.set()
+
+    def _recv(self) -> bytes:
+        try:
+            return self.sock.recv(65536)
+        except OSError:
+            return b""
+
+    def _watch(self, line: str):
+        self.lines.append(line)
+        if line == SSHD_READY:
+            self.sshd_ready.set()
+        if self.fatal is not None and REPORT_END.search(line):
+            self.report_done.set()
+        if self.fatal is None and FATAL.search(line):
+            self.fatal = line
+            if line.startswith("testbed-init") or REPORT_END.search(line):
+                self.report_done.set()
+            what = "kernel panic" if "panic" in line else "guest failure"
+            self.on_fatal(VMError(f"{what} at {time.monotonic() - self.started:.1f} s: {line.strip()}", self.log))

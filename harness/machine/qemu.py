@@ -1,0 +1,127 @@
+"""The QEMU process: its command line, started so that it dies with this process, stopped
+gracefully (QMP quit) then hard (SIGKILL), always reaped; when it exits by itself, an error that
+names its exit status and the last thing it said."""
+from __future__ import annotations
+
+import shlex
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..children import die_with_parent
+from ..nic import resolve as resolve_nic
+from . import VMError
+from .monitor import Monitor, MonitorError
+
+QBOOT = Path("/usr/share/qemu/qboot.rom")
+NIC_ID = "nic0"
+# loglevel=5: the console shows warnings and worse (WARNING:, BUG:, Oops, panics) but not the
+# hundreds of info lines a polled UART prints slowly under TCG (-0.16 s per boot); the guest's
+# dmesg keeps everything.
+CMDLINE = "console=ttyS0 loglevel=5 panic=-1 ipv6.disable=1 dummy.numdummies=0 rdinit=/init"
+QUIT_WAIT = 3.0  # seconds QEMU gets to exit after QMP quit before it is killed
+
+
+@dataclass
+class QemuSettings:
+    binary: str = "qemu-system-x86_64"
+    accel: str = "tcg"
+    memory_mb: int = 256
+    boot_timeout: float = 60.0
+
+
+def qemu_command(settings: QemuSettings, kernel_image: Path, initrd: Path, nic: str | None,
+                 fds: dict[str, int], run_dir: Path, append: str = CMDLINE, extra: list[str] = ()) -> list[str]:
+    """The QEMU command line.  `fds` maps 'console', 'agent' and 'qmp' to socket fds QEMU inherits;
+    `extra` is what the transport adds (the SSH transport's management NIC)."""
+    cmd = [settings.binary, "-name", f"testbed-{nic or 'nonic'}", "-machine", "q35", "-accel", settings.accel,
+           "-m", str(settings.memory_mb), "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]
+    if QBOOT.exists():
+        cmd += ["-bios", str(QBOOT)]  # a faster firmware than SeaBIOS for direct kernel boot
+    cmd += ["-kernel", str(kernel_image), "-initrd", str(initrd), "-append", append,
+            "-chardev", f"socket,id=console,fd={fds['console']}", "-serial", "chardev:console",
+            "-chardev", f"socket,id=agent,fd={fds['agent']}", "-serial", "chardev:agent",
+            "-chardev", f"socket,id=qmp,fd={fds['qmp']}", "-mon", "chardev=qmp,mode=control",
+            # a second monitor for people and tools poking at a live guest
+            "-qmp", f"unix:{run_dir / 'qmp.sock'},server=on,wait=off"]
+    device = resolve_nic(nic) if nic else None
+    if device and device.emulated:
+        # user networking with restrict=on: the NIC has a peer, the guest reaches nothing
+        cmd += ["-netdev", "user,id=net0,restrict=on", "-device", f"{device.qemu_device},id={NIC_ID},netdev=net0"]
+    elif device:  # a real card by VFIO: its own wire, no netdev
+        cmd += ["-device", f"{device.qemu_device},id={NIC_ID}"]
+    return cmd + list(extra)
+
+
+_live: set["Qemu"] = set()
+_live_lock = threading.Lock()
+_stopping = False
+
+
+def stop_all():
+    """Kill every QEMU this process runs, and refuse new ones: an interrupted parallel run unwinds
+    through each VM's own failure path (its waits raise, its context manager reaps and cleans)."""
+    global _stopping
+    with _live_lock:
+        _stopping = True
+        for qemu in _live:
+            if qemu.proc.poll() is None:
+                qemu.proc.kill()
+
+
+class Qemu:
+    """A started QEMU.  `on_exit` hears the error of an exit nobody asked for, from the reaper thread."""
+
+    def __init__(self, cmd: list[str], log: Path, pass_fds: list[int], on_exit: Callable[[VMError], None],
+                 console_log: Path | None = None):
+        self.log, self.console_log = log, console_log
+        with open(log, "w") as out:
+            out.write(shlex.join(cmd) + "\n")
+            out.flush()
+            self.started = time.monotonic()
+            with _live_lock:
+                if _stopping:
+                    raise VMError("interrupted before QEMU started")
+                try:
+                    self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                                 pass_fds=pass_fds, preexec_fn=die_with_parent,
+                                                 start_new_session=True)  # Ctrl-C is ours to handle
+                except OSError as e:
+                    raise VMError(f"cannot start QEMU ({cmd[0]}): {e.strerror}") from None
+                _live.add(self)
+        self._reaper = threading.Thread(target=lambda: on_exit(self.exit_error(self.proc.wait())),
+                                        name="reaper", daemon=True)
+        self._reaper.start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def exit_error(self, status: int) -> VMError:
+        said = self.log.read_text(errors="replace").splitlines()[1:]  # line 1 is the command line
+        return VMError(f"QEMU exited with status {status} after {time.monotonic() - self.started:.1f} s"
+                       + (f": {said[-1].strip()}" if said and said[-1].strip() else ""), self.console_log)
+
+    def quit(self, monitor: Monitor):
+        """The graceful stop: QMP quit, and a few seconds for QEMU to act on it."""
+        if self.running():
+            try:
+                monitor.quit()
+                self.proc.wait(timeout=QUIT_WAIT)
+            except (MonitorError, subprocess.TimeoutExpired):
+                pass
+
+    def kill(self):
+        """The hard stop, which always reaps: SIGKILL if still running, wait, join the reaper."""
+        if self.running():
+            self.proc.kill()
+        self.proc.wait()
+        self._reaper.join(timeout=5)
+        with _live_lock:
+            _live.discard(self)
