@@ -34,21 +34,13 @@ import yaml
 
 from .errors import UsageError, did_you_mean
 from .build.kbuild import BuildSpec, Tarball
+from .build.kernel import KernelSpec
 from .build.mirrors import KERNEL_ORG, is_url
 from . import nic as nic_mod
 from .transport import NAMES as TRANSPORT_NAMES
 
 ACCELS = ("auto", "kvm", "tcg")
 TRANSPORTS = TRANSPORT_NAMES  # how the host reaches the guest's agent (harness/transport)
-
-
-@dataclass
-class KernelSpec:
-    name: str
-    debian_package: str | None = None
-    image: Path | None = None
-    modules: Path | None = None  # a prebuilt kernel's /lib/modules/<release> directory
-    build: BuildSpec | None = None  # a kernel built from source
 
 
 @dataclass(frozen=True)

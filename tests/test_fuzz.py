@@ -7,7 +7,7 @@ import struct
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from harness.netlink import NLMSG_HEADER, decode, link_request, RTM_NEWLINK
-from harness.agent.protocol import HEADER, MAGIC, MAX_PAYLOAD, Frame, FrameReader, Kind, ProtocolError, encode_frame
+from harness.agent.protocol import HEADER, MAGIC, MAX_PAYLOAD, Frame, FrameReader, Kind, ProtocolError, encode_frame, raw_frame
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -61,17 +61,13 @@ def test_a_flipped_byte_or_truncation_never_yields_a_wrong_frame(where, value, k
 
 
 def test_oversized_length_is_rejected_at_once_not_buffered():
-    header = HEADER.pack(MAGIC, 1, Kind.REPLY, 0, 1, MAX_PAYLOAD + 1, 0, 0)
-    out, reader = feed_all([header + b"x" * 100])
+    out, reader = feed_all([raw_frame(Kind.REPLY, 1, b"", length=MAX_PAYLOAD + 1) + b"x" * 100])
     assert any("bad header" in str(e) for e in out) and len(reader._buf) < HEADER.size
 
 
 def test_attribute_claiming_more_than_the_frame_is_a_named_error():
     payload = struct.pack("<HHI", 3, 0, 1 << 30)  # RET, length 1 GiB
-    header = HEADER.pack(MAGIC, 1, Kind.REPLY, 0, 1, len(payload), 0, 0)
-    import zlib
-    crc = zlib.crc32(payload, zlib.crc32(header)) & 0xFFFFFFFF
-    out, _ = feed_all([HEADER.pack(MAGIC, 1, Kind.REPLY, 0, 1, len(payload), crc, 0) + payload])
+    out, _ = feed_all([raw_frame(Kind.REPLY, 1, payload)])
     assert len(out) == 1 and "runs past the frame" in str(out[0]) and out[0].offset == HEADER.size
 
 

@@ -1,7 +1,7 @@
 """The agent protocol: framing, resynchronisation after garbage, and the generated C header."""
 
-from harness.agent.protocol import (HEADER, MAX_PAYLOAD, Frame, FrameReader, Kind, ProtocolError, c_header,
-                              encode_frame, GUEST_HEADER)
+from harness.agent.protocol import (MAX_PAYLOAD, Frame, FrameReader, Kind, ProtocolError, c_header,
+                              encode_frame, GUEST_HEADER, raw_frame)
 
 
 def frames_and_errors(chunks):
@@ -37,7 +37,7 @@ def test_garbage_before_between_and_inside_frames_is_reported_and_skipped():
 
 
 def test_oversized_length_is_rejected_without_waiting_for_it():
-    header = HEADER.pack(b"NLTB", 1, Kind.REPLY, 0, 1, MAX_PAYLOAD + 1, 0, 0)
+    header = raw_frame(Kind.REPLY, 1, b"", length=MAX_PAYLOAD + 1)
     good = encode_frame(Kind.REPLY, 2, {"RET": 0})
     frames, errors = frames_and_errors([header + good])
     assert [f.id for f in frames] == [2]
@@ -45,11 +45,9 @@ def test_oversized_length_is_rejected_without_waiting_for_it():
 
 
 def test_attribute_running_past_frame_is_a_protocol_error():
-    from harness.agent.protocol import ATTR_HEADER, _crc
+    from harness.agent.protocol import ATTR_HEADER
     payload = ATTR_HEADER.pack(3, 0, 100) + b"\0" * 8
-    head = HEADER.pack(b"NLTB", 1, Kind.REPLY, 0, 9, len(payload), 0, 0)
-    raw = HEADER.pack(b"NLTB", 1, Kind.REPLY, 0, 9, len(payload), _crc(head, payload), 0) + payload
-    frames, errors = frames_and_errors([raw])
+    frames, errors = frames_and_errors([raw_frame(Kind.REPLY, 9, payload)])
     assert frames == [] and "runs past the frame" in str(errors[0])
 
 

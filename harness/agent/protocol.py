@@ -154,10 +154,15 @@ def decode_attrs(payload: bytes, offset: int = 0) -> dict:
     return attrs
 
 
+def raw_frame(kind: int, ident: int, payload: bytes, length: int | None = None, crc_ok: bool = True) -> bytes:
+    """A frame around `payload` as bytes; `length` and `crc_ok` make the broken ones tests feed in."""
+    length = len(payload) if length is None else length
+    crc = _crc(HEADER.pack(MAGIC, VERSION, kind, 0, ident, length, 0, 0), payload)
+    return HEADER.pack(MAGIC, VERSION, kind, 0, ident, length, crc if crc_ok else crc ^ 1, 0) + payload
+
+
 def encode_frame(kind: Kind, ident: int, attrs: dict) -> bytes:
-    payload = encode_attrs(attrs)
-    header = HEADER.pack(MAGIC, VERSION, kind, 0, ident, len(payload), 0, 0)
-    return HEADER.pack(MAGIC, VERSION, kind, 0, ident, len(payload), _crc(header, payload), 0) + payload
+    return raw_frame(kind, ident, encode_attrs(attrs))
 
 
 class Frame:

@@ -15,8 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import kbuild
-from ..config import KernelSpec
+from .kbuild import BuildSpec
 from ..errors import UsageError
+
+
+@dataclass
+class KernelSpec:
+    name: str
+    debian_package: str | None = None
+    image: Path | None = None
+    modules: Path | None = None  # a prebuilt kernel's /lib/modules/<release> directory
+    build: BuildSpec | None = None  # a kernel built from source
 
 
 def bzimage_banner(path: Path) -> str:

@@ -3,21 +3,13 @@ frame kinds, oversized lengths, broken attributes, unknown operations.  It answe
 keeps serving, and the host reader names every protocol error."""
 import random
 import struct
-import zlib
 
 import pytest
 
 from harness.run import runner
-from harness.agent.protocol import HEADER, MAGIC, MAX_PAYLOAD, VERSION, Kind, Op, encode_attrs
+from harness.agent.protocol import HEADER, MAGIC, MAX_PAYLOAD, Kind, Op, encode_attrs, raw_frame
 
 pytestmark = pytest.mark.vm
-
-
-def frame(kind: int, ident: int, payload: bytes, crc_ok: bool = True, length: int | None = None) -> bytes:
-    length = len(payload) if length is None else length
-    header = HEADER.pack(MAGIC, VERSION, kind, 0, ident, length, 0, 0)
-    crc = zlib.crc32(payload, zlib.crc32(header)) & 0xFFFFFFFF
-    return HEADER.pack(MAGIC, VERSION, kind, 0, ident, length, crc if crc_ok else crc ^ 1, 0) + payload
 
 
 def malformed(rng: random.Random, ident: int) -> bytes:
@@ -26,14 +18,14 @@ def malformed(rng: random.Random, ident: int) -> bytes:
     if choice == 0:
         return rng.randbytes(rng.randrange(1, 300)).replace(MAGIC, b"XXXX")
     if choice == 1:
-        return frame(Kind.REQUEST, ident, unknown_op, crc_ok=False)
+        return raw_frame(Kind.REQUEST, ident, unknown_op, crc_ok=False)
     if choice == 2:
-        return frame(rng.choice([Kind.HELLO, Kind.REPLY, Kind.EVENT, 77]), ident, unknown_op)
+        return raw_frame(rng.choice([Kind.HELLO, Kind.REPLY, Kind.EVENT, 77]), ident, unknown_op)
     if choice == 3:
-        return frame(Kind.REQUEST, ident, b"", length=MAX_PAYLOAD + rng.randrange(1, 1 << 20))[:HEADER.size]
+        return raw_frame(Kind.REQUEST, ident, b"", length=MAX_PAYLOAD + rng.randrange(1, 1 << 20))[:HEADER.size]
     if choice == 4:  # an attribute whose length runs past the frame
-        return frame(Kind.REQUEST, ident, unknown_op + struct.pack("<HHI", 17, 0, rng.randrange(9, 1 << 31)))
-    return frame(Kind.REQUEST, ident, unknown_op + rng.randbytes(rng.randrange(0, 64)))
+        return raw_frame(Kind.REQUEST, ident, unknown_op + struct.pack("<HHI", 17, 0, rng.randrange(9, 1 << 31)))
+    return raw_frame(Kind.REQUEST, ident, unknown_op + rng.randbytes(rng.randrange(0, 64)))
 
 
 def test_agent_in_the_guest_survives_malformed_requests(cfg, vm_kernel, tmp_path):
