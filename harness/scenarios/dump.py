@@ -75,8 +75,8 @@ def dump_tiny_buffer(g: Guest):
 
 
 @scenario("dump-pace",
-          "a dump round is produced at the request and then only by a recvmsg that leaves rmem <= rcvbuf/2; "
-          "the dump waits behind queued notifications and never causes ENOBUFS",
+          "a dump round is produced at the request and then, while the dump runs, by exactly each recvmsg that "
+          "leaves rmem <= rcvbuf/2; the dump waits behind queued notifications and never causes ENOBUFS",
           source="net/netlink/af_netlink.c:netlink_recvmsg (rmem <= rcvbuf / 2), netlink_dump, "
                  "__netlink_dump_start", needs_nic=False)
 def dump_pace(g: Guest):
