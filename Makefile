@@ -1,4 +1,4 @@
-# make setup     install everything (system packages, Python venv, the default kernel)
+# make setup     install everything (system packages, Python venv, every kernel in testbed.yaml)
 # make test      every test, VM tests included
 # make test-vm   only the tests that boot real guests
 # make bench     boot, restore, per-scenario and whole-catalogue times per kernel x NIC

@@ -299,7 +299,8 @@ def build(spec: BuildSpec, cache: Path, jobs: int | None = None, say=print) -> P
         shutil.copy(c.build / src, staged / dest)
     shutil.copy(work / "build.log", staged / "build.log")
     seconds = time.monotonic() - started
-    (staged / "meta.json").write_text(json.dumps({"name": spec.name, "source": str(spec.source), "version": version,
+    (staged / "meta.json").write_text(json.dumps({"name": spec.name, "version": version,
+                                                  "source": spec.source.name if isinstance(spec.source, Tarball) else str(spec.source),
                                                   "make": c.compat.make_vars, "compat": fixes, "optional": c.notes,
                                                   "seconds": round(seconds, 1)}))
     staged.rename(out)
