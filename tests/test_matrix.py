@@ -87,3 +87,25 @@ def test_merge_puts_shards_back_together(tmp_path):
 def test_kcidb_ids_name_the_origin_and_validate(tmp_path):
     data = kcidb.export(META, [result(tmp_path, "overrun", "a", "igb")])
     assert data["tests"][0]["id"].startswith(f"{kcidb.ORIGIN}:") and data["tests"][0]["path"] == "netlink.overrun.igb"
+
+
+def test_differences_read_oldest_kernel_first_with_versions_and_the_source(tmp_path, capsys):
+    eras = {"zz-old": "3.14.40", "aa-new": "6.12.95", "mm-mid": "6.1.192"}  # names that sort the other way
+    results = []
+    for kernel, version in eras.items():
+        r = result(tmp_path, "mtu-notify", kernel, None, observed=version)
+        r.version, r.source = version, "net/core/rtnetlink.c:rtnetlink_event"
+        r.trace.append(TraceEntry(0.4, "check", "ok   portid", {"ok": True, "check": "portid", "incidental": True,
+                                                              "observed": kernel}))
+        results.append(r)
+    [(scenario, _, names, rows)] = report.differences(results)
+    assert names == ["zz-old", "mm-mid", "aa-new"]
+    assert [what for what, _ in rows] == ["messages"]  # the incidental portid differs too, and is left out
+    report.print_differences(results)
+    out = capsys.readouterr().out
+    assert "kernel source: net/core/rtnetlink.c:rtnetlink_event" in out
+    assert out.index("zz-old (3.14.40)") < out.index("mm-mid (6.1.192)") < out.index("aa-new (6.12.95)")
+    meta = {**META, "kernels": {k: {**META["kernels"]["a"], "release": v, "version": v} for k, v in eras.items()}}
+    html = report.html_report(meta, results, tmp_path)
+    table = html.read_text().split("What changed between kernels")[1]
+    assert table.index("3.14.40") < table.index("6.1.192") < table.index("6.12.95")
