@@ -1,0 +1,81 @@
+"""The command line: one parser, the options several commands share declared once (argparse
+parents); every mistake is one line and exit 2 (a UsageError), never argparse's usage dump."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..config import TRANSPORTS
+from ..errors import UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _option_groups() -> dict[str, argparse.ArgumentParser]:
+    """The options several commands share, each declared once (argparse parents)."""
+    groups = {name: _Parser(add_help=False) for name in ("guest", "transport", "cells", "jobs")}
+    groups["guest"].add_argument("--kernel", help="a kernel named in testbed.yaml")
+    groups["guest"].add_argument("--nic", help="NIC model: igb, e1000e, e1000, or vfio:DOMAIN:BUS:DEV.FN")
+    groups["transport"].add_argument("--transport", choices=TRANSPORTS,
+                                     help="reach the agent over the serial port or SSH to the guest's sshd "
+                                          "(default: testbed.yaml's)")
+    groups["cells"].add_argument("--nics", nargs="+", help="NIC models (default: those in testbed.yaml)")
+    groups["cells"].add_argument("--scenarios", nargs="+", help="scenario names (default: all)")
+    groups["cells"].add_argument("--results", type=Path, help="results directory (default: results/<command>/<date-time>)")
+    groups["jobs"].add_argument("--jobs", type=int, help="guests at a time (default: twice the CPUs)")
+    return groups
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="testbed", description="QEMU testbed for Linux netlink and NIC link-state behaviour")
+    p.add_argument("--config", default="testbed.yaml", help="configuration file (default: testbed.yaml)")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    g = _option_groups()
+    sub.add_parser("list", help="list the scenarios")
+    run = sub.add_parser("run", help="run one scenario and print its trace", parents=[g["guest"], g["transport"]])
+    run.add_argument("scenario")
+    run.add_argument("--json", action="store_true", help="print the result as JSON")
+    run.add_argument("--cold", action="store_true",
+                     help="boot the guest afresh instead of restoring the kernel x NIC's snapshot")
+    mx = sub.add_parser("matrix", help="scenarios x kernels x NICs into one results directory (for CI)",
+                        parents=[g["cells"], g["jobs"], g["transport"]])
+    mx.add_argument("--kernels", nargs="+", help="kernels named in testbed.yaml (default: all)")
+    mx.add_argument("--shard", help="I/N: run only the I-th of N deterministic shares of the cells")
+    rep = sub.add_parser("report", help="rewrite report.html and kcidb.json of matrix results; --merge shards")
+    rep.add_argument("dirs", nargs="+", type=Path, help="results directories of `testbed matrix`")
+    rep.add_argument("--merge", action="store_true", help="merge the directories (CI shards) into --out")
+    rep.add_argument("--out", type=Path, help="where the merged results go (default: results/merged)")
+    df = sub.add_parser("diff", help="run the catalogue on several kernels and print what they did differently",
+                        parents=[g["cells"], g["jobs"]])
+    df.add_argument("--kernel", action="append", required=True, help="a kernel named in testbed.yaml (twice or more)")
+    so = sub.add_parser("soak", help="many consecutive boot + scenario cycles: flakes, leftovers, slowest",
+                        parents=[g["transport"]])
+    so.add_argument("--cycles", type=int, default=200)
+    so.add_argument("--kernel", help="a kernel named in testbed.yaml")
+    so.add_argument("--scenario", default="carrier-qmp", help="the scenario of each cycle (default: carrier-qmp)")
+    so.add_argument("--restore", action="store_true", help="restore the snapshot instead of booting each cycle")
+    sh = sub.add_parser("shell", help="a shell on a fresh guest (its console, or ssh), the agent running beside it",
+                        parents=[g["guest"], g["transport"]])
+    sh.add_argument("--cold", action="store_true", help="boot afresh instead of restoring the snapshot")
+    link = sub.add_parser("link", help="flip a running guest's link (QMP set_link), e.g. one `testbed shell` started")
+    link.add_argument("state", choices=["up", "down"])
+    link.add_argument("--vm", type=Path, help="the guest's run directory, when several are running")
+    kernel = sub.add_parser("kernel", help="kernel management")
+    ksub = kernel.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    fetch = ksub.add_parser("fetch", help="fetch the Debian packages and release tarballs named in testbed.yaml")
+    fetch.add_argument("names", nargs="*")
+    kbuild = ksub.add_parser("build", help="build kernels from source with kernel-config/")
+    kbuild.add_argument("names", nargs="*", help="kernels in testbed.yaml (default: every source kernel)")
+    kbuild.add_argument("--source", type=Path, help="build this tree or tarball instead")
+    kbuild.add_argument("--name", help="name for --source (default: the directory's name)")
+    kbuild.add_argument("--jobs", type=int, help="parallel jobs (default: the number of CPUs)")
+    bench = sub.add_parser("bench", help="measure boot, restore, per-scenario and catalogue times per kernel x NIC",
+                           parents=[g["jobs"]])
+    bench.add_argument("--runs", type=int, default=3)
+    bench.add_argument("--kernels", nargs="+", help="kernels named in testbed.yaml (default: all)")
+    bench.add_argument("--nics", nargs="+", help="NIC models (default: those in testbed.yaml)")
+    bench.add_argument("--json", type=Path, help="also write the figures to this file")
+    return p

@@ -1,0 +1,24 @@
+"""`testbed report`: rewrite (or merge shards into) a results directory's report, JUnit and KCIDB."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import UsageError
+from ..results import report
+
+
+def cmd_report(args) -> int:
+    try:
+        if args.merge:
+            out = args.out or Path("results/merged")
+            meta, results = report.merge(args.dirs, out)
+        elif len(args.dirs) > 1 or args.out:
+            raise UsageError("testbed report: several directories or --out need --merge")
+        else:
+            out = args.dirs[0]
+            meta, results = report.load(out)
+            report.publish(out, meta, results)
+    except FileNotFoundError as e:
+        raise UsageError(f"testbed report: {e}") from None
+    print(f"testbed: {len(results)} cells: report.html, junit.xml, kcidb.json and run.json in {out}/")
+    return 0
