@@ -90,7 +90,6 @@ def run(cfg: Config, name: str, kernel_name: str | None = None, nic: str | None 
     info = lookup(name)
     kernel_name = kernel_name or cfg.default_kernel
     nic = cfg.nic(nic) if info.needs_nic else None
-    cfg.kernel(kernel_name)
     artifacts = artifacts or cfg.results / "runs" / cell_name(name, kernel_name, nic)
     result = Result(name, kernel_name, nic, description=info.description, source=info.source, artifacts=str(artifacts))
     started = time.monotonic()
