@@ -26,13 +26,11 @@ from typing import Protocol
 from .agent import Agent, AgentError
 from .build.image import GuestImage
 from .build.kernel import Kernel
-from .machine import VMError
-from .machine import rundir
+from .machine import VMError, rundir
 from .machine.console import Console
 from .machine.monitor import Monitor, MonitorError
 from .machine.qemu import CMDLINE, NIC_ID, Qemu, QemuSettings, qemu_command
-from .transport import by_name
-from .transport.ssh import SSHError
+from .transport import TransportError, by_name
 from .wait import Deadline, until
 
 
@@ -123,7 +121,7 @@ class VM:
             self._attach(self.transport.open_agent(self, deadline))
             self.hello = (self.snapshot.resume(self, deadline) if self.snapshot
                           else self.agent.wait_ready(max(deadline.left(), 1)))
-        except (AgentError, MonitorError, SSHError) as e:
+        except (AgentError, MonitorError, TransportError) as e:
             raise self.diagnose(e) from None
         self.boot_seconds = time.monotonic() - self.qemu.started
         rundir.describe(self.run_dir, {

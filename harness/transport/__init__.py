@@ -16,6 +16,11 @@ if TYPE_CHECKING:
 NAMES = ("serial", "ssh")
 
 
+class TransportError(Exception):
+    """The transport could not reach the guest's agent (for SSH: its sshd, or not the guest we made
+    the keys for)."""
+
+
 class Transport(Protocol):
     name: ClassVar[str]
     restorable: ClassVar[bool]  # can a guest reached this way start from a snapshot

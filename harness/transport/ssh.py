@@ -32,6 +32,7 @@ from ..machine.console import SSHD_READY
 from ..machine.monitor import Monitor
 from ..nic import NICS
 from ..wait import Deadline, until
+from . import TransportError
 
 MGMT_ID = "mgmt"
 MGMT_MODEL = "e1000"  # a driver every kernel the testbed runs has (kernel-config/net.config)
@@ -47,7 +48,7 @@ AGENT_COMMAND = '/agent - 2>/dev/console; echo "testbed-init: agent exited with 
 logging.getLogger("paramiko").setLevel(logging.CRITICAL)  # failures reach the run as SSHError lines
 
 
-class SSHError(Exception):
+class SSHError(TransportError):
     """The guest's sshd could not be reached, or was not the guest we made the keys for."""
 
 
