@@ -1,7 +1,16 @@
 """The agent protocol: framing, resynchronisation after garbage, and the generated C header."""
 
-from harness.agent.protocol import (MAX_PAYLOAD, Frame, FrameReader, Kind, ProtocolError, c_header,
-                              encode_frame, GUEST_HEADER, raw_frame)
+from harness.agent.protocol import (
+    GUEST_HEADER,
+    MAX_PAYLOAD,
+    Frame,
+    FrameReader,
+    Kind,
+    ProtocolError,
+    c_header,
+    encode_frame,
+    raw_frame,
+)
 
 
 def frames_and_errors(chunks):
@@ -52,4 +61,4 @@ def test_attribute_running_past_frame_is_a_protocol_error():
 
 
 def test_generated_c_header_is_committed_and_current():
-    assert GUEST_HEADER.read_text() == c_header(), "run: python -m harness.protocol > guest/proto.h"
+    assert GUEST_HEADER.read_text() == c_header(), "run: python -m harness.agent.protocol > guest/proto.h"

@@ -7,7 +7,7 @@ know them or Kconfig dropped them (an unmet dependency).  where-available.config
 only some versions know; they are reported, not required.
 
 The tree is a path, or a release tarball named by file and sha256 and fetched from the mirrors
-(harness/mirrors.py).  Old trees get the compatibility fixes of harness/kcompat.py, chosen by
+(harness/build/mirrors.py).  Old trees get the compatibility fixes of harness/build/kcompat.py, chosen by
 their version.  The build is out of tree (O=): the source tree is never written to.  Patches
 are applied to a private copy.  The result is cached by (tree, fragments, compiler, make
 variables, extra files, patches, compatibility fixes), so a second build of the same inputs is
@@ -25,12 +25,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import kcompat
-from . import mirrors
+from .. import PROJECT
 from ..children import process_group
 from ..digest import content_hash, file_hash
 from ..errors import UsageError
-from .. import PROJECT
+from . import kcompat, mirrors
 
 FRAGMENTS = PROJECT / "kernel-config"
 OPTIONAL_FRAGMENT = "where-available.config"

@@ -1,7 +1,7 @@
 """Kernels: where the image and its modules are, and which version it is (read from the image).
 
 Three providers: a Debian linux-image package unpacked into the cache (`fetch_debian`), a
-kernel built from source with kernel-config/ (harness/kbuild.py), and a prebuilt bzImage.  The version comes from the bzImage header, never from a name.
+kernel built from source with kernel-config/ (harness/build/kbuild.py), and a prebuilt bzImage.  The version comes from the bzImage header, never from a name.
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import UsageError
 from . import kbuild
 from .kbuild import BuildSpec
-from ..errors import UsageError
 
 
 @dataclass
