@@ -32,11 +32,11 @@ from pathlib import Path
 
 import yaml
 
-from .errors import UsageError, did_you_mean
+from . import nic as nic_mod
 from .build.kbuild import BuildSpec, Tarball
 from .build.kernel import KernelSpec
 from .build.mirrors import KERNEL_ORG, is_url
-from . import nic as nic_mod
+from .errors import UsageError, did_you_mean
 from .transport import NAMES as TRANSPORT_NAMES
 
 ACCELS = ("auto", "kvm", "tcg")

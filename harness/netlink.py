@@ -10,16 +10,35 @@ import logging
 import socket
 import struct
 from dataclasses import dataclass
+from socket import MSG_DONTWAIT, MSG_OOB, MSG_PEEK, MSG_TRUNC, SO_RCVBUF, SO_SNDBUF, SOL_SOCKET  # noqa: F401
 
 import pyroute2.netlink
 import pyroute2.netlink.rtnl
-from pyroute2.netlink import (NETLINK_ADD_MEMBERSHIP, NETLINK_BROADCAST_ERROR, NETLINK_DROP_MEMBERSHIP,  # noqa: F401
-                              NETLINK_EXT_ACK, NETLINK_NO_ENOBUFS, NETLINK_PKTINFO, NETLINK_ROUTE, NETLINK_USERSOCK,
-                              NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR,
-                              NLM_F_EXCL, NLM_F_MULTI, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, nlmsgerr)
+from pyroute2.netlink import (  # noqa: F401
+    NETLINK_ADD_MEMBERSHIP,
+    NETLINK_BROADCAST_ERROR,
+    NETLINK_DROP_MEMBERSHIP,
+    NETLINK_EXT_ACK,
+    NETLINK_NO_ENOBUFS,
+    NETLINK_PKTINFO,
+    NETLINK_ROUTE,
+    NETLINK_USERSOCK,
+    NLM_F_ACK,
+    NLM_F_ACK_TLVS,
+    NLM_F_CAPPED,
+    NLM_F_CREATE,
+    NLM_F_DUMP,
+    NLM_F_DUMP_INTR,
+    NLM_F_EXCL,
+    NLM_F_MULTI,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    NLMSG_NOOP,
+    nlmsgerr,
+)
 from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK, RTMGRP_LINK, RTNLGRP_LINK  # noqa: F401
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_NAMES, ifinfmsg
-from socket import MSG_DONTWAIT, MSG_OOB, MSG_PEEK, MSG_TRUNC, SO_RCVBUF, SO_SNDBUF, SOL_SOCKET  # noqa: F401
 
 from .agent import errname
 

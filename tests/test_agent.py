@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from harness.agent import Agent, AgentError
-from harness.netlink import MSG_DONTWAIT, MSG_OOB, NETLINK_ROUTE, SO_RCVBUF, SOL_SOCKET
 from harness.agent.protocol import Kind, Op, encode_frame
+from harness.netlink import MSG_DONTWAIT, MSG_OOB, NETLINK_ROUTE, SO_RCVBUF, SOL_SOCKET
 
 
 @pytest.fixture

@@ -4,10 +4,21 @@ bounded memory.  Property-based (hypothesis), with the frames and messages the k
 sends as seeds for the mutations."""
 import struct
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from harness.netlink import NLMSG_HEADER, decode, link_request, RTM_NEWLINK
-from harness.agent.protocol import HEADER, MAGIC, MAX_PAYLOAD, Frame, FrameReader, Kind, ProtocolError, encode_frame, raw_frame
+from harness.agent.protocol import (
+    HEADER,
+    MAGIC,
+    MAX_PAYLOAD,
+    Frame,
+    FrameReader,
+    Kind,
+    ProtocolError,
+    encode_frame,
+    raw_frame,
+)
+from harness.netlink import NLMSG_HEADER, RTM_NEWLINK, decode, link_request
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

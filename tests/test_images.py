@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from harness.build.cpio import Cpio
-from harness.errors import UsageError
 from harness.build.kernel import Kernel, bzimage_banner, upstream_version
+from harness.errors import UsageError
 from harness.machine.qemu import NIC_ID, QemuSettings, qemu_command
 
 

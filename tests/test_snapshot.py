@@ -3,8 +3,8 @@ import dataclasses
 import sys
 from types import SimpleNamespace
 
-from harness.run import snapshot
 from harness.machine.qemu import QemuSettings
+from harness.run import snapshot
 from harness.vm import Target
 
 

@@ -5,10 +5,10 @@ import re
 import paramiko
 import pytest
 
-from harness.transport import ssh
 from harness.agent import Agent, AgentError
 from harness.agent.protocol import Op
 from harness.machine.qemu import CMDLINE, QemuSettings, qemu_command
+from harness.transport import ssh
 
 
 def test_every_run_gets_its_own_host_and_client_keys(tmp_path):

@@ -13,8 +13,8 @@ import threading
 import time
 from pathlib import Path
 
-from .protocol import Frame, FrameReader, Kind, Op, ProtocolError, encode_frame
 from ..wait import Deadline
+from .protocol import Frame, FrameReader, Kind, Op, ProtocolError, encode_frame
 
 
 class AgentError(Exception):

@@ -11,12 +11,12 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cpio import Cpio
+from .. import PROJECT
 from ..digest import content_hash
 from ..errors import UsageError
-from .kernel import Kernel
 from ..nic import resolve as resolve_nic
-from .. import PROJECT
+from .cpio import Cpio
+from .kernel import Kernel
 
 GUEST = PROJECT / "guest"
 BUSYBOX = Path("/bin/busybox")

@@ -12,8 +12,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import UsageError
 from .. import PROJECT
+from ..errors import UsageError
 
 PATCHES = PROJECT / "kernel-config" / "compat"
 

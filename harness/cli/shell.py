@@ -14,12 +14,12 @@ import termios
 import tty
 from pathlib import Path
 
-from ..run import runner
-from ..transport import ssh
+from ..agent.protocol import Op
 from ..config import Config
 from ..errors import UsageError
-from ..agent.protocol import Op
 from ..machine import VMError
+from ..run import runner
+from ..transport import ssh
 
 ESCAPE = b"\x1d"  # Ctrl-]: leave the shell even if the guest no longer answers
 WEEK_MS = 7 * 24 * 3600 * 1000

@@ -9,8 +9,7 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path
 
-from . import kcidb
-from . import Result, Verdict
+from . import Result, Verdict, kcidb
 
 COLOURS = {Verdict.PASSED: "#2e7d32", Verdict.FAILED: "#c62828", Verdict.SKIPPED: "#9e9e9e", Verdict.ERROR: "#ef6c00"}
 

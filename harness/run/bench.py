@@ -16,10 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import runner
-from . import snapshot
 from ..config import Config
 from ..vm import VM
+from . import runner, snapshot
 
 TARGETS = {"cold": "≤1.2 (min kernel, igb)", "restore": "≤0.2", "overhead": "≤0.2", "catalogue": "≤45 (min kernel)"}
 

@@ -21,13 +21,11 @@ import sys
 import time
 from pathlib import Path
 
-from ..results import report
-from . import runner
-from ..results import Result, Verdict, cell_name
 from ..config import Config
 from ..digest import file_hash
 from ..errors import UsageError
-
+from ..results import Result, Verdict, cell_name, report
+from . import runner
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -9,10 +9,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import runner
-from ..results import Verdict
 from ..config import Config
 from ..machine.rundir import leftovers
+from ..results import Verdict
+from . import runner
 
 
 def soak(cfg: Config, cycles: int, kernel_name: str | None, scenario: str, cold: bool) -> int:

@@ -6,17 +6,39 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from ..agent import Agent, Stream, Reply, errname
-from ..netlink import (LEVEL_NAMES, OPTION_NAMES, PROTOCOL_NAMES, MSG_DONTWAIT, NETLINK_ROUTE, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLMSG_DONE,
-                      NLMSG_ERROR, NLMSG_NAMES, RTM_NEWLINK, SOL_SOCKET, SO_RCVBUF, SO_SNDBUF, Message, decode,
-                      decode_cmsgs, describe_cmsg, getlink_request, link_request, msg_flag_names, proc_net_netlink)
-from ..nic import resolve as resolve_nic
+from ..agent import Agent, Reply, Stream, errname
 from ..agent.protocol import Op
-
+from ..netlink import (
+    LEVEL_NAMES,
+    MSG_DONTWAIT,
+    NETLINK_ROUTE,
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_EXCL,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    NLMSG_NAMES,
+    OPTION_NAMES,
+    PROTOCOL_NAMES,
+    RTM_NEWLINK,
+    SO_RCVBUF,
+    SO_SNDBUF,
+    SOL_SOCKET,
+    Message,
+    decode,
+    decode_cmsgs,
+    describe_cmsg,
+    getlink_request,
+    link_request,
+    msg_flag_names,
+    proc_net_netlink,
+)
+from ..nic import resolve as resolve_nic
+from ..wait import Deadline
 from . import Failed
 from .checks import Checks
 from .trace import Trace
-from ..wait import Deadline
+
 
 def _destination(dst: tuple[int, int] | None, family: int | None) -> dict:
     """sendmsg's msg_name as agent attributes."""

@@ -1,8 +1,19 @@
 """Receive buffers, multicast between processes, and recvmsg truncation (README, "Scenarios")."""
 from __future__ import annotations
 
-from ..netlink import (MSG_DONTWAIT, MSG_PEEK, MSG_TRUNC, NETLINK_ADD_MEMBERSHIP, NETLINK_PKTINFO,
-                       NETLINK_USERSOCK, NLMSG_NOOP, SO_RCVBUF, SOL_NETLINK, SOL_SOCKET, nlmsg_bytes)
+from ..netlink import (
+    MSG_DONTWAIT,
+    MSG_PEEK,
+    MSG_TRUNC,
+    NETLINK_ADD_MEMBERSHIP,
+    NETLINK_PKTINFO,
+    NETLINK_USERSOCK,
+    NLMSG_NOOP,
+    SO_RCVBUF,
+    SOL_NETLINK,
+    SOL_SOCKET,
+    nlmsg_bytes,
+)
 from ..scenario import scenario
 from ..scenario.guest import Guest
 

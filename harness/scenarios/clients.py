@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import re
 
-from ..netlink import RTMGRP_LINK
 from ..agent.protocol import Op
+from ..netlink import RTMGRP_LINK
 from ..scenario import scenario
 from ..scenario.guest import Guest
-from .link import bring_up
 from ..wait import until
+from .link import bring_up
 
 CLIENTS = {"ip monitor link": "/usr/sbin/ip monitor link", "nl-monitor link": "/usr/bin/nl-monitor link"}
 

@@ -5,8 +5,19 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from ..netlink import (MSG_PEEK, MSG_TRUNC, NLM_F_ACK, NLM_F_MULTI, NLMSG_DONE, NLMSG_ERROR, RTM_NEWLINK, RTMGRP_LINK,
-                       SO_RCVBUF, SOL_SOCKET, getlink_request)
+from ..netlink import (
+    MSG_PEEK,
+    MSG_TRUNC,
+    NLM_F_ACK,
+    NLM_F_MULTI,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    RTM_NEWLINK,
+    RTMGRP_LINK,
+    SO_RCVBUF,
+    SOL_SOCKET,
+    getlink_request,
+)
 from ..scenario import scenario
 from ..scenario.guest import Guest
 from ..wait import until

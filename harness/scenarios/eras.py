@@ -9,8 +9,21 @@ import struct
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from ..agent import errname
-from ..netlink import (NETLINK_CAP_ACK, NETLINK_EXT_ACK, NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_REQUEST, NLMSG_DONE, NLMSG_HEADER, RTM_NEWLINK, RTMGRP_LINK, SOL_NETLINK,
-                       flag_names, getlink_request)
+from ..netlink import (
+    NETLINK_CAP_ACK,
+    NETLINK_EXT_ACK,
+    NLM_F_ACK,
+    NLM_F_ACK_TLVS,
+    NLM_F_CAPPED,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_HEADER,
+    RTM_NEWLINK,
+    RTMGRP_LINK,
+    SOL_NETLINK,
+    flag_names,
+    getlink_request,
+)
 from ..scenario import scenario
 from ..scenario.guest import Guest
 from .dump import add_dummies

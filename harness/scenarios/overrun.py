@@ -1,8 +1,7 @@
 """Multicast overrun: ENOBUFS, Drops and how many notifications fit (README, "Scenarios")."""
 from __future__ import annotations
 
-from ..netlink import (MSG_DONTWAIT, MSG_PEEK, NETLINK_NO_ENOBUFS, RTMGRP_LINK, SO_RCVBUF, SOL_NETLINK,
-                       SOL_SOCKET)
+from ..netlink import MSG_DONTWAIT, MSG_PEEK, NETLINK_NO_ENOBUFS, RTMGRP_LINK, SO_RCVBUF, SOL_NETLINK, SOL_SOCKET
 from ..scenario import scenario
 from ..scenario.guest import Guest
 from .link import bring_up

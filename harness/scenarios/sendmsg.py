@@ -5,9 +5,23 @@ from socket import AF_INET
 
 from pyroute2.netlink.rtnl import RTM_NEWLINK
 
-from ..netlink import (IFF, MSG_DONTWAIT, MSG_OOB, NETLINK_ADD_MEMBERSHIP, NETLINK_ROUTE, NETLINK_USERSOCK,
-                       NLMSG_NOOP, RTMGRP_LINK, RTNLGRP_LINK, SO_SNDBUF, SOL_NETLINK, SOL_SOCKET, getlink_request,
-                       link_request, nlmsg_bytes)
+from ..netlink import (
+    IFF,
+    MSG_DONTWAIT,
+    MSG_OOB,
+    NETLINK_ADD_MEMBERSHIP,
+    NETLINK_ROUTE,
+    NETLINK_USERSOCK,
+    NLMSG_NOOP,
+    RTMGRP_LINK,
+    RTNLGRP_LINK,
+    SO_SNDBUF,
+    SOL_NETLINK,
+    SOL_SOCKET,
+    getlink_request,
+    link_request,
+    nlmsg_bytes,
+)
 from ..scenario import scenario
 from ..scenario.guest import Guest
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.run import runner
 from harness.agent.protocol import Op
-from harness.scenario import SCENARIOS, scenario
-from harness.scenario.guest import Guest
 from harness.machine.rundir import leftovers
 from harness.results import Verdict
+from harness.run import runner
+from harness.scenario import SCENARIOS, scenario
+from harness.scenario.guest import Guest
 
 pytestmark = pytest.mark.vm
 

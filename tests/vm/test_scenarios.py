@@ -5,9 +5,8 @@ from pathlib import Path
 import pytest
 
 from harness import config
-
-from harness.run import runner
 from harness.results import Verdict, cell_name
+from harness.run import runner
 
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]

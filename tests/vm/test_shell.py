@@ -9,8 +9,8 @@ import paramiko
 import pexpect
 import pytest
 
-from harness.run import runner
 from harness.machine.rundir import leftovers
+from harness.run import runner
 
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,9 +4,9 @@ import dataclasses
 
 import pytest
 
-from harness.run import runner, snapshot
 from harness.agent.protocol import Op
 from harness.machine import VMError
+from harness.run import runner, snapshot
 
 pytestmark = pytest.mark.vm
 

@@ -6,12 +6,11 @@ import re
 import paramiko
 import pytest
 
-from harness.run import runner
-
-from harness.transport import ssh
 from harness.agent import Agent
-from harness.vm import VM
 from harness.results import Verdict
+from harness.run import runner
+from harness.transport import ssh
+from harness.vm import VM
 
 pytestmark = pytest.mark.vm
 
