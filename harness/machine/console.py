@@ -16,9 +16,10 @@ from . import VMError
 FATAL = re.compile(r"Kernel panic|BUG:|Oops|testbed-init: (agent exited|sshd exited|no management NIC)")
 SSHD_READY = "testbed-init: sshd ready"
 # After the kernel's first fatal line, the rest of its report (3.14's sysrq crash: BUG, the oops,
-# the call trace, then the panic) belongs in console.log: the guest is stopped only once the
-# report ends (or QEMU exits), or after this long.
-REPORT_END = re.compile(r"Kernel panic|---\[ end trace")
+# the call trace, "end trace", then the panic) belongs in console.log: the guest is stopped only
+# once the panic line is out (or QEMU exits), or after this long.  "end trace" is not the end:
+# oops_end() panics after printing it when panic_on_oops is set (sysrq's crash sets it).
+REPORT_END = re.compile(r"Kernel panic")
 REPORT_GRACE = 3.0
 
 
