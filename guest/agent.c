@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/io.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -289,14 +290,16 @@ static void op_sendmsg(void)
 }
 
 /* Wait up to TIMEOUT_MS for the socket to be readable (or in error) unless the caller asked
- * for MSG_DONTWAIT; returns 0 if the wait expired. */
+ * for MSG_DONTWAIT; returns 0 if the wait expired.  QUEUED says whether something was there
+ * already: then the reply's time is not when it arrived. */
 static int wait_readable(int fd, int flags)
 {
 	int64_t timeout = get_int(A_TIMEOUT_MS, -1);
-	if (timeout < 0 || (flags & MSG_DONTWAIT))
-		return 1;
 	struct pollfd p = { .fd = fd, .events = POLLIN };
-	int r;
+	int r = poll(&p, 1, 0);
+	put_int(A_QUEUED, r > 0);
+	if (r > 0 || timeout < 0 || (flags & MSG_DONTWAIT))
+		return 1;
 	do
 		r = poll(&p, 1, timeout);
 	while (r < 0 && errno == EINTR);
@@ -403,6 +406,39 @@ static void stream_event(int i)
 	send_frame(KIND_EVENT, streams[i].id);
 	if (r == -EBADF)
 		stream_remove(i);
+}
+
+/* At each time of the schedule (offsets from t_start), sleep until it; with PAUSE, then stop the
+ * machine by writing "panicked" to QEMU's pvpanic port, which QEMU (-action panic=pause) turns
+ * into a pause at exactly that guest instant.  The host acts on the stopped machine and continues
+ * it; with the clock stopped meanwhile, "resumed" is a few instructions after "reached". */
+#define PVPANIC_PORT 0x505
+#define PVPANIC_PANICKED 1
+
+static void op_at(void)
+{
+	size_t n = attr[A_SCHEDULE].len / 8;
+	int pause = get_int(A_PAUSE, 0);
+	if (pause && ioperm(PVPANIC_PORT, 1, 1) < 0) {
+		put_result(-1);
+		return;
+	}
+	int64_t *times = xrealloc(NULL, 2 * (n ? n : 1) * sizeof(int64_t));
+	for (size_t i = 0; i < n; i++) {
+		int64_t offset, at;
+		memcpy(&offset, attr[A_SCHEDULE].p + 8 * i, 8);
+		at = t_start + offset;
+		struct timespec ts = { at / 1000000000, at % 1000000000 };
+		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+			;
+		times[2 * i] = now_ns();
+		if (pause)
+			outb(PVPANIC_PANICKED, PVPANIC_PORT);
+		times[2 * i + 1] = now_ns();
+	}
+	put_result(n);
+	put_bytes(A_TIMES, times, 2 * n * sizeof(int64_t));
+	free(times);
 }
 
 static void op_close(void)
@@ -640,6 +676,7 @@ static void handle_request(uint32_t id, const uint8_t *payload, uint32_t len)
 		case OP_READ_FILE: op_read_file(); break;
 		case OP_STREAM: op_stream(id); break;
 		case OP_UNSTREAM: op_unstream(); break;
+		case OP_AT: op_at(); break;
 		default: put_error("unknown op %d", op);
 		}
 	if (as_user)

@@ -25,7 +25,8 @@
 #define OP_READ_FILE 12
 #define OP_STREAM 13
 #define OP_UNSTREAM 14
-#define OP_MAX 14
+#define OP_AT 15
+#define OP_MAX 15
 
 #define A_OP 1
 #define A_ERROR 2
@@ -72,4 +73,8 @@
 #define A_BACKGROUND 43
 #define A_T_START_NS 44
 #define A_PTY 45
-#define A_MAX 45
+#define A_SCHEDULE 46
+#define A_PAUSE 47
+#define A_TIMES 48
+#define A_QUEUED 49
+#define A_MAX 49

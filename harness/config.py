@@ -17,7 +17,7 @@
     nics: [igb, e1000e]
     default: {kernel: debian-6.1, nic: igb}
     guest-binaries: [/usr/sbin/ip, /usr/bin/nl-monitor]   # copied in with their shared libraries
-    qemu: {binary: qemu-system-x86_64, memory: 256, accel: auto, boot-timeout: 60}
+    qemu: {binary: qemu-system-x86_64, memory: 256, accel: auto, boot-timeout: 60, time: auto}
     transport: serial                                     # or ssh: the agent over SSH to the guest's sshd
     results: results
 
@@ -37,9 +37,11 @@ from .build.kbuild import BuildSpec, Tarball
 from .build.kernel import KernelSpec
 from .build.mirrors import KERNEL_ORG, is_url
 from .errors import UsageError, did_you_mean
+from .machine.qemu import TIME_MODES
 from .transport import NAMES as TRANSPORT_NAMES
 
 ACCELS = ("auto", "kvm", "tcg")
+TIMES = ("auto", *TIME_MODES)  # the guest's clock; auto: virtual with TCG, real with KVM
 TRANSPORTS = TRANSPORT_NAMES  # how the host reaches the guest's agent (harness/transport)
 
 
@@ -54,6 +56,7 @@ class Config:
     qemu_binary: str = "qemu-system-x86_64"
     memory_mb: int = 256
     accel: str = "auto"
+    time: str = "auto"
     boot_timeout: float = 60.0
     results: Path = Path("results")
     guest_binaries: tuple[Path, ...] = ()  # host programs copied into the guest
@@ -115,7 +118,7 @@ class _Reader:
 TOP_KEYS = ("kernels", "nics", "default", "qemu", "results", "cache", "guest-binaries", "transport", "mirrors")
 KERNEL_KEYS = ("debian-package", "image", "modules", "source", "tarball", "sha256", "make", "files", "patches")
 SOURCES = ("debian-package", "image", "source", "tarball")
-QEMU_KEYS = ("binary", "memory", "accel", "boot-timeout")
+QEMU_KEYS = ("binary", "memory", "accel", "boot-timeout", "time")
 
 
 def _existing(r: _Reader, key: str, value, base: Path, what: str) -> Path:
@@ -239,6 +242,7 @@ def load(path: Path | str = "testbed.yaml") -> Config:
         default_nic=r.nic("default.nic", default.get("nic", nics[0])),
         qemu_binary=r.typed("qemu.binary", qemu.get("binary", Config.qemu_binary), str, "a program name or path"),
         memory_mb=memory_mb, accel=r.choice("qemu.accel", qemu.get("accel", Config.accel), ACCELS),
+        time=r.choice("qemu.time", qemu.get("time", Config.time), TIMES),
         boot_timeout=boot_timeout, transport=r.choice("transport", data.get("transport", Config.transport), TRANSPORTS),
         results=base / r.typed("results", data.get("results", "results"), str, "a directory path"),
         guest_binaries=tuple(binaries), **optional)

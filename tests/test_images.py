@@ -74,9 +74,12 @@ def test_qemu_command_line():
     assert "socket,id=console,fd=3" in joined and "socket,id=agent,fd=4" in joined
     assert "-mon chardev=qmp,mode=control" in joined
     assert joined.index("chardev:console") < joined.index("chardev:agent")  # ttyS0, then ttyS1
-    nonic = qemu_command(QemuSettings(), Path("/k"), Path("/i"), None, {"console": 3, "agent": 4, "qmp": 5},
-                         Path("/run"))
-    assert "-device" not in nonic
+    assert "-device pvpanic -action panic=pause" in joined  # the agent's pause button
+    assert "-icount" not in cmd  # a real-time guest
+    nonic = qemu_command(QemuSettings(time="virtual"), Path("/k"), Path("/i"), None,
+                         {"console": 3, "agent": 4, "qmp": 5}, Path("/run"))
+    assert "-netdev" not in nonic and [a for a in nonic if a.startswith(("igb", "e1000"))] == []
+    assert nonic[nonic.index("-icount") + 1] == "shift=6,sleep=off"
 
 
 def test_host_programs_come_with_the_shared_objects_ldd_finds():

@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from ..wait import Deadline
 from .protocol import Frame, FrameReader, Kind, Op, ProtocolError, encode_frame
@@ -79,9 +80,10 @@ class Agent:
         self._transcript = open(transcript, "w", buffering=1) if transcript else None
         self._t0 = time.monotonic()
         self.protocol_errors: list[str] = []
-        # Offset from guest CLOCK_MONOTONIC to host time.monotonic(): the smallest
-        # (host receive time - guest send time) seen, i.e. the reply with the least latency.
-        self._clock_offset: float | None = None
+        # Called before every wait on the guest: a guest the host stopped to act on (harness.
+        # scenario.timeline) runs again only once the host waits on it.
+        self.before_wait: Callable[[], None] = lambda: None
+        self.latest_ns = 0  # the latest guest CLOCK_MONOTONIC any frame carried
         self._thread = threading.Thread(target=self._read_loop, name="agent-reader", daemon=True)
         self._thread.start()
 
@@ -102,22 +104,19 @@ class Agent:
             if not data:
                 self.fail(AgentError(f"agent channel closed{f': {closed}' if closed else ''}"))
                 return
-            now = time.monotonic()
             for item in self._reader.feed(data):
                 if isinstance(item, ProtocolError):
                     self.protocol_errors.append(str(item))
                     self._log("!!", f"protocol error: {item}")
                     continue
                 self._log("<-", f"{Kind(item.kind).name} id={item.id} {_short(item.attrs)}")
-                self._receive(item, now)
+                self._receive(item)
 
-    def _receive(self, frame: Frame, now: float):
+    def _receive(self, frame: Frame):
         t_ns = frame.attrs.get("T_NS")
         with self._cond:
-            if t_ns is not None:
-                offset = now - t_ns / 1e9
-                if self._clock_offset is None or offset < self._clock_offset:
-                    self._clock_offset = offset
+            if isinstance(t_ns, int):
+                self.latest_ns = max(self.latest_ns, t_ns)
             if frame.kind == Kind.HELLO:
                 self._hello = frame
             elif frame.kind == Kind.REPLY:
@@ -130,6 +129,8 @@ class Agent:
 
     def _wait(self, ready, timeout: float, what: str):
         deadline = Deadline(timeout)
+        if self._failure is None:
+            self.before_wait()
         with self._cond:
             while (result := ready()) is None:
                 if self._failure:
@@ -210,10 +211,6 @@ class Agent:
         if reply.ret < 0:
             raise AgentError(f"cannot stream fd {fd}: {reply.outcome()}")
         return Stream(self, fd, pending.ident)
-
-    def host_time(self, t_ns: int) -> float:
-        """A guest CLOCK_MONOTONIC time on the host's time.monotonic() axis."""
-        return t_ns / 1e9 + (self._clock_offset or 0.0)
 
     def close(self):
         try:

@@ -49,6 +49,7 @@ class Op(enum.IntEnum):
     READ_FILE = 12
     STREAM = 13    # from now on, send everything FD receives as EVENT frames (id = this request's)
     UNSTREAM = 14  # stop streaming FD; its events all precede this reply
+    AT = 15        # at each guest time of SCHEDULE, sleep until it and, with PAUSE, stop the machine
 
 
 INT, BYTES, STR = "int", "bytes", "str"
@@ -100,6 +101,10 @@ ATTRS = [
     ("BACKGROUND", 43, INT),    # run the request in a child process; its reply comes when it ends
     ("T_START_NS", 44, INT),    # CLOCK_MONOTONIC right before the syscall
     ("PTY", 45, INT),           # run a command on a pseudo-terminal (line-buffered stdio)
+    ("SCHEDULE", 46, BYTES),    # int64 ns offsets from when the agent took the request (AT)
+    ("PAUSE", 47, INT),         # AT: at each time, stop the machine until the host continues it
+    ("TIMES", 48, BYTES),       # AT: int64 (reached, resumed) CLOCK_MONOTONIC ns pairs, one per time
+    ("QUEUED", 49, INT),        # recvmsg: something was already queued when the request came
 ]
 ATTR_BY_NAME = {name: (num, kind) for name, num, kind in ATTRS}
 ATTR_BY_NUM = {num: (name, kind) for name, num, kind in ATTRS}

@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_mod.load(args.config)
         if getattr(args, "transport", None):
             cfg = dataclasses.replace(cfg, transport=args.transport)
+        if getattr(args, "time", None):
+            cfg = dataclasses.replace(cfg, time=args.time)
         if args.command in ("list", "run"):
             from .run import cmd_list, cmd_run
             return cmd_list(cfg) if args.command == "list" else cmd_run(cfg, args)

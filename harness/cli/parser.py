@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import TRANSPORTS
+from ..config import TIMES, TRANSPORTS
 from ..errors import UsageError
 
 
@@ -16,7 +16,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _option_groups() -> dict[str, argparse.ArgumentParser]:
     """The options several commands share, each declared once (argparse parents)."""
-    groups = {name: _Parser(add_help=False) for name in ("guest", "transport", "cells", "jobs")}
+    groups = {name: _Parser(add_help=False) for name in ("guest", "transport", "cells", "jobs", "time")}
     groups["guest"].add_argument("--kernel", help="a kernel named in testbed.yaml")
     groups["guest"].add_argument("--nic", help="NIC model: igb, e1000e, e1000, or vfio:DOMAIN:BUS:DEV.FN")
     groups["transport"].add_argument("--transport", choices=TRANSPORTS,
@@ -25,7 +25,12 @@ def _option_groups() -> dict[str, argparse.ArgumentParser]:
     groups["cells"].add_argument("--nics", nargs="+", help="NIC models (default: those in testbed.yaml)")
     groups["cells"].add_argument("--scenarios", nargs="+", help="scenario names (default: all)")
     groups["cells"].add_argument("--results", type=Path, help="results directory (default: results/<command>/<date-time>)")
-    groups["jobs"].add_argument("--jobs", type=int, help="guests at a time (default: twice the CPUs)")
+    groups["jobs"].add_argument("--jobs", type=int, help="guests at a time (default: by the guest clock: "
+                                                         "the CPUs for virtual, twice them for real)")
+    groups["time"].add_argument("--time", choices=TIMES,
+                                help="the guest's clock: virtual (QEMU's instruction counter; waits on the guest's "
+                                     "timers cost no host time) or real; auto (default: testbed.yaml's qemu.time) "
+                                     "is virtual with TCG, real with KVM")
     return groups
 
 
@@ -35,13 +40,13 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     g = _option_groups()
     sub.add_parser("list", help="list the scenarios")
-    run = sub.add_parser("run", help="run one scenario and print its trace", parents=[g["guest"], g["transport"]])
+    run = sub.add_parser("run", help="run one scenario and print its trace", parents=[g["guest"], g["transport"], g["time"]])
     run.add_argument("scenario")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--cold", action="store_true",
                      help="boot the guest afresh instead of restoring the kernel x NIC's snapshot")
     mx = sub.add_parser("matrix", help="scenarios x kernels x NICs into one results directory (for CI)",
-                        parents=[g["cells"], g["jobs"], g["transport"]])
+                        parents=[g["cells"], g["jobs"], g["transport"], g["time"]])
     mx.add_argument("--kernels", nargs="+", help="kernels named in testbed.yaml (default: all)")
     mx.add_argument("--shard", help="I/N: run only the I-th of N deterministic shares of the cells")
     rep = sub.add_parser("report", help="rewrite report.html and kcidb.json of matrix results; --merge shards")
@@ -49,16 +54,16 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--merge", action="store_true", help="merge the directories (CI shards) into --out")
     rep.add_argument("--out", type=Path, help="where the merged results go (default: results/merged)")
     df = sub.add_parser("diff", help="run the catalogue on several kernels and print what they did differently",
-                        parents=[g["cells"], g["jobs"]])
+                        parents=[g["cells"], g["jobs"], g["time"]])
     df.add_argument("--kernel", action="append", required=True, help="a kernel named in testbed.yaml (twice or more)")
     so = sub.add_parser("soak", help="many consecutive boot + scenario cycles: flakes, leftovers, slowest",
-                        parents=[g["transport"]])
+                        parents=[g["transport"], g["time"]])
     so.add_argument("--cycles", type=int, default=200)
     so.add_argument("--kernel", help="a kernel named in testbed.yaml")
     so.add_argument("--scenario", default="carrier-qmp", help="the scenario of each cycle (default: carrier-qmp)")
     so.add_argument("--restore", action="store_true", help="restore the snapshot instead of booting each cycle")
     sh = sub.add_parser("shell", help="a shell on a fresh guest (its console, or ssh), the agent running beside it",
-                        parents=[g["guest"], g["transport"]])
+                        parents=[g["guest"], g["transport"], g["time"]])
     sh.add_argument("--cold", action="store_true", help="boot afresh instead of restoring the snapshot")
     link = sub.add_parser("link", help="flip a running guest's link (QMP set_link), e.g. one `testbed shell` started")
     link.add_argument("state", choices=["up", "down"])

@@ -12,16 +12,31 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..wait import Deadline
+from .qemu import ICOUNT_SHIFT
 
 PROBE_SECONDS = 5.0
-_announced = False
+_announced: set[str] = set()
 
 
-def _notice(text: str):
-    global _announced
-    if not _announced:
+def _notice(text: str, topic: str = "accel"):
+    """One line per topic and process, however many guests it starts."""
+    if topic not in _announced:
         print(f"testbed: {text}", file=sys.stderr)
-        _announced = True
+        _announced.add(topic)
+
+
+def choose_time(setting: str, accel: str) -> str:
+    """The guest's clock for `setting` (auto, virtual or real) under `accel`: auto is virtual
+    with TCG (waits on the guest's timers cost no host time) and real with KVM, which cannot
+    count instructions."""
+    if setting == "virtual" and accel == "kvm":
+        raise UsageError("--time virtual (qemu.time): needs TCG, and the accelerator is KVM; "
+                         "use --time real, or qemu.accel: tcg")
+    chosen = setting if setting != "auto" else "virtual" if accel == "tcg" else "real"
+    if setting == "auto":
+        _notice(f"guest clock: virtual (TCG, icount shift={ICOUNT_SHIFT}, sleep=off; --time real for the "
+                f"host's)" if chosen == "virtual" else "guest clock: real (KVM cannot run a virtual one)", "time")
+    return chosen
 
 
 def probe_kvm(qemu: str, kernel_image: Path) -> bool:

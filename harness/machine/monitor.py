@@ -8,12 +8,16 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from qemu.qmp import QMPError
 from qemu.qmp.legacy import QEMUMonitorProtocol
 from qemu.qmp.qmp_client import ExecuteError
+
+from ..wait import Deadline
 
 
 class MonitorError(Exception):
@@ -24,6 +28,7 @@ class Monitor:
     def __init__(self, sock: socket.socket, transcript: Path | None = None, timeout: float = 10.0):
         self._qmp = QEMUMonitorProtocol(sock)
         self._qmp.settimeout(timeout)
+        self._lock = threading.Lock()  # the client is one event loop: one caller at a time
         self._transcript = open(transcript, "w", buffering=1) if transcript else None
         self._t0 = time.monotonic()
 
@@ -42,7 +47,8 @@ class Monitor:
         """Run one QMP command; returns its 'return' value or raises MonitorError."""
         self._log(f"-> {json.dumps({'execute': name, 'arguments': args})}")
         try:
-            result = self._qmp.cmd(name, **args)
+            with self._lock:
+                result = self._qmp.cmd(name, **args)
         except ExecuteError as e:
             self._log(f"<- error {e.error_class}: {e.error_desc}")
             raise MonitorError(f"QMP {name} {args}: {e.error_class}: {e.error_desc}") from e
@@ -51,6 +57,26 @@ class Monitor:
             raise MonitorError(f"QMP {name}: no answer from QEMU ({type(e).__name__}: {e})") from e
         self._log(f"<- {json.dumps(result)}")
         return result
+
+    def wait_event(self, name: str, timeout: float, abandon: Callable[[], Exception | None] = lambda: None) -> dict:
+        """The next `name` event (others are logged and dropped); MonitorError after `timeout`
+        seconds, or as soon as `abandon()` names a reason to stop waiting (the guest broke)."""
+        deadline = Deadline(timeout)
+        while True:
+            if cause := abandon():
+                raise MonitorError(f"gave up waiting for QEMU's {name} event: {cause}")
+            if deadline.passed():
+                raise MonitorError(f"no {name} event from QEMU within {timeout:g} s")
+            try:
+                with self._lock:
+                    event = self._qmp.pull_event(wait=max(min(0.1, deadline.left()), 0.001))
+            except asyncio.TimeoutError:
+                continue
+            except (QMPError, OSError, EOFError) as e:
+                raise MonitorError(f"QEMU's monitor closed while waiting for {name}: {e!r}") from e
+            self._log(f"<- event {json.dumps(event)}")
+            if event.get("event") == name:
+                return event
 
     def set_link(self, device: str, up: bool):
         """QMP set_link: QEMU emits no event for it and accepts it even for NICs that ignore it."""

@@ -23,6 +23,13 @@ NIC_ID = "nic0"
 # dmesg keeps everything.
 CMDLINE = "console=ttyS0 loglevel=5 panic=-1 ipv6.disable=1 dummy.numdummies=0 rdinit=/init"
 QUIT_WAIT = 3.0  # seconds QEMU gets to exit after QMP quit before it is killed
+# The guest stops itself at a chosen instant of its timeline by writing to the pvpanic port
+# (the agent's AT op); QEMU pauses instead of acting on a panic, and the host continues it.
+PAUSE_BUTTON = ["-device", "pvpanic", "-action", "panic=pause"]
+TIME_MODES = ("virtual", "real")
+# The guest's clock on QEMU's instruction counter: 2^shift ns per instruction, and when every
+# vCPU idles the clock jumps to the next timer deadline (sleep=off) instead of waiting for it.
+ICOUNT_SHIFT = 6
 
 
 @dataclass
@@ -31,6 +38,11 @@ class QemuSettings:
     accel: str = "tcg"
     memory_mb: int = 256
     boot_timeout: float = 60.0
+    time: str = "real"  # virtual (TCG only) or real
+
+    def clock(self) -> str:
+        """Which clock the guest runs on, as a trace says it."""
+        return f"virtual (icount shift={ICOUNT_SHIFT}, sleep=off)" if self.time == "virtual" else "real"
 
 
 def qemu_command(settings: QemuSettings, kernel_image: Path, initrd: Path, nic: str | None,
@@ -38,7 +50,10 @@ def qemu_command(settings: QemuSettings, kernel_image: Path, initrd: Path, nic: 
     """The QEMU command line.  `fds` maps 'console', 'agent' and 'qmp' to socket fds QEMU inherits;
     `extra` is what the transport adds (the SSH transport's management NIC)."""
     cmd = [settings.binary, "-name", f"testbed-{nic or 'nonic'}", "-machine", "q35", "-accel", settings.accel,
-           "-m", str(settings.memory_mb), "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]
+           "-m", str(settings.memory_mb), "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+           *PAUSE_BUTTON]
+    if settings.time == "virtual":
+        cmd += ["-icount", f"shift={ICOUNT_SHIFT},sleep=off"]
     if QBOOT.exists():
         cmd += ["-bios", str(QBOOT)]  # a faster firmware than SeaBIOS for direct kernel boot
     cmd += ["-kernel", str(kernel_image), "-initrd", str(initrd), "-append", append,

@@ -35,6 +35,7 @@ class Result:
     release: str = ""
     version: str = ""
     accel: str = ""
+    time: str = ""  # the guest's clock: virtual (QEMU's instruction counter) or real
     boot_seconds: float | None = None  # QEMU start to the agent answering (boot or restore)
     from_snapshot: bool = False
     transport: str = "serial"  # how the host reached the agent: serial port or SSH

@@ -47,12 +47,13 @@ def prepare(cfg: Config, kernel_name: str | None, nic: str | None, transport: st
     reached (serial or ssh); worked out once per process for the same inputs."""
     spec = cfg.kernel(kernel_name)
     key = (repr(spec), nic, transport, cfg.cache, cfg.guest_binaries, cfg.qemu_binary, cfg.accel, cfg.memory_mb,
-           cfg.boot_timeout)
+           cfg.boot_timeout, cfg.time)
     if key not in _prepared:
         k = kernel.resolve(spec, cfg.cache)
         img = image.build(k, nic, cfg.cache, cfg.guest_binaries, by_name(transport).guest_additions())
-        settings = QemuSettings(cfg.qemu_binary, accel.choose(cfg.accel, cfg.qemu_binary, k.image, cfg.cache),
-                                cfg.memory_mb, cfg.boot_timeout)
+        chosen = accel.choose(cfg.accel, cfg.qemu_binary, k.image, cfg.cache)
+        settings = QemuSettings(cfg.qemu_binary, chosen, cfg.memory_mb, cfg.boot_timeout,
+                                accel.choose_time(cfg.time, chosen))
         _prepared[key] = Target(k, img, nic, settings, transport)
     return _prepared[key]
 
@@ -82,7 +83,8 @@ def ready_vm(cfg: Config, target: Target, artifacts: Path, cold: bool = False) -
 def ready_note(vm: VM) -> str:
     how = (f"restored from a snapshot in {vm.boot_seconds:.2f} s (its boot took {vm.snapshot.boot_seconds:.2f} s)"
            if vm.snapshot else f"booted in {vm.boot_seconds:.2f} s")
-    return f"guest ready: kernel {vm.hello.get('RELEASE')}, {vm.nic or 'no NIC'}, {vm.settings.accel.upper()}, {how}"
+    return (f"guest ready: kernel {vm.hello.get('RELEASE')}, {vm.nic or 'no NIC'}, {vm.settings.accel.upper()}, {how}; "
+            f"times are the guest's CLOCK_MONOTONIC, on a {vm.settings.clock()} clock")
 
 
 def run(cfg: Config, name: str, kernel_name: str | None = None, nic: str | None = None,
@@ -97,10 +99,11 @@ def run(cfg: Config, name: str, kernel_name: str | None = None, nic: str | None 
     try:
         target = prepare(cfg, kernel_name, nic, transport or cfg.transport)
         result.release, result.version = target.kernel.release, target.kernel.version_str
-        result.accel, result.transport = target.settings.accel, target.transport
+        result.accel, result.transport, result.time = target.settings.accel, target.transport, target.settings.time
         with ready_vm(cfg, target, artifacts, cold) as vm:
             result.boot_seconds, result.from_snapshot = vm.boot_seconds, vm.snapshot is not None
-            trace.start_clock()  # the scenario's times count from the guest being ready
+            # the scenario's times count from the guest being ready, on its own clock
+            trace.start_clock(vm.agent.call(Op.PING)["T_NS"], lambda: vm.agent.latest_ns)
             for note in [*vm.notes, ready_note(vm)]:
                 trace.add("note", note)
             try:

@@ -2,7 +2,6 @@
 is written to the trace with names, not numbers."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -37,7 +36,8 @@ from ..nic import resolve as resolve_nic
 from ..wait import Deadline
 from . import Failed
 from .checks import Checks
-from .trace import Trace
+from .timeline import Action, Timeline
+from .trace import Trace, TraceEntry
 
 
 def _destination(dst: tuple[int, int] | None, family: int | None) -> dict:
@@ -210,15 +210,14 @@ class EventStream:
     def _received(self, r: Reply) -> "Received":
         return self.sock.received(r, f"event fd {self.sock.fd}")
 
-    def next(self, timeout: float = 5.0) -> "Received | None":
-        r = self.stream.next(timeout)
-        return None if r is None else self._received(r)
-
-    def until_quiet(self, quiet: float) -> list["Received"]:
-        """Events until none arrives for `quiet` seconds."""
-        events = []
-        while (got := self.next(quiet)) is not None:
+    def stop_when_quiet(self, quiet: float) -> list["Received"]:
+        """Stop streaming once nothing has arrived for `quiet` seconds of the guest's clock: the
+        events so far, then recvmsg with the agent's own timeout until one passes in silence."""
+        events = self.stop()
+        while not (got := self.sock.recv(timeout=quiet)).reply.timed_out:
             events.append(got)
+            if not got.ok and got.errno != "ENOBUFS":  # ENOBUFS is an event; anything else ends it
+                break
         return events
 
     def stop(self) -> list["Received"]:
@@ -280,7 +279,9 @@ class Guest(Checks):
         self.nic = vm.nic
         self.ifname = "eth0"
         self._seq = 0
-        self._host_actions: list[tuple[float, str]] = []  # (host time, what), in order
+        self._unplaced: list[TraceEntry] = []  # host actions' trace entries, in order, until placed
+        self.timeline = Timeline(vm.agent, vm.monitor, lambda: vm.failure,
+                                 placed=lambda action: self.trace.place(self._unplaced.pop(0), action.reached_ns))
 
     # ---- plumbing ----
 
@@ -288,20 +289,19 @@ class Guest(Checks):
         return self.agent.call(op, **attrs)
 
     def trace_result(self, r: Reply, text: str, **data):
-        at = self.agent.host_time(r["T_NS"]) if "T_NS" in r.attrs else None
-        self.trace.add("guest", text, at=at, **data)
+        self.trace.add("guest", text, at_ns=r.get("T_NS"), **data)
 
     def since_host_action(self, r: Reply) -> str:
-        """'  (+4 ms after QMP set_link nic0 off)': how long the kernel took to report it."""
-        if "T_NS" not in r.attrs:
+        """'  (+4 ms after QMP set_link nic0 off)': how long the kernel took to report it, on the
+        guest's clock.  Not said when it cannot be stated truly: the datagram was queued before
+        the agent asked for it (when it arrived is not known), or the action's instant is not
+        known exactly."""
+        if "T_NS" not in r.attrs or r.get("QUEUED"):
             return ""
-        t = self.agent.host_time(r["T_NS"])
-        before = [(at, what) for at, what in self._host_actions if at <= t]
-        if not before:
+        action = self.timeline.last_action_before(r["T_NS"])
+        if action is None or not action.exact:
             return ""
-        at, what = before[-1]
-        return f"  (+{(t - at) * 1000:.0f} ms after {what})"
-
+        return f"  (+{(r['T_NS'] - action.reached_ns) / 1e6:.0f} ms after {action.what})"
 
     def next_seq(self) -> int:
         self._seq += 1
@@ -389,13 +389,27 @@ class Guest(Checks):
         self.trace.add("guest", f"RTM_GETLINK dump: {found[-1]}")
         return found[-1]
 
+    def sleep(self, seconds: float):
+        """Let `seconds` pass on the guest's clock, its timers running meanwhile."""
+        end = self.timeline.sleep(seconds)
+        self.trace.add("guest", f"slept {seconds:g} s", at_ns=end)
+
     # ---- the NIC's link, from the host ----
 
-    def set_link(self, up: bool):
+    def set_link(self, up: bool) -> Action:
+        """QMP set_link now, with the guest stopped at the instant it happens (see timeline)."""
+        return self.set_links([(0.0, up)])[0]
+
+    def set_links(self, steps: list[tuple[float, bool]]) -> list[Action]:
+        """QMP set_link at each (offset, state), offsets in seconds of the guest's clock from
+        now: the spacing holds on the guest's clock however slow the host is."""
         if self.vm.nic and not resolve_nic(self.vm.nic).emulated:
             self.skip(f"{self.vm.nic} is a real card: its link is its cable, which QMP set_link cannot flip")
-        t = time.monotonic()
-        self.vm.monitor.set_link(self.vm.nic_id, up)
-        what = f"QMP set_link {self.vm.nic_id} {'on' if up else 'off'}"
-        self.trace.add("host", what, at=t)
-        self._host_actions.append((t, what))
+
+        def flip(i: int) -> str:
+            up = steps[i][1]
+            self.vm.monitor.set_link(self.vm.nic_id, up)
+            what = f"QMP set_link {self.vm.nic_id} {'on' if up else 'off'}"
+            self._unplaced.append(self.trace.add("host", what))
+            return what
+        return self.timeline.at([offset for offset, _ in steps], flip)

@@ -2,7 +2,6 @@
 net/core/rtnetlink.c:rtnl_dump_ifinfo)."""
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 from ..netlink import (
@@ -128,7 +127,7 @@ def dump_pace(g: Guest):
     after_request = rmem()
     g.expect_true("the request itself produced one dump round (rmem was below rcvbuf)",
                   after_request > queued * truesize, f"Rmem {after_request}")
-    time.sleep(1.0)
+    g.sleep(1.0)
     g.expect("no further round without a recvmsg (Rmem 1 s later)", rmem(), after_request)
 
     # Read one datagram at a time.  A notification's truesize is T, so after each one the kernel's

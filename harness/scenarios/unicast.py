@@ -3,7 +3,6 @@ net/netlink/af_netlink.c:netlink_unicast, netlink_attachskb)."""
 from __future__ import annotations
 
 import struct
-import time
 from socket import SO_SNDTIMEO
 
 from ..netlink import MSG_DONTWAIT, NETLINK_USERSOCK, NLMSG_NOOP, SO_RCVBUF, SOL_SOCKET, nlmsg_bytes
@@ -76,7 +75,7 @@ def unicast_full_block(g: Guest):
                       f"{waited_ms:.1f} ms")
 
     blocked = sender.send_in_background(MESSAGE, dst=(RECEIVER, 0))
-    time.sleep(1.0)
+    g.sleep(1.0)
     g.expect("the blocking sender is still asleep after 1 s", blocked.done(), False)
     read = receiver.recv(flags=MSG_DONTWAIT)
     g.expect("the receiver reads one message", read.reply.get("DATA"), MESSAGE)

@@ -1,0 +1,97 @@
+"""Host actions on the guest's clock.
+
+The guest stops itself at an instant of its own clock: the agent's AT op sleeps until it and
+writes QEMU's pvpanic port, which QEMU (-action panic=pause) turns into a pause right there.
+The host acts on the stopped machine (QMP set_link), and the machine runs again only when the
+host next waits on the guest.  So each action sits at one exact instant of the guest's
+timeline, a schedule of actions keeps its guest-clock spacing however slow the host is, and the
+guest's clock does not run on while the host decides what to do next (a virtual-time guest
+would fast-forward through its timers meanwhile).
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Callable
+
+from ..agent import Agent, AgentError, Pending
+from ..agent.protocol import Op
+from ..machine.monitor import Monitor
+
+PAUSED_EVENT = "GUEST_PANICKED"  # what QEMU says when the agent presses its pause button
+EVENT_SLACK = 10.0  # host seconds allowed beyond a scheduled offset for the pause to come
+# Guest time from the pause to the agent's next clock reading: the vCPU's clock stands still
+# while the machine is stopped (TCG, with or without icount), so this is the interrupt the
+# action raised being handled.  Beyond it, where the action sits is not known exactly.
+HELD_LIMIT_NS = 5_000_000
+
+
+@dataclass
+class Action:
+    what: str
+    reached_ns: int | None = None  # the guest's CLOCK_MONOTONIC when the machine stopped for it
+    resumed_ns: int | None = None  # ... when the agent next read its clock after the pause
+
+    @property
+    def exact(self) -> bool:
+        return self.reached_ns is not None and self.resumed_ns - self.reached_ns < HELD_LIMIT_NS
+
+
+def _packed(offsets: list[float]) -> bytes:
+    return struct.pack(f"<{len(offsets)}q", *(round(s * 1e9) for s in offsets))
+
+
+class Timeline:
+    def __init__(self, agent: Agent, monitor: Monitor, failure: Callable[[], Exception | None],
+                 placed: Callable[[Action], None] = lambda action: None):
+        """`failure` names what broke the guest, if anything has; `placed` hears of each action
+        once its instant on the guest's clock is known."""
+        self.agent, self.monitor, self.failure, self.placed = agent, monitor, failure, placed
+        self.actions: list[Action] = []
+        self._unplaced: tuple[Pending, list[Action]] | None = None  # the stopped machine's AT request
+        agent.before_wait = self.resume
+
+    def at(self, offsets: list[float], act: Callable[[int], str]) -> list[Action]:
+        """Stop the machine at each offset (seconds of the guest's clock from now) and run
+        act(i) on it, which says what it did; the machine stays stopped after the last one until
+        the host next waits on the guest."""
+        self.resume()
+        pending = self.agent.start(Op.AT, schedule=_packed(offsets), pause=1, background=1)
+        def abandon():
+            # an AT that answers before its last pause could not press the button (no ioperm)
+            return self.failure() or (pending.done() and AgentError(f"the agent's AT op did not stop the machine: "
+                                                                    f"{pending.wait().outcome()}"))
+        actions = []
+        for i, offset in enumerate(offsets):
+            if i:
+                self.monitor.command("cont")
+            self.monitor.wait_event(PAUSED_EVENT, offset + EVENT_SLACK, abandon)
+            actions.append(Action(act(i)))
+        self.actions += actions
+        self._unplaced = (pending, actions)
+        return actions
+
+    def resume(self):
+        """Let a stopped machine run, and place its actions on the guest's timeline."""
+        if self._unplaced is None:
+            return
+        pending, actions = self._unplaced
+        self._unplaced = None
+        self.monitor.command("cont")
+        reply = pending.wait()
+        if reply.ret != len(actions):
+            raise AgentError(f"the agent's AT op failed: {reply.outcome()}")
+        times = struct.unpack(f"<{2 * len(actions)}q", reply["TIMES"])
+        for i, action in enumerate(actions):
+            action.reached_ns, action.resumed_ns = times[2 * i], times[2 * i + 1]
+            self.placed(action)
+
+    def sleep(self, seconds: float) -> int:
+        """Sleep `seconds` of the guest's clock; returns when (guest ns) the sleep ended.  In a
+        child of the agent, so streams and background requests are served meanwhile."""
+        reply = self.agent.call(Op.AT, schedule=_packed([seconds]), background=1, timeout=seconds + EVENT_SLACK)
+        return struct.unpack("<2q", reply["TIMES"])[0]
+
+    def last_action_before(self, t_ns: int) -> Action | None:
+        placed = [a for a in self.actions if a.reached_ns is not None and a.reached_ns <= t_ns]
+        return placed[-1] if placed else None
