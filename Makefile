@@ -1,7 +1,7 @@
 # make setup     install everything (system packages, Python venv, every kernel in testbed.yaml)
 # make test      every test, VM tests included
 # make test-vm   only the tests that boot real guests
-# make bench     boot, restore, per-scenario and whole-catalogue times per kernel x NIC
+# make bench     boot, restore, per-scenario, catalogue and matrix times per kernel x NIC, both clocks
 # make soak      200 boot + scenario cycles: flakes, leftovers, the slowest cycle (CYCLES=N, TRANSPORT=ssh)
 # make kernel KERNEL_SRC=PATH   build a kernel tree (or tarball) with kernel-config/
 # Tests run JOBS at a time, each VM test on its own guest: guests spend most of a scenario
@@ -40,7 +40,7 @@ test-vm: $(VENV)/.installed
 	$(PY) -m pytest -n $(JOBS) -m vm
 
 bench: $(VENV)/.installed
-	$(VENV)/bin/testbed bench --runs 5 --jobs $(JOBS) --json results/bench.json
+	$(VENV)/bin/testbed bench --runs 3 --json results/bench.json
 
 # not part of `make test`: 200 cold boots + carrier-qmp across the NICs (about 25 minutes here)
 soak: $(VENV)/.installed

@@ -43,13 +43,12 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_mod.load(args.config)
         if getattr(args, "transport", None):
             cfg = dataclasses.replace(cfg, transport=args.transport)
-        if getattr(args, "time", None):
+        if getattr(args, "time", None) and args.command != "bench":  # bench takes a list of clocks
             cfg = dataclasses.replace(cfg, time=args.time)
         if args.command in ("list", "run"):
             from .run import cmd_list, cmd_run
             return cmd_list(cfg) if args.command == "list" else cmd_run(cfg, args)
-        from ..run.runner import DEFAULT_JOBS
-        jobs = getattr(args, "jobs", None) or DEFAULT_JOBS
+        jobs = getattr(args, "jobs", None)  # None: by the guests' clock (runner.default_jobs)
         if args.command == "matrix":
             from ..run.matrix import run_matrix
             return run_matrix(cfg, args.kernels, args.nics, args.scenarios, args.shard, jobs, args.results)[0]
@@ -73,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             from ..run.bench import bench
             return bench(cfg, args.runs, args.json, [cfg.kernel(k).name for k in args.kernels or []] or None,
-                         [cfg.nic(n) for n in args.nics or []] or None, jobs)
+                         [cfg.nic(n) for n in args.nics or []] or None, jobs, args.time)
     except UsageError as e:
         print(f"testbed: {e}", file=sys.stderr)
         return 2

@@ -77,8 +77,10 @@ def parser() -> argparse.ArgumentParser:
     kbuild.add_argument("--source", type=Path, help="build this tree or tarball instead")
     kbuild.add_argument("--name", help="name for --source (default: the directory's name)")
     kbuild.add_argument("--jobs", type=int, help="parallel jobs (default: the number of CPUs)")
-    bench = sub.add_parser("bench", help="measure boot, restore, per-scenario and catalogue times per kernel x NIC",
-                           parents=[g["jobs"]])
+    bench = sub.add_parser("bench", help="measure boot, restore, per-scenario, catalogue and matrix times per "
+                                         "kernel x NIC, virtual and real clock side by side", parents=[g["jobs"]])
+    bench.add_argument("--time", choices=TIMES[1:], action="append",
+                       help="measure this clock only (repeatable; default: both where the accelerator allows)")
     bench.add_argument("--runs", type=int, default=3)
     bench.add_argument("--kernels", nargs="+", help="kernels named in testbed.yaml (default: all)")
     bench.add_argument("--nics", nargs="+", help="NIC models (default: those in testbed.yaml)")

@@ -87,7 +87,7 @@ def metadata(cfg: Config, cells: list[tuple], shard_spec: str | None) -> dict:
         target = runner.prepare(cfg, name, None)
         kernels[name] = {"release": target.kernel.release, "version": target.kernel.version_str,
                          "image": str(target.kernel.image), "sha256": file_hash(target.kernel.image),
-                         "accel": target.settings.accel}
+                         "accel": target.settings.accel, "time": target.settings.time}
     return {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "qemu": qemu_version(cfg.qemu_binary), "kernels": kernels,
             "nics": sorted({n for _, _, n in cells if n}), "shard": shard_spec, "transport": cfg.transport,
@@ -97,7 +97,7 @@ def metadata(cfg: Config, cells: list[tuple], shard_spec: str | None) -> dict:
 
 
 def run_matrix(cfg: Config, kernels: list[str] | None, nics: list[str] | None, scenarios: list[str] | None,
-               shard_spec: str | None, jobs: int, out: Path | None) -> tuple[int, Path]:
+               shard_spec: str | None, jobs: int | None, out: Path | None) -> tuple[int, Path]:
     """Run the cells; returns the exit status and the results directory."""
     cells = runner.cases(cfg, [cfg.kernel(k).name for k in kernels or []] or None,
                          [cfg.nic(n) for n in nics or []] or None, scenarios)
@@ -111,8 +111,10 @@ def run_matrix(cfg: Config, kernels: list[str] | None, nics: list[str] | None, s
     except OSError as e:
         raise UsageError(f"results directory {out}: not writable ({e.strerror}); choose another with --results")
     meta = metadata(cfg, cells, shard_spec)
+    jobs = runner.jobs_for(cfg, cells, jobs)
+    clocks = "/".join(sorted({k["time"] for k in meta["kernels"].values()}))
     print(f"testbed: {len(cells)} cells (kernels {', '.join(meta['kernels'])}; NICs {', '.join(meta['nics']) or '-'}), "
-          f"{jobs} at a time, results in {out}/", flush=True)
+          f"{jobs} at a time, {clocks} time, results in {out}/", flush=True)
     progress, results, started = Progress(len(cells)), [], time.monotonic()
 
     def done(r):
@@ -134,7 +136,7 @@ def run_matrix(cfg: Config, kernels: list[str] | None, nics: list[str] | None, s
 
 
 def run_diff(cfg: Config, kernels: list[str], nics: list[str] | None, scenarios: list[str] | None,
-             jobs: int, out: Path | None) -> int:
+             jobs: int | None, out: Path | None) -> int:
     """The catalogue on two (or more) kernels, then what the kernels did differently."""
     if len(set(kernels)) < 2:
         raise UsageError(f"--kernel: give two different kernels to compare, got {', '.join(kernels)}")

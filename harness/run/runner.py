@@ -26,9 +26,13 @@ from ..transport import by_name
 from ..vm import VM, Target
 from . import snapshot
 
-# Guests at a time when running many scenarios: they spend most of a scenario waiting on the
-# kernel's timers (linkwatch, autonegotiation, silence windows), so twice the CPUs keeps both busy.
-DEFAULT_JOBS = 2 * (os.cpu_count() or 1)
+
+
+def default_jobs(time_mode: str) -> int:
+    """Guests at a time when running many scenarios.  A real-time guest spends most of a scenario
+    waiting on the kernel's timers, so twice the CPUs keeps them busy; a virtual-time guest
+    fast-forwards through those waits and needs a CPU meanwhile (README, "Speed")."""
+    return (os.cpu_count() or 1) * (1 if time_mode == "virtual" else 2)
 
 
 def lookup(name: str) -> ScenarioInfo:
@@ -144,13 +148,24 @@ def cases(cfg: Config, kernels: list[str] | None = None, nics: list[str] | None 
             for s in chosen for nic in ((nics or cfg.nics) if s.needs_nic else [None])]
 
 
-def run_many(cfg: Config, todo: list[tuple[str, str, str | None]], jobs: int, root: Path,
+def prepare_all(cfg: Config, todo: list[tuple[str, str, str | None]]) -> list[Target]:
+    """Every kernel x NIC of `todo` prepared here, not in the workers: builds and usage errors
+    surface once."""
+    return [prepare(cfg, k, nic, cfg.transport) for _, k, nic in dict.fromkeys(todo)]
+
+
+def jobs_for(cfg: Config, todo: list[tuple[str, str, str | None]], jobs: int | None) -> int:
+    """`jobs`, or the default for the guests' clock."""
+    targets = prepare_all(cfg, todo)
+    return jobs or default_jobs(targets[0].settings.time if targets else "real")
+
+
+def run_many(cfg: Config, todo: list[tuple[str, str, str | None]], jobs: int | None, root: Path,
              done: Callable[[Result], None] = lambda r: None) -> list[Result]:
-    """Run `todo` with up to `jobs` guests at once (each restored from its kernel x NIC's snapshot,
-    artifacts under root/<scenario>-<kernel>-<nic>); `done` sees each result as it comes.
-    Ctrl-C kills every guest, lets each run record its error, and re-raises."""
-    for _, k, nic in dict.fromkeys(todo):
-        prepare(cfg, k, nic, cfg.transport)  # here, not in the workers: builds and usage errors surface once
+    """Run `todo` with up to `jobs` guests at once (default: by their clock), each restored from
+    its kernel x NIC's snapshot, artifacts under root/<scenario>-<kernel>-<nic>; `done` sees each
+    result as it comes.  Ctrl-C kills every guest, lets each run record its error, and re-raises."""
+    jobs = jobs_for(cfg, todo, jobs)
     results = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = [pool.submit(run, cfg, n, k, nic, root / cell_name(n, k, nic)) for n, k, nic in todo]

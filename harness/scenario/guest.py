@@ -279,9 +279,7 @@ class Guest(Checks):
         self.nic = vm.nic
         self.ifname = "eth0"
         self._seq = 0
-        self._unplaced: list[TraceEntry] = []  # host actions' trace entries, in order, until placed
-        self.timeline = Timeline(vm.agent, vm.monitor, lambda: vm.failure,
-                                 placed=lambda action: self.trace.place(self._unplaced.pop(0), action.reached_ns))
+        self.timeline = Timeline(vm.agent, vm.monitor, lambda: vm.failure, clock_stops=vm.settings.accel == "tcg")
 
     # ---- plumbing ----
 
@@ -406,10 +404,13 @@ class Guest(Checks):
         if self.vm.nic and not resolve_nic(self.vm.nic).emulated:
             self.skip(f"{self.vm.nic} is a real card: its link is its cable, which QMP set_link cannot flip")
 
+        entries: list[TraceEntry] = []  # placed on the guest's clock once it runs again
+
         def flip(i: int) -> str:
             up = steps[i][1]
             self.vm.monitor.set_link(self.vm.nic_id, up)
             what = f"QMP set_link {self.vm.nic_id} {'on' if up else 'off'}"
-            self._unplaced.append(self.trace.add("host", what))
+            entries.append(self.trace.add("host", what))
             return what
-        return self.timeline.at([offset for offset, _ in steps], flip)
+        return self.timeline.at([offset for offset, _ in steps], flip,
+                                placed=lambda action: self.trace.place(entries.pop(0), action.reached_ns))

@@ -20,10 +20,6 @@ from ..machine.monitor import Monitor
 
 PAUSED_EVENT = "GUEST_PANICKED"  # what QEMU says when the agent presses its pause button
 EVENT_SLACK = 10.0  # host seconds allowed beyond a scheduled offset for the pause to come
-# Guest time from the pause to the agent's next clock reading: the vCPU's clock stands still
-# while the machine is stopped (TCG, with or without icount), so this is the interrupt the
-# action raised being handled.  Beyond it, where the action sits is not known exactly.
-HELD_LIMIT_NS = 5_000_000
 
 
 @dataclass
@@ -31,10 +27,10 @@ class Action:
     what: str
     reached_ns: int | None = None  # the guest's CLOCK_MONOTONIC when the machine stopped for it
     resumed_ns: int | None = None  # ... when the agent next read its clock after the pause
-
-    @property
-    def exact(self) -> bool:
-        return self.reached_ns is not None and self.resumed_ns - self.reached_ns < HELD_LIMIT_NS
+    # Under TCG the guest's clock stands still while the machine is stopped (with or without
+    # icount), so the action happened at reached_ns; under KVM the TSC may run on, and the
+    # action is only known to lie between the two.
+    exact: bool = False
 
 
 def _packed(offsets: list[float]) -> bytes:
@@ -42,19 +38,21 @@ def _packed(offsets: list[float]) -> bytes:
 
 
 class Timeline:
-    def __init__(self, agent: Agent, monitor: Monitor, failure: Callable[[], Exception | None],
-                 placed: Callable[[Action], None] = lambda action: None):
-        """`failure` names what broke the guest, if anything has; `placed` hears of each action
-        once its instant on the guest's clock is known."""
-        self.agent, self.monitor, self.failure, self.placed = agent, monitor, failure, placed
+    def __init__(self, agent: Agent, monitor: Monitor, failure: Callable[[], Exception | None], clock_stops: bool):
+        """`failure` names what broke the guest, if anything has; `clock_stops`: whether the
+        guest's clock stands still while the machine is stopped (TCG)."""
+        self.agent, self.monitor, self.failure, self.clock_stops = agent, monitor, failure, clock_stops
         self.actions: list[Action] = []
-        self._unplaced: tuple[Pending, list[Action]] | None = None  # the stopped machine's AT request
+        # the stopped machine's AT request, its actions, and who hears where they were placed
+        self._unplaced: tuple[Pending, list[Action], Callable[[Action], None]] | None = None
         agent.before_wait = self.resume
 
-    def at(self, offsets: list[float], act: Callable[[int], str]) -> list[Action]:
+    def at(self, offsets: list[float], act: Callable[[int], str],
+           placed: Callable[[Action], None] = lambda action: None) -> list[Action]:
         """Stop the machine at each offset (seconds of the guest's clock from now) and run
         act(i) on it, which says what it did; the machine stays stopped after the last one until
-        the host next waits on the guest."""
+        the host next waits on the guest.  `placed` hears of each action once its instant on
+        the guest's clock is known (when the machine runs again)."""
         self.resume()
         pending = self.agent.start(Op.AT, schedule=_packed(offsets), pause=1, background=1)
         def abandon():
@@ -68,14 +66,14 @@ class Timeline:
             self.monitor.wait_event(PAUSED_EVENT, offset + EVENT_SLACK, abandon)
             actions.append(Action(act(i)))
         self.actions += actions
-        self._unplaced = (pending, actions)
+        self._unplaced = (pending, actions, placed)
         return actions
 
     def resume(self):
         """Let a stopped machine run, and place its actions on the guest's timeline."""
         if self._unplaced is None:
             return
-        pending, actions = self._unplaced
+        pending, actions, placed = self._unplaced
         self._unplaced = None
         self.monitor.command("cont")
         reply = pending.wait()
@@ -83,8 +81,8 @@ class Timeline:
             raise AgentError(f"the agent's AT op failed: {reply.outcome()}")
         times = struct.unpack(f"<{2 * len(actions)}q", reply["TIMES"])
         for i, action in enumerate(actions):
-            action.reached_ns, action.resumed_ns = times[2 * i], times[2 * i + 1]
-            self.placed(action)
+            action.reached_ns, action.resumed_ns, action.exact = times[2 * i], times[2 * i + 1], self.clock_stops
+            placed(action)
 
     def sleep(self, seconds: float) -> int:
         """Sleep `seconds` of the guest's clock; returns when (guest ns) the sleep ended.  In a

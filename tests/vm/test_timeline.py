@@ -1,0 +1,71 @@
+"""Host actions on the guest's clock (harness/scenario/timeline.py), on both clocks: the guest
+stops itself at an instant of its clock, the host acts, and the guest's clock stands still
+however long the host takes."""
+import dataclasses
+import time
+
+import pytest
+
+from harness.agent.protocol import Op
+from harness.machine.qemu import NIC_ID
+from harness.run import runner
+from harness.scenario.guest import Guest
+from harness.scenario.trace import Trace
+from harness.vm import VM
+
+pytestmark = pytest.mark.vm
+JIFFY_NS = 10_000_000  # the coarsest tick a kernel of ours may sleep to (HZ=100)
+
+
+@pytest.fixture(scope="module", params=["virtual", "real"])
+def target(cfg, vm_kernel, request):
+    return runner.prepare(dataclasses.replace(cfg, time=request.param), vm_kernel, "igb")
+
+
+def slowly(what: str, host_seconds: float = 0.3):
+    def act(i: int) -> str:
+        time.sleep(host_seconds)  # the host takes its time; the guest must not notice
+        return f"{what} {i}"
+    return act
+
+
+def test_the_guest_clock_stands_still_while_the_host_acts(target, tmp_path):
+    with VM(target, tmp_path) as vm:
+        g = Guest(vm, Trace())
+        [action] = g.timeline.at([0.0], slowly("nothing"))
+        assert vm.monitor.command("query-status")["status"] == "guest-panicked"  # stopped, until the host waits
+        vm.agent.call(Op.PING)
+        assert vm.monitor.command("query-status")["status"] == "running"
+        assert action.reached_ns is not None and action.exact, action
+        # what the guest did on waking (a few ms of its work, the same every time), not the
+        # 300 ms the host took: the clock stood still meanwhile
+        assert action.resumed_ns - action.reached_ns < 20_000_000, action
+
+
+def test_scheduled_actions_keep_their_guest_clock_spacing(target, tmp_path):
+    with VM(target, tmp_path) as vm:
+        g = Guest(vm, Trace())
+        actions = g.timeline.at([0.0, 0.05, 0.1, 0.15], slowly("step", 0.1))
+        vm.agent.call(Op.PING)
+        gaps = [b.reached_ns - a.reached_ns for a, b in zip(actions, actions[1:])]
+        assert all(50_000_000 - JIFFY_NS <= gap <= 50_000_000 + JIFFY_NS for gap in gaps), gaps
+
+
+def test_a_set_link_is_traced_where_the_guest_stopped_and_its_latency_on_the_guest_clock(target, tmp_path):
+    with VM(target, tmp_path) as vm:
+        trace = Trace()
+        trace.start_clock(vm.agent.call(Op.PING)["T_NS"], lambda: vm.agent.latest_ns)
+        g = Guest(vm, trace)
+        mon = g.socket(groups=1)
+        g.sh("ip link set eth0 up")
+        mon.drain(quiet=3.0)
+        action = g.set_link(False)
+        down = mon.recv_link("eth0")
+        assert down.operstate == "DOWN"
+        [entry] = [e for e in trace.entries if e.text == f"QMP set_link {NIC_ID} off"]
+        assert entry.t == pytest.approx((action.reached_ns - trace.t0_ns) / 1e9)
+        got = [e for e in trace.entries if "RTM_NEWLINK eth0" in e.text][-1]
+        assert got.t >= entry.t
+        if "after QMP set_link" in got.text:  # only when the datagram was waited for
+            latency = int(got.text.rsplit("(+", 1)[1].split(" ms")[0])
+            assert latency == round((got.t - entry.t) * 1000)
