@@ -48,13 +48,14 @@ def test_interrupted_matrix_keeps_what_finished_and_says_incomplete(vm_kernel, t
     kernel = vm_kernel
     out = tmp_path / "run"
     proc = subprocess.Popen(harness_cmd("matrix", "--kernels", kernel, "--nics", "igb", "--scenarios",
-                                        "send-oob", "carrier-admin-down", "--jobs", "1", "--results", str(out)),
+                                        "send-oob", "carrier-admin-down", "--jobs", "1", "--time", "real",
+                                        "--results", str(out)),
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (out / "cells" / f"carrier-admin-down-{kernel}-igb" / "agent.log").exists():
         time.sleep(0.2)
-    time.sleep(2)  # inside carrier-admin-down's 3 s silences
+    time.sleep(2)  # inside carrier-admin-down's 3 s silences (on the real clock)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stdout + stderr

@@ -32,14 +32,14 @@ def slowly(what: str, host_seconds: float = 0.3):
 def test_the_guest_clock_stands_still_while_the_host_acts(target, tmp_path):
     with VM(target, tmp_path) as vm:
         g = Guest(vm, Trace())
-        [action] = g.timeline.at([0.0], slowly("nothing"))
+        [action] = g.timeline.at([0.0], slowly("nothing", 1.0))
         assert vm.monitor.command("query-status")["status"] == "guest-panicked"  # stopped, until the host waits
         vm.agent.call(Op.PING)
         assert vm.monitor.command("query-status")["status"] == "running"
         assert action.reached_ns is not None and action.exact, action
-        # what the guest did on waking (a few ms of its work, the same every time), not the
-        # 300 ms the host took: the clock stood still meanwhile
-        assert action.resumed_ns - action.reached_ns < 20_000_000, action
+        # what the guest did on waking (a few ms of its work; on the real clock longer when the
+        # host is loaded), not the second the host took: the clock stood still meanwhile
+        assert action.resumed_ns - action.reached_ns < 500_000_000, action
 
 
 def test_scheduled_actions_keep_their_guest_clock_spacing(target, tmp_path):

@@ -83,10 +83,12 @@ def family(pid: int) -> set[int]:
 @pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 @pytest.mark.parametrize("command", ["testbed run", "pytest"])
 def test_interrupted_run_leaves_no_qemu_and_no_run_dir(target, command, sig, status):
-    # carrier-admin-down: 10 s of waiting for silence, so the signal lands mid-scenario
-    argv = {"testbed run": ["-m", "harness", "run", "carrier-admin-down", "--kernel", target.kernel.name],
+    # carrier-admin-down on the real clock: 10 s of waiting for silence, so the signal lands mid-scenario
+    argv = {"testbed run": ["-m", "harness", "run", "carrier-admin-down", "--kernel", target.kernel.name,
+                            "--time", "real"],
             "pytest": ["-m", "pytest", "-o", "addopts=", "-p", "no:cacheprovider", "-n", "2", "-m", "vm",
-                       "tests/vm/test_scenarios.py", "-k", f"carrier-admin-down and {target.kernel.name}"]}[command]
+                       "tests/vm/test_scenarios.py", "-k",
+                       f"real_clock and carrier-admin-down and {target.kernel.name}"]}[command]
     proc = subprocess.Popen([sys.executable, *argv], cwd=ROOT, preexec_fn=_default_sigint,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
