@@ -353,8 +353,16 @@ static void op_recvmsg(void)
  * ENOBUFS) at once as an EVENT, so the host sees messages as they arrive while it goes on
  * issuing requests. */
 #define MAX_STREAMS 8
-static struct { int fd; uint32_t id; size_t size; } streams[MAX_STREAMS];
+static struct {
+	int fd;
+	uint32_t id;
+	size_t size;
+	/* an UNSTREAM with TIMEOUT_MS waits (its reply deferred) until the stream has been quiet that long */
+	uint32_t unstream_id;
+	int64_t quiet_ns, last_ns;
+} streams[MAX_STREAMS];
 static int n_streams;
+static int reply_deferred; /* the current request is answered later, from the serve loop */
 
 static int find_stream(int fd)
 {
@@ -382,17 +390,54 @@ static void op_stream(uint32_t id)
 	put_result(0);
 }
 
+/* (With nothing of the current reply built yet: a deferred UNSTREAM is answered here.) */
 static void stream_remove(int i)
 {
+	if (streams[i].quiet_ns) {
+		put_result(0);
+		send_frame(KIND_REPLY, streams[i].unstream_id);
+	}
 	streams[i] = streams[--n_streams];
 }
 
-static void op_unstream(void)
+static void op_unstream(uint32_t id)
 {
 	int i = find_stream(get_int(A_FD, -1));
+	int64_t quiet_ms = get_int(A_TIMEOUT_MS, 0);
+	if (i >= 0 && quiet_ms > 0 && !streams[i].quiet_ns) {
+		streams[i].unstream_id = id;
+		streams[i].quiet_ns = quiet_ms * 1000000;
+		streams[i].last_ns = t_start;
+		reply_deferred = 1;
+		return;
+	}
 	if (i >= 0)
 		stream_remove(i);
 	put_result(i >= 0 ? 0 : (errno = ENOENT, -1));
+}
+
+/* The poll timeout (ms) until the first quiet window ends, -1 if none is running. */
+static int quiet_timeout(void)
+{
+	int64_t now = now_ns(), soonest = -1;
+	for (int i = 0; i < n_streams; i++)
+		if (streams[i].quiet_ns) {
+			int64_t left = streams[i].last_ns + streams[i].quiet_ns - now;
+			if (soonest < 0 || left < soonest)
+				soonest = left > 0 ? left : 0;
+		}
+	return soonest < 0 ? -1 : (int)((soonest + 999999) / 1000000);
+}
+
+/* Streams whose quiet window has passed end, and their UNSTREAM is answered. */
+static void end_quiet_streams(void)
+{
+	int64_t now = now_ns();
+	for (int i = n_streams - 1; i >= 0; i--)
+		if (streams[i].quiet_ns && now >= streams[i].last_ns + streams[i].quiet_ns) {
+			t_start = now;
+			stream_remove(i);
+		}
 }
 
 static void stream_event(int i)
@@ -404,6 +449,7 @@ static void stream_event(int i)
 		return;
 	}
 	send_frame(KIND_EVENT, streams[i].id);
+	streams[i].last_ns = now_ns();
 	if (r == -EBADF)
 		stream_remove(i);
 }
@@ -675,13 +721,16 @@ static void handle_request(uint32_t id, const uint8_t *payload, uint32_t len)
 		case OP_RUN: op_run(); break;
 		case OP_READ_FILE: op_read_file(); break;
 		case OP_STREAM: op_stream(id); break;
-		case OP_UNSTREAM: op_unstream(); break;
+		case OP_UNSTREAM: op_unstream(id); break;
 		case OP_AT: op_at(); break;
 		default: put_error("unknown op %d", op);
 		}
 	if (as_user)
 		become_root();
-	send_frame(KIND_REPLY, id);
+	if (reply_deferred)
+		reply_deferred = 0;
+	else
+		send_frame(KIND_REPLY, id);
 }
 
 /* ---- the channel: frames in, resynchronising on the magic after garbage ---- */
@@ -711,7 +760,7 @@ static void serve(void)
 			fds[n].fd = streams[i].fd;
 			fds[n++].events = POLLIN;
 		}
-		if (poll(fds, n, -1) < 0) {
+		if (poll(fds, n, quiet_timeout()) < 0) {
 			if (errno == EINTR)
 				continue;
 			die("poll");
@@ -722,6 +771,7 @@ static void serve(void)
 		for (int i = streamed - 1; i >= 0; i--)  /* backwards: removal moves the last one */
 			if (fds[first_stream + i].revents)
 				stream_event(i);
+		end_quiet_streams();
 		if (!fds[0].revents)
 			continue;
 		ssize_t r = read(chan_in, buf + len, cap - len);

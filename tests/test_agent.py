@@ -3,6 +3,7 @@ kernel's exact results, per-request waits expire, and malformed requests get an 
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -139,3 +140,22 @@ def test_stream_forwards_each_datagram_as_it_arrives_while_requests_go_on(agent)
     # after stop the socket is the host's to read again
     agent.call(Op.SENDMSG, fd=tx, data=message, dst_portid=portid)
     assert agent.call(Op.RECVMSG, fd=rx, timeout_ms=2000).ret == 20
+
+
+def test_a_stream_stopped_when_quiet_keeps_delivering_until_its_window_passes(agent):
+    """UNSTREAM with a quiet window: the reply waits until nothing has arrived for that long
+    (on the agent's clock), and every datagram before it is an event, the late one included."""
+    from harness.netlink import NETLINK_USERSOCK
+    rx = agent.call(Op.SOCKET, protocol=NETLINK_USERSOCK).ret
+    tx = agent.call(Op.SOCKET, protocol=NETLINK_USERSOCK).ret
+    assert agent.call(Op.BIND, fd=rx).ret == 0
+    portid = agent.call(Op.GETSOCKNAME, fd=rx)["PORTID"]
+    stream = agent.stream(rx)
+    message = (20).to_bytes(4, "little") + b"\x10\0\0\0" + bytes(12)
+    # while the stop waits, another datagram comes 0.3 s later: it is an event, and the window restarts
+    sent = []
+    later = threading.Timer(0.3, lambda: sent.append(agent.call(Op.SENDMSG, fd=tx, data=message, dst_portid=portid)))
+    later.start()
+    [event] = stream.stop(quiet=0.6)  # without the window, the stop would have come first
+    later.join()
+    assert sent[0].ret == 20 and event.ret == 20

@@ -195,9 +195,11 @@ class Agent:
         except AgentTimeout:
             return None
 
-    def end_stream(self, ident: int, fd: int) -> list[Reply]:
-        """Stop stream `ident`; the events not yet taken (all of them precede the reply)."""
-        self.call(Op.UNSTREAM, fd=fd)
+    def end_stream(self, ident: int, fd: int, quiet: float | None = None, timeout: float = 60.0) -> list[Reply]:
+        """Stop stream `ident` (with `quiet`: once nothing has arrived for that many seconds of
+        the guest's clock, up to `timeout` host seconds); the events not yet taken, all of which
+        precede the reply."""
+        self.start(Op.UNSTREAM, fd=fd, timeout_ms=int(quiet * 1000) if quiet else None).wait(timeout)
         with self._cond:
             return [Reply(frame.attrs) for frame in self._events.pop(ident)]
 
@@ -234,9 +236,10 @@ class Stream:
         """The next event, or None if none arrives within `timeout` seconds."""
         return self.agent.next_event(self.ident, timeout)
 
-    def stop(self) -> list[Reply]:
-        """Stop streaming; returns the events not yet taken (all of them precede the reply)."""
-        return self.agent.end_stream(self.ident, self.fd)
+    def stop(self, quiet: float | None = None) -> list[Reply]:
+        """Stop streaming (with `quiet`: once the socket has been quiet that long on the guest's
+        clock); returns the events not yet taken (all of them precede the reply)."""
+        return self.agent.end_stream(self.ident, self.fd, quiet)
 
 
 class Pending:

@@ -210,19 +210,12 @@ class EventStream:
     def _received(self, r: Reply) -> "Received":
         return self.sock.received(r, f"event fd {self.sock.fd}")
 
-    def stop_when_quiet(self, quiet: float) -> list["Received"]:
-        """Stop streaming once nothing has arrived for `quiet` seconds of the guest's clock: the
-        events so far, then recvmsg with the agent's own timeout until one passes in silence."""
-        events = self.stop()
-        while not (got := self.sock.recv(timeout=quiet)).reply.timed_out:
-            events.append(got)
-            if not got.ok and got.errno != "ENOBUFS":  # ENOBUFS is an event; anything else ends it
-                break
-        return events
-
-    def stop(self) -> list["Received"]:
-        rest = [self._received(r) for r in self.stream.stop()]
-        self.sock.g.trace.add("guest", f"fd {self.sock.fd} no longer streamed")
+    def stop(self, quiet: float | None = None) -> list["Received"]:
+        """Stop streaming, with `quiet` once nothing has arrived for that many seconds of the
+        guest's clock (the agent keeps the window, so no datagram falls between streaming and
+        reading); every event not yet taken."""
+        rest = [self._received(r) for r in self.stream.stop(quiet)]
+        self.sock.g.trace.add("guest", f"fd {self.sock.fd} no longer streamed" + (f": quiet for {quiet:g} s" if quiet else ""))
         return rest
 
 
