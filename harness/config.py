@@ -19,7 +19,12 @@
     guest-binaries: [/usr/sbin/ip, /usr/bin/nl-monitor]   # copied in with their shared libraries
     qemu: {binary: qemu-system-x86_64, memory: 256, accel: auto, boot-timeout: 60, time: auto}
     transport: serial                                     # or ssh: the agent over SSH to the guest's sshd
+    scenarios: [scenarios/, more/mtu.py]                  # your own scenario files and directories
     results: results
+
+The file is found as git and pytest find theirs: --config PATH, else $TESTBED_CONFIG, else
+testbed.yaml in the current directory or the nearest parent that has one.  Relative paths in it
+(results, cache, scenarios, mirrors, kernel sources) are relative to the file.
 
 Every mistake becomes one UsageError line naming the file, the key, the value and what is allowed.
 """
@@ -61,6 +66,7 @@ class Config:
     results: Path = Path("results")
     guest_binaries: tuple[Path, ...] = ()  # host programs copied into the guest
     transport: str = "serial"
+    scenarios: tuple[Path, ...] = ()  # scenario files and directories besides the built-in catalogue
     cache: Path = field(default_factory=lambda: Path(os.environ.get("TESTBED_CACHE") or
                                                      Path.home() / ".cache" / "testbed"))
 
@@ -115,7 +121,22 @@ class _Reader:
         return value
 
 
-TOP_KEYS = ("kernels", "nics", "default", "qemu", "results", "cache", "guest-binaries", "transport", "mirrors")
+TOP_KEYS = ("kernels", "nics", "default", "qemu", "results", "cache", "guest-binaries", "transport", "mirrors",
+            "scenarios")
+NAME = "testbed.yaml"
+
+
+def find(given: str | Path | None = None, start: Path | None = None) -> Path:
+    """The configuration file: `given` (--config), else $TESTBED_CONFIG, else testbed.yaml in
+    `start` (the current directory) or the nearest parent that has one."""
+    if given or os.environ.get("TESTBED_CONFIG"):
+        return Path(given or os.environ["TESTBED_CONFIG"])
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        if (directory / NAME).is_file():
+            return directory / NAME
+    raise UsageError(f"no {NAME} in {here} or any directory above it; create one (README, \"Writing a scenario\"), "
+                     "or name it with --config PATH or TESTBED_CONFIG")
 KERNEL_KEYS = ("debian-package", "image", "modules", "source", "tarball", "sha256", "make", "files", "patches")
 SOURCES = ("debian-package", "image", "source", "tarball")
 QEMU_KEYS = ("binary", "memory", "accel", "boot-timeout", "time")
@@ -164,7 +185,7 @@ def _build_spec(r: _Reader, key: str, name: str, entry: dict, base: Path, mirror
                      [_existing(r, f"{key}.patches[{i}]", p, base, "a patch file") for i, p in enumerate(patches)])
 
 
-def load(path: Path | str = "testbed.yaml") -> Config:
+def load(path: Path | str = NAME) -> Config:
     path = Path(path)
     try:
         text = path.read_text()
@@ -236,6 +257,9 @@ def load(path: Path | str = "testbed.yaml") -> Config:
             r.fail(f"guest-binaries[{i}]", str(program), "is not an executable file")
         binaries.append(program)
     optional = {"cache": base / r.typed("cache", data["cache"], str, "a directory path")} if "cache" in data else {}
+    scenarios = tuple(_existing(r, f"scenarios[{i}]", s, base, "a scenario file (.py) or a directory of them")
+                      for i, s in enumerate(r.typed("scenarios", data.get("scenarios") or [], list,
+                                                    "a list of scenario files and directories")))
     return Config(
         path=path, kernels=kernels, nics=tuple(nics),
         default_kernel=r.choice("default.kernel", default.get("kernel", next(iter(kernels))), kernels),
@@ -245,4 +269,4 @@ def load(path: Path | str = "testbed.yaml") -> Config:
         time=r.choice("qemu.time", qemu.get("time", Config.time), TIMES),
         boot_timeout=boot_timeout, transport=r.choice("transport", data.get("transport", Config.transport), TRANSPORTS),
         results=base / r.typed("results", data.get("results", "results"), str, "a directory path"),
-        guest_binaries=tuple(binaries), **optional)
+        guest_binaries=tuple(binaries), scenarios=scenarios, **optional)

@@ -1,7 +1,8 @@
 """The `testbed` command.
 
-    testbed list                                   the scenarios, with the kernel source each is about
+    testbed list [--scenarios-from PATH]           the scenarios, the kernel source each is about, where defined
     testbed run SCENARIO [--kernel K] [--nic N]    run one scenario on a fresh guest, print its decoded trace
+    testbed run FILE.py::NAME                      ... one defined in a file of yours
     testbed matrix [--kernels ..] [--nics ..] [--scenarios ..] [--shard I/N]   the matrix, for CI
     testbed report DIR | --merge DIR... [--out D]  the HTML report / KCIDB of matrix results, shards merged
     testbed diff --kernel A --kernel B             the catalogue on both, and what differs
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     # unwind like Ctrl-C (VMs shut down, run dirs removed): SIGTERM, and SIGHUP (terminal closed)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `testbed list | head` ends quietly
     try:
         args = parser().parse_args(argv)
         if args.command == "report":  # reads results only: works where testbed.yaml's kernels are absent
@@ -40,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "link":
             from .link import link
             return link(args.state, args.vm)
-        cfg = config_mod.load(args.config)
+        cfg = config_mod.load(config_mod.find(args.config))
+        if getattr(args, "scenarios_from", None):
+            cfg = dataclasses.replace(cfg, scenarios=(*cfg.scenarios, *(p.resolve() for p in args.scenarios_from)))
         if getattr(args, "transport", None):
             cfg = dataclasses.replace(cfg, transport=args.transport)
         if getattr(args, "time", None) and args.command != "bench":  # bench takes a list of clocks

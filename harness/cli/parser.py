@@ -16,7 +16,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _option_groups() -> dict[str, argparse.ArgumentParser]:
     """The options several commands share, each declared once (argparse parents)."""
-    groups = {name: _Parser(add_help=False) for name in ("guest", "transport", "cells", "jobs", "time")}
+    groups = {name: _Parser(add_help=False) for name in ("guest", "transport", "cells", "jobs", "time", "scenarios")}
+    groups["scenarios"].add_argument("--scenarios-from", type=Path, action="append", metavar="PATH",
+                                     help="scenario files or directories besides testbed.yaml's (repeatable)")
     groups["guest"].add_argument("--kernel", help="a kernel named in testbed.yaml")
     groups["guest"].add_argument("--nic", help="NIC model: igb, e1000e, e1000, or vfio:DOMAIN:BUS:DEV.FN")
     groups["transport"].add_argument("--transport", choices=TRANSPORTS,
@@ -36,17 +38,21 @@ def _option_groups() -> dict[str, argparse.ArgumentParser]:
 
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="testbed", description="QEMU testbed for Linux netlink and NIC link-state behaviour")
-    p.add_argument("--config", default="testbed.yaml", help="configuration file (default: testbed.yaml)")
+    p.add_argument("--config", help="configuration file (default: $TESTBED_CONFIG, else testbed.yaml here or in "
+                                    "the nearest parent directory)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     g = _option_groups()
-    sub.add_parser("list", help="list the scenarios")
-    run = sub.add_parser("run", help="run one scenario and print its trace", parents=[g["guest"], g["transport"], g["time"]])
-    run.add_argument("scenario")
-    run.add_argument("--json", action="store_true", help="print the result as JSON")
+    sub.add_parser("list", help="list the scenarios and where each is defined", parents=[g["scenarios"]])
+    run = sub.add_parser("run", help="run one scenario and print its trace",
+                         parents=[g["guest"], g["transport"], g["time"], g["scenarios"]])
+    run.add_argument("scenario", help="a scenario's name, or FILE.py::NAME (FILE.py alone: its only scenario)")
+    run.add_argument("--json", action="store_true", help="print the result as JSON (every attribute of every message)")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="show every attribute of every message, not only those that changed")
     run.add_argument("--cold", action="store_true",
                      help="boot the guest afresh instead of restoring the kernel x NIC's snapshot")
     mx = sub.add_parser("matrix", help="scenarios x kernels x NICs into one results directory (for CI)",
-                        parents=[g["cells"], g["jobs"], g["transport"], g["time"]])
+                        parents=[g["cells"], g["jobs"], g["transport"], g["time"], g["scenarios"]])
     mx.add_argument("--kernels", nargs="+", help="kernels named in testbed.yaml (default: all)")
     mx.add_argument("--shard", help="I/N: run only the I-th of N deterministic shares of the cells")
     rep = sub.add_parser("report", help="rewrite report.html and kcidb.json of matrix results; --merge shards")
@@ -54,7 +60,7 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--merge", action="store_true", help="merge the directories (CI shards) into --out")
     rep.add_argument("--out", type=Path, help="where the merged results go (default: results/merged)")
     df = sub.add_parser("diff", help="run the catalogue on several kernels and print what they did differently",
-                        parents=[g["cells"], g["jobs"], g["time"]])
+                        parents=[g["cells"], g["jobs"], g["time"], g["scenarios"]])
     df.add_argument("--kernel", action="append", required=True, help="a kernel named in testbed.yaml (twice or more)")
     so = sub.add_parser("soak", help="many consecutive boot + scenario cycles: flakes, leftovers, slowest",
                         parents=[g["transport"], g["time"]])

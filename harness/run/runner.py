@@ -35,8 +35,9 @@ def default_jobs(time_mode: str) -> int:
     return (os.cpu_count() or 1) * (1 if time_mode == "virtual" else 2)
 
 
-def lookup(name: str) -> ScenarioInfo:
-    known = load_catalogue()
+def lookup(cfg: Config, name: str) -> ScenarioInfo:
+    """The scenario `name` among the built-in ones and those of cfg.scenarios."""
+    known = load_catalogue(cfg.scenarios)
     if name not in known:
         raise UsageError(f"scenario {name!r}: no such scenario; `testbed list` shows them: "
                          f"{', '.join(known)}{did_you_mean(name, known)}")
@@ -93,7 +94,7 @@ def ready_note(vm: VM) -> str:
 
 def run(cfg: Config, name: str, kernel_name: str | None = None, nic: str | None = None,
         artifacts: Path | None = None, cold: bool = False, transport: str | None = None) -> Result:
-    info = lookup(name)
+    info = lookup(cfg, name)
     kernel_name = kernel_name or cfg.default_kernel
     nic = cfg.nic(nic) if info.needs_nic else None
     artifacts = artifacts or cfg.results / "runs" / cell_name(name, kernel_name, nic)
@@ -143,7 +144,7 @@ def cases(cfg: Config, kernels: list[str] | None = None, nics: list[str] | None 
           names: list[str] | None = None) -> list[tuple[str, str, str | None]]:
     """(scenario, kernel, nic) for every scenario on every kernel x NIC; scenarios that need no
     NIC run once per kernel."""
-    chosen = [lookup(n) for n in names] if names else list(load_catalogue().values())
+    chosen = [lookup(cfg, n) for n in names] if names else list(load_catalogue(cfg.scenarios).values())
     return [(s.name, k, nic) for k in kernels or cfg.kernels
             for s in chosen for nic in ((nics or cfg.nics) if s.needs_nic else [None])]
 

@@ -18,7 +18,7 @@ from . import runner
 def soak(cfg: Config, cycles: int, kernel_name: str | None, scenario: str, cold: bool) -> int:
     nics = cfg.nics
     kernel_name = kernel_name or cfg.default_kernel
-    runner.lookup(scenario)
+    runner.lookup(cfg, scenario)
     print(f"soak: {cycles} cycles of {'cold boot' if cold else 'snapshot restore'} + {scenario} on {kernel_name}, "
           f"NICs in turn: {', '.join(nics)}; agent over {cfg.transport}", flush=True)
     durations, flakes, orphans = [], [], []

@@ -31,6 +31,7 @@ from ..netlink import (
     link_request,
     msg_flag_names,
     proc_net_netlink,
+    show_attrs,
 )
 from ..nic import resolve as resolve_nic
 from ..wait import Deadline
@@ -137,7 +138,7 @@ class NetlinkSocket:
 
     def received(self, r: Reply, call: str) -> "Received":
         """A recvmsg result (a reply or a stream event), decoded and traced."""
-        got = Received(r, decode(r.get("DATA", b"")) if r.ret >= 0 else [])
+        got = Received(r, decode(r.get("DATA", b""), self.protocol) if r.ret >= 0 else [])
         text = f"{call} → {r.outcome()}"
         if r.ret >= 0:
             text += f", msg_flags {msg_flag_names(r.get('MSG_FLAGS', 0))}, from portid {r.get('SRC_PORTID')}"
@@ -147,7 +148,7 @@ class NetlinkSocket:
         self.g.trace_result(r, text)
         latency = self.g.since_host_action(r) if r.get("SRC_GROUPS") else ""  # notifications only
         for m in got.messages:
-            self.g.trace_result(r, f"  {m}{latency}", message=m.as_dict())
+            self.g.trace_result(r, f"  {m}{latency}{self.g.changes(m)}", message=m.as_dict())
         return got
 
     def stream(self, bufsize: int = 65536) -> "EventStream":
@@ -272,6 +273,7 @@ class Guest(Checks):
         self.nic = vm.nic
         self.ifname = "eth0"
         self._seq = 0
+        self._last_attrs: dict[tuple, dict] = {}  # by Message.key: the attributes last seen
         self.timeline = Timeline(vm.agent, vm.monitor, lambda: vm.failure, clock_stops=vm.settings.accel == "tcg")
 
     # ---- plumbing ----
@@ -293,6 +295,16 @@ class Guest(Checks):
         if action is None or not action.exact:
             return ""
         return f"  (+{(r['T_NS'] - action.reached_ns) / 1e6:.0f} ms after {action.what})"
+
+    def changes(self, m: Message) -> str:
+        """'  changed: IFLA_MTU=1400, ...': what differs from the previous message about the same
+        object (a link, an address...); nothing for the first one."""
+        if m.key is None:
+            return ""
+        before = self._last_attrs.get(m.key)
+        self._last_attrs[m.key] = m.attrs
+        changed = m.changed_since(before) if before is not None else {}
+        return f"  changed: {show_attrs(changed)}" if changed else ""
 
     def next_seq(self) -> int:
         self._seq += 1

@@ -6,6 +6,8 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..show import show_attrs
+
 
 @dataclass
 class TraceEntry:
@@ -17,8 +19,10 @@ class TraceEntry:
     text: str
     data: dict = field(default_factory=dict)
 
-    def line(self) -> str:
-        return f"{self.t:+8.3f}  {self.actor:<5}  {self.text}"
+    def line(self, verbose: bool = False) -> str:
+        """One line; `verbose` adds every attribute of the message it shows, on the next."""
+        attrs = self.data.get("message", {}).get("attrs") if verbose else None
+        return f"{self.t:+8.3f}  {self.actor:<5}  {self.text}" + (f"\n    {show_attrs(attrs)}" if attrs else "")
 
 
 class Trace:
