@@ -60,3 +60,62 @@ def test_proc_net_netlink_both_layouts():
     assert proc_net_netlink(v61)[15098]["Drops"] == 2
     assert proc_net_netlink(v61)[15098]["Groups"] == 1
     assert (proc_net_netlink(v314)[999]["Rmem"], proc_net_netlink(v314)[999]["Drops"]) == (2304, 5)
+
+
+def encoded(cls, mtype: int, attrs: list, **fields) -> bytes:
+    m = cls()
+    m["header"]["type"] = mtype
+    for name, value in fields.items():
+        m[name] = value
+    m["attrs"] = attrs
+    m.encode()
+    return bytes(m.data)
+
+
+def test_every_attribute_by_name_nested_ones_too_and_unknown_ones_by_number():
+    import struct
+    raw = encoded(ifinfmsg, RTM_NEWLINK, [("IFLA_IFNAME", "d0"), ("IFLA_MTU", 1400), ("IFLA_TXQLEN", 500),
+                                         ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "dummy")]})], index=7)
+    unknown = struct.pack("=HH", 4 + 6, 250) + b"abcdef" + b"\0\0"  # type 250: nobody knows it
+    raw = struct.pack("=I", len(raw) + len(unknown)) + raw[4:] + unknown
+    [m] = decode(raw)
+    assert m.attrs["IFLA_MTU"] == 1400 and m.attrs["IFLA_TXQLEN"] == 500 and m.mtu == 1400
+    assert m.attrs["IFLA_LINKINFO"] == {"IFLA_INFO_KIND": "dummy"}
+    assert m.attrs["attr 250"] == "6 bytes"  # shown by number and length, not dropped
+    assert m.body["index"] == 7 and m.key == ("link", "7")
+    assert m.as_dict()["attrs"]["IFLA_TXQLEN"] == 500  # JSON carries them all
+
+
+def test_the_other_rtnetlink_families_and_generic_netlink_are_decoded():
+    from pyroute2.netlink import GENL_ID_CTRL, NETLINK_GENERIC, ctrlmsg
+    from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWNEIGH, RTM_NEWQDISC, RTM_NEWROUTE, RTM_NEWRULE
+    from pyroute2.netlink.rtnl.fibmsg import fibmsg
+    from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+    from pyroute2.netlink.rtnl.ndmsg import ndmsg
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg
+    from pyroute2.netlink.rtnl.tcmsg import tcmsg
+    cases = [(ifaddrmsg, RTM_NEWADDR, [("IFA_ADDRESS", "10.0.2.15"), ("IFA_LABEL", "eth0")], dict(family=2, index=2, prefixlen=24),
+              "RTM_NEWADDR index=2 prefixlen=24 IFA_ADDRESS=10.0.2.15 IFA_LABEL=eth0"),
+             (rtmsg, RTM_NEWROUTE, [("RTA_DST", "10.0.2.0"), ("RTA_OIF", 2)], dict(family=2, dst_len=24, table=254),
+              "RTM_NEWROUTE table=254 dst_len=24 RTA_DST=10.0.2.0 RTA_OIF=2"),
+             (ndmsg, RTM_NEWNEIGH, [("NDA_DST", "10.0.2.2")], dict(family=2, ifindex=2, state=2),
+              "RTM_NEWNEIGH ifindex=2 state=2 NDA_DST=10.0.2.2"),
+             (fibmsg, RTM_NEWRULE, [("FRA_PRIORITY", 32766)], dict(family=2, table=254),
+              "RTM_NEWRULE table=254 FRA_PRIORITY=32766"),
+             (tcmsg, RTM_NEWQDISC, [("TCA_KIND", "pfifo_fast")], dict(index=2, handle=0, parent=0xFFFFFFFF),
+              "RTM_NEWQDISC index=2 handle=0 parent=4294967295 TCA_KIND=pfifo_fast")]
+    for cls, mtype, attrs, fields, line in cases:
+        [m] = decode(encoded(cls, mtype, attrs, **fields))
+        assert m.problem is None and str(m) == line, (m, m.problem)
+    [g] = decode(encoded(ctrlmsg, GENL_ID_CTRL, [("CTRL_ATTR_FAMILY_NAME", "nlctrl")], cmd=1, version=2), NETLINK_GENERIC)
+    assert (g.type_name, g.body["cmd"], g.attrs["CTRL_ATTR_FAMILY_NAME"]) == ("GENL_ID_CTRL", 1, "nlctrl")
+
+
+def test_what_changed_since_the_previous_message_about_the_same_object():
+    [before] = decode(encoded(ifinfmsg, RTM_NEWLINK, [("IFLA_IFNAME", "d0"), ("IFLA_MTU", 1500),
+                                                     ("IFLA_STATS", {"rx_packets": 1})], index=3))
+    [after] = decode(encoded(ifinfmsg, RTM_NEWLINK, [("IFLA_IFNAME", "d0"), ("IFLA_MTU", 1400),
+                                                    ("IFLA_STATS", {"rx_packets": 9}), ("IFLA_TXQLEN", 5)], index=3))
+    assert before.key == after.key
+    assert after.changed_since(before.attrs) == {"IFLA_MTU": 1400, "IFLA_TXQLEN": 5}  # counters left out
+    assert before.changed_since(after.attrs) == {"IFLA_MTU": 1500, "IFLA_TXQLEN": None}  # removed: None
