@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                          [cfg.nic(n) for n in args.nics or []] or None, jobs, args.time)
     except UsageError as e:
         print(f"testbed: {e}", file=sys.stderr)
-        return 2
+        # under `git bisect run` a mistake of the command's, not of the commit's: stop the bisection
+        return 128 if "--bisect" in (argv if argv is not None else sys.argv) else 2
     except NetworkError as e:
         print(f"testbed: {e}", file=sys.stderr)
         return 3

@@ -47,6 +47,11 @@ def parser() -> argparse.ArgumentParser:
                          parents=[g["guest"], g["transport"], g["time"], g["scenarios"]])
     run.add_argument("scenario", help="a scenario's name, or FILE.py::NAME (FILE.py alone: its only scenario)")
     run.add_argument("--json", action="store_true", help="print the result as JSON (every attribute of every message)")
+    run.add_argument("--kernel-source", type=Path, metavar="PATH",
+                     help="build the kernel tree at PATH with kernel-config/ (cached) and run on it")
+    run.add_argument("--bisect", action="store_true",
+                     help="exit as `git bisect run` wants: 0 passed, 1 failed, 125 cannot test (build failed, "
+                          "skipped, infrastructure error)")
     run.add_argument("-v", "--verbose", action="store_true",
                      help="show every attribute of every message, not only those that changed")
     run.add_argument("--cold", action="store_true",

@@ -3,12 +3,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
+from ..build import kbuild
+from ..build.kernel import KernelSpec
 from ..config import Config
 from ..errors import UsageError
+from ..results import Verdict
 from ..run import runner
 from ..scenario import load_catalogue, scenarios_in
+
+# `git bisect run`'s convention: 0 good, 1 bad, 125 this commit cannot be tested
+BISECT_STATUS = {Verdict.PASSED: 0, Verdict.FAILED: 1, Verdict.SKIPPED: 125, Verdict.ERROR: 125}
+UNTESTABLE = 125
 
 
 def cmd_list(cfg) -> int:
@@ -37,6 +45,22 @@ def named(cfg: Config, scenario: str) -> tuple[Config, str]:
     return dataclasses.replace(cfg, scenarios=(*cfg.scenarios, path)), name
 
 
+def from_source(cfg: Config, tree: Path) -> tuple[Config, str]:
+    """A kernel built from the tree at `tree` with kernel-config/ and the compatibility fixes for
+    its version (cached by the tree's files, as every build is), added to the configuration."""
+    if not tree.exists():
+        raise UsageError(f"--kernel-source {tree}: does not exist; give a kernel tree or a .tar.* of one")
+    for name, known in cfg.kernels.items():  # a tree testbed.yaml already builds: its build, its name
+        if known.build and known.build.source == tree.resolve():
+            kbuild.build(known.build, cfg.cache, say=lambda s: print(f"testbed: {s}", file=sys.stderr))
+            return cfg, name
+    name = f"src-{tree.resolve().name}"
+    spec = KernelSpec(name)
+    spec.build = kbuild.BuildSpec(name, tree.resolve())
+    kbuild.build(spec.build, cfg.cache, say=lambda s: print(f"testbed: {s}", file=sys.stderr))
+    return dataclasses.replace(cfg, kernels={**cfg.kernels, name: spec}), name
+
+
 def print_result(result, info, verbose: bool = False) -> None:
     version = result.version if result.version == result.release else f"{result.release}, upstream {result.version}"
     print(f"{result.scenario} on {result.kernel} ({version})"
@@ -51,9 +75,18 @@ def print_result(result, info, verbose: bool = False) -> None:
 def cmd_run(cfg, args) -> int:
     cfg, name = named(cfg, args.scenario)
     info = runner.lookup(cfg, name)
-    result = runner.run(cfg, name, args.kernel, args.nic, cold=args.cold)
+    kernel_name = args.kernel
+    if args.kernel_source:
+        if args.kernel:
+            raise UsageError("--kernel-source and --kernel: give one (the tree to build, or a kernel of testbed.yaml)")
+        try:
+            cfg, kernel_name = from_source(cfg, args.kernel_source)
+        except kbuild.BuildError as e:
+            print(f"testbed: {e}", file=sys.stderr)
+            return UNTESTABLE if args.bisect else 3
+    result = runner.run(cfg, name, kernel_name, args.nic, cold=args.cold)
     if args.json:
         print(json.dumps(result.as_dict(), indent=1))
     else:
         print_result(result, info, args.verbose)
-    return result.verdict.exit_status
+    return BISECT_STATUS[result.verdict] if args.bisect else result.verdict.exit_status
