@@ -4,8 +4,8 @@
 # make bench     boot, restore, per-scenario, catalogue and matrix times per kernel x NIC, both clocks
 # make soak      200 boot + scenario cycles: flakes, leftovers, the slowest cycle (CYCLES=N, TRANSPORT=ssh)
 # make kernel KERNEL_SRC=PATH   build a kernel tree (or tarball) with kernel-config/
-# Tests run JOBS at a time, each VM test on its own guest: guests spend most of a scenario
-# waiting on the kernel's timers, so twice the CPUs keeps both cores busy (measured in README).
+# Tests run JOBS at a time, each VM test on its own guest (its own QEMU): four keep two cores
+# busy whether the guests run on the virtual clock or mostly wait on the real one (README).
 JOBS   ?= $(shell echo $$(( $$(nproc) * 2 )))
 VENV   := .venv
 PYTHON ?= python3
@@ -42,7 +42,7 @@ test-vm: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(VENV)/bin/testbed bench --runs 3 --json results/bench.json
 
-# not part of `make test`: 200 cold boots + carrier-qmp across the NICs (about 25 minutes here)
+# not part of `make test`: 200 cold boots + carrier-qmp across the NICs (4.5 min here, virtual clock)
 soak: $(VENV)/.installed
 	$(VENV)/bin/testbed soak --cycles $(or $(CYCLES),200) $(if $(TRANSPORT),--transport $(TRANSPORT))
 
