@@ -3,6 +3,7 @@
     testbed list [--scenarios-from PATH]           the scenarios, the kernel source each is about, where defined
     testbed run SCENARIO [--kernel K] [--nic N]    run one scenario on a fresh guest, print its decoded trace
     testbed run FILE.py::NAME                      ... one defined in a file of yours
+    testbed run SCENARIO --kernel-source PATH --bisect   build PATH, run, exit as `git bisect run` wants
     testbed matrix [--kernels ..] [--nics ..] [--scenarios ..] [--shard I/N]   the matrix, for CI
     testbed report DIR | --merge DIR... [--out D]  the HTML report / KCIDB of matrix results, shards merged
     testbed diff --kernel A --kernel B             the catalogue on both, and what differs
@@ -15,7 +16,8 @@
 
 Exit status: 0 as expected (or skipped, with the reason), 1 the kernel did not behave as
 expected, 2 bad usage or configuration, 3 infrastructure failure (QEMU, boot, agent; for a
-matrix: any cell that could not run), 130/143 interrupted.
+matrix: any cell that could not run), 130/143 interrupted.  With --bisect: 0 passed, 1 failed,
+125 cannot be tested (build failure, skipped, infrastructure), 128 bad usage.
 """
 from __future__ import annotations
 
