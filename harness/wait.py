@@ -21,10 +21,12 @@ class Deadline:
         return time.monotonic() >= self.end
 
 
-def until(ready: Callable[[], T], timeout: float, interval: float = 0.01) -> T:
+def until(ready: Callable[[], T], timeout: float, interval: float = 0.01,
+          sleep: Callable[[float], object] = time.sleep) -> T:
     """Call `ready` every `interval` seconds until it returns something true, for `timeout` seconds
-    at most; its last value (false when the time ran out)."""
+    at most; its last value (false when the time ran out).  `sleep` waits between calls (a
+    guest's clock, say: Guest.wait_until); the timeout is on the host's."""
     deadline = Deadline(timeout)
     while not (value := ready()) and not deadline.passed():
-        time.sleep(min(interval, deadline.left()))
+        sleep(min(interval, deadline.left()))
     return value

@@ -22,6 +22,7 @@ matrix: any cell that could not run), 130/143 interrupted.  With --bisect: 0 pas
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
 import sys
 
@@ -35,7 +36,6 @@ def main(argv: list[str] | None = None) -> int:
     # unwind like Ctrl-C (VMs shut down, run dirs removed): SIGTERM, and SIGHUP (terminal closed)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `testbed list | head` ends quietly
     try:
         args = parser().parse_args(argv)
         if args.command == "report":  # reads results only: works where testbed.yaml's kernels are absent
@@ -89,4 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("testbed: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `testbed list | head`: the reader has gone, end quietly as a shell tool does
+        sys.stdout = open(os.devnull, "w")
+        return 141
     return 0

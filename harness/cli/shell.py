@@ -20,6 +20,7 @@ from ..errors import UsageError
 from ..machine import VMError
 from ..run import runner
 from ..transport import ssh
+from ..wait import until
 
 ESCAPE = b"\x1d"  # Ctrl-]: leave the shell even if the guest no longer answers
 WEEK_MS = 7 * 24 * 3600 * 1000
@@ -58,6 +59,8 @@ def shell(cfg: Config, kernel_name: str | None, nic: str | None, cold: bool) -> 
                 print(f"testbed: {note}")
             print(f"testbed: run directory {vm.run_dir}")
             SESSIONS[vm.transport.name](vm, cfg.guest_binaries, nic)
+            if not vm.qemu.running():  # the session ended with QEMU: the cause may still be on its way
+                until(lambda: vm.agent.failure is not None, timeout=1)
             if vm.agent.failure:  # a panic, QEMU gone: say why
                 raise vm.diagnose(vm.agent.failure)
     except VMError as e:

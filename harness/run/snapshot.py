@@ -4,7 +4,7 @@ image, and each VM restores it with `-incoming`.
 
 The cache key covers everything that shapes the saved state (QEMU's version, the command line
 without its per-run fds and paths, the kernel and initramfs contents), so changing any of them
-takes a new snapshot; the old one for that kernel x NIC is removed.
+takes a new snapshot; the old one for that kernel x NIC (and guest clock) is removed.
 """
 from __future__ import annotations
 
@@ -88,7 +88,9 @@ def _key(target: Target) -> str:
 def ensure(target: Target, cache: Path, artifacts: Path) -> Snapshot:
     """The snapshot for `target`, booting and saving it if the cache has none
     (that boot's console, QMP and agent logs go to `artifacts`)."""
-    directory = cache / "snapshots" / re.sub(r"[^\w.-]", "_", f"{target.kernel.name}-{target.nic or 'nonic'}")
+    # one per kernel x NIC x guest clock: the clocks' snapshots do not replace each other
+    directory = cache / "snapshots" / re.sub(r"[^\w.-]", "_", f"{target.kernel.name}-{target.nic or 'nonic'}"
+                                                               f"-{target.settings.time}")
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{_key(target)[:16]}.state"
     meta = path.with_suffix(".json")

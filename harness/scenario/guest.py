@@ -34,7 +34,7 @@ from ..netlink import (
     show_attrs,
 )
 from ..nic import resolve as resolve_nic
-from ..wait import Deadline
+from ..wait import Deadline, until
 from . import Failed
 from .checks import Checks
 from .timeline import Action, Timeline
@@ -391,6 +391,12 @@ class Guest(Checks):
         self.require(f"{ifname} is in the RTM_GETLINK dump", found)
         self.trace.add("guest", f"RTM_GETLINK dump: {found[-1]}")
         return found[-1]
+
+    def wait_until(self, ready: Callable[[], object], timeout: float = 10.0, interval: float = 0.05):
+        """Poll `ready` every `interval` seconds of the guest's clock (the guest's pace, not the
+        host's, sets how much happens between two polls), for `timeout` host seconds at most;
+        its last value."""
+        return until(ready, timeout, interval, sleep=self.timeline.sleep)
 
     def sleep(self, seconds: float):
         """Let `seconds` pass on the guest's clock, its timers running meanwhile."""

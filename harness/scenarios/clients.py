@@ -9,7 +9,6 @@ from ..agent.protocol import Op
 from ..netlink import RTMGRP_LINK
 from ..scenario import scenario
 from ..scenario.guest import Guest
-from ..wait import until
 from .link import bring_up
 
 CLIENTS = {"ip monitor link": "/usr/sbin/ip monitor link", "nl-monitor link": "/usr/bin/nl-monitor link"}
@@ -30,10 +29,11 @@ def real_clients(g: Guest):
             g.skip(f"{program} is not in the guest (add it to guest-binaries in testbed.yaml)")
     mon = bring_up(g)
     before = subscribers(g)
-    running = {name: g.agent.start(Op.RUN, cmd=cmd, pty=1, timeout_ms=60000, background=1)
+    # ended by the killall below; the guest-clock timeout only bounds a client that hangs
+    running = {name: g.agent.start(Op.RUN, cmd=cmd, pty=1, timeout_ms=300_000, background=1)
                for name, cmd in CLIENTS.items()}
     # until both have joined RTNLGRP_LINK (seen in /proc/net/netlink)
-    until(lambda: subscribers(g) >= before + len(CLIENTS), timeout=10, interval=0.1)
+    g.wait_until(lambda: subscribers(g) >= before + len(CLIENTS), timeout=10, interval=0.1)
     g.require("both clients subscribed", subscribers(g) >= before + len(CLIENTS))
 
     events = []

@@ -19,7 +19,6 @@ from ..netlink import (
 )
 from ..scenario import scenario
 from ..scenario.guest import Guest
-from ..wait import until
 
 LINKS = 24  # dummies: with lo that is ~25 x 1.3 KB, several datagrams of a 16 KB buffer
 
@@ -119,7 +118,7 @@ def dump_pace(g: Guest):
         for i in range(1, changes + 1):
             change_mtu(i)
     g.note(f"{changes} MTU changes on the dummies (ip link set dumpN mtu M): {queued} notifications")
-    until(lambda: rmem() >= queued * truesize, timeout=5, interval=0.05)
+    g.wait_until(lambda: rmem() >= queued * truesize, timeout=5, interval=0.05)
     g.expect("Rmem once they are queued (their count × T)", rmem(), queued * truesize)
 
     seq = g.next_seq()
