@@ -4,15 +4,18 @@ image, and each VM restores it with `-incoming`.
 
 The cache key covers everything that shapes the saved state (QEMU's version, the command line
 without its per-run fds and paths, the kernel and initramfs contents), so changing any of them
-takes a new snapshot; the old one for that kernel x NIC (and guest clock) is removed.
+takes a new snapshot; the others of that kernel x NIC x guest clock are removed once unused for
+a day (two configurations in use side by side keep theirs).
 """
 from __future__ import annotations
 
 import fcntl
 import functools
 import json
+import os
 import re
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +27,9 @@ from ..vm import VM, Target
 from ..wait import Deadline, until
 
 FORMAT = b"testbed-snapshot-1"
+# Snapshots of one kernel x NIC x clock for other guest images or command lines (another
+# project's testbed.yaml, an older agent) are removed once unused this long.
+STALE_SECONDS = 24 * 3600
 
 
 @dataclass
@@ -98,9 +104,11 @@ def ensure(target: Target, cache: Path, artifacts: Path) -> Snapshot:
     with open(directory / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (path.exists() and meta.exists()):
-            for old in directory.glob("*.*"):  # other keys' snapshots, interrupted saves
-                old.unlink()
+            for old in directory.glob("*.*"):  # other keys' snapshots unused for a while, interrupted saves
+                if old.suffix == ".partial" or time.time() - old.stat().st_mtime > STALE_SECONDS:
+                    old.unlink()
             _take(target, path, meta, artifacts)
+        os.utime(meta)  # in use: another configuration's snapshot beside it is not stale
     saved = json.loads(meta.read_text())
     return Snapshot(path, saved["hello"], saved["boot_seconds"])
 

@@ -25,6 +25,7 @@ EVENT_SLACK = 10.0  # host seconds allowed beyond a scheduled offset for the pau
 @dataclass
 class Action:
     what: str
+    scheduled_ns: int | None = None  # the guest time it was asked for (never later than reached_ns)
     reached_ns: int | None = None  # the guest's CLOCK_MONOTONIC when the machine stopped for it
     resumed_ns: int | None = None  # ... when the agent next read its clock after the pause
     # Under TCG the guest's clock stands still while the machine is stopped (with or without
@@ -44,7 +45,7 @@ class Timeline:
         self.agent, self.monitor, self.failure, self.clock_stops = agent, monitor, failure, clock_stops
         self.actions: list[Action] = []
         # the stopped machine's AT request, its actions, and who hears where they were placed
-        self._unplaced: tuple[Pending, list[Action], Callable[[Action], None]] | None = None
+        self._unplaced: tuple[Pending, list[float], list[Action], Callable[[Action], None]] | None = None
         agent.before_wait = self.resume
 
     def at(self, offsets: list[float], act: Callable[[int], str],
@@ -66,14 +67,14 @@ class Timeline:
             self.monitor.wait_event(PAUSED_EVENT, offset + EVENT_SLACK, abandon)
             actions.append(Action(act(i)))
         self.actions += actions
-        self._unplaced = (pending, actions, placed)
+        self._unplaced = (pending, offsets, actions, placed)
         return actions
 
     def resume(self):
         """Let a stopped machine run, and place its actions on the guest's timeline."""
         if self._unplaced is None:
             return
-        pending, actions, placed = self._unplaced
+        pending, offsets, actions, placed = self._unplaced
         self._unplaced = None
         self.monitor.command("cont")
         reply = pending.wait()
@@ -81,6 +82,7 @@ class Timeline:
             raise AgentError(f"the agent's AT op failed: {reply.outcome()}")
         times = struct.unpack(f"<{2 * len(actions)}q", reply["TIMES"])
         for i, action in enumerate(actions):
+            action.scheduled_ns = reply["T_START_NS"] + round(offsets[i] * 1e9)
             action.reached_ns, action.resumed_ns, action.exact = times[2 * i], times[2 * i + 1], self.clock_stops
             placed(action)
 

@@ -47,8 +47,14 @@ def test_scheduled_actions_keep_their_guest_clock_spacing(target, tmp_path):
         g = Guest(vm, Trace())
         actions = g.timeline.at([0.0, 0.05, 0.1, 0.15], slowly("step", 0.1))
         vm.agent.call(Op.PING)
+        late = [a.reached_ns - a.scheduled_ns for a in actions]  # the schedule is absolute: lateness does not add up
         gaps = [b.reached_ns - a.reached_ns for a, b in zip(actions, actions[1:])]
-        assert all(50_000_000 - JIFFY_NS <= gap <= 50_000_000 + JIFFY_NS for gap in gaps), gaps
+        assert all(0 <= ns for ns in late), late  # never early
+        if target.settings.time == "virtual":
+            assert all(ns <= JIFFY_NS for ns in late), late
+            assert all(50_000_000 - JIFFY_NS <= gap <= 50_000_000 + JIFFY_NS for gap in gaps), gaps
+        else:  # a loaded host may wake a real-time guest late
+            assert all(ns < 100_000_000 for ns in late), late
 
 
 def test_a_set_link_is_traced_where_the_guest_stopped_and_its_latency_on_the_guest_clock(target, tmp_path):
