@@ -27,7 +27,6 @@ from ..vm import VM, Target
 from . import snapshot
 
 
-
 def default_jobs(time_mode: str) -> int:
     """Guests at a time when running many scenarios.  A real-time guest spends most of a scenario
     waiting on the kernel's timers, so twice the CPUs keeps them busy; a virtual-time guest
