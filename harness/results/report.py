@@ -162,6 +162,7 @@ def timeline(r: Result) -> str:
 
     parts = [f'<svg class="timeline" viewBox="0 0 {width} 118" width="{width}" height="118">',
              '<text x="4" y="34">QMP set_link</text><text x="4" y="79">RTM_NEWLINK</text>',
+             f'<text x="{left}" y="12" class="tick">seconds on the guest\'s clock ({_esc(r.time or "real")})</text>',
              f'<line x1="{left}" y1="100" x2="{x(end):.1f}" y2="100" stroke="#999"/>']
     step = max(0.5, round(end / 10 * 2) / 2)
     t = 0.0
