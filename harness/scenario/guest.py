@@ -148,7 +148,7 @@ class NetlinkSocket:
         self.g.trace_result(r, text)
         latency = self.g.since_host_action(r) if r.get("SRC_GROUPS") else ""  # notifications only
         for m in got.messages:
-            self.g.trace_result(r, f"  {m}{latency}{self.g.changes(m)}", message=m.as_dict())
+            self.g.trace_result(r, f"  {m}{latency}{self.g.changes.since_last(m)}", message=m.as_dict())
         return got
 
     def stream(self, bufsize: int = 65536) -> "EventStream":
@@ -216,7 +216,8 @@ class EventStream:
         guest's clock (the agent keeps the window, so no datagram falls between streaming and
         reading); every event not yet taken."""
         rest = [self._received(r) for r in self.stream.stop(quiet)]
-        self.sock.g.trace.add("guest", f"fd {self.sock.fd} no longer streamed" + (f": quiet for {quiet:g} s" if quiet else ""))
+        why = f": quiet for {quiet:g} s" if quiet else ""
+        self.sock.g.trace.add("guest", f"fd {self.sock.fd} no longer streamed{why}")
         return rest
 
 
@@ -234,6 +235,23 @@ class BackgroundSend:
         self.sock.g.trace_result(r, f"background sendmsg(fd {self.sock.fd}, {self.length} bytes) → {r.outcome()}"
                                     f" after {(r['T_NS'] - r['T_START_NS']) / 1e6:.0f} ms")
         return r
+
+
+class Changes:
+    """What each message changed since the previous one about the same object (a link, an
+    address...), as its trace line says it."""
+
+    def __init__(self):
+        self._last: dict[tuple, dict] = {}  # by Message.key: the attributes last seen
+
+    def since_last(self, m: Message) -> str:
+        """'  changed: IFLA_MTU=1400, ...'; nothing for the first message about an object."""
+        if m.key is None:
+            return ""
+        before = self._last.get(m.key)
+        self._last[m.key] = m.attrs
+        changed = m.changed_since(before) if before is not None else {}
+        return f"  changed: {show_attrs(changed)}" if changed else ""
 
 
 @dataclass
@@ -273,7 +291,7 @@ class Guest(Checks):
         self.nic = vm.nic
         self.ifname = "eth0"
         self._seq = 0
-        self._last_attrs: dict[tuple, dict] = {}  # by Message.key: the attributes last seen
+        self.changes = Changes()
         self.timeline = Timeline(vm.agent, vm.monitor, lambda: vm.failure, clock_stops=vm.settings.accel == "tcg")
 
     # ---- plumbing ----
@@ -295,16 +313,6 @@ class Guest(Checks):
         if action is None or not action.exact:
             return ""
         return f"  (+{(r['T_NS'] - action.reached_ns) / 1e6:.0f} ms after {action.what})"
-
-    def changes(self, m: Message) -> str:
-        """'  changed: IFLA_MTU=1400, ...': what differs from the previous message about the same
-        object (a link, an address...); nothing for the first one."""
-        if m.key is None:
-            return ""
-        before = self._last_attrs.get(m.key)
-        self._last_attrs[m.key] = m.attrs
-        changed = m.changed_since(before) if before is not None else {}
-        return f"  changed: {show_attrs(changed)}" if changed else ""
 
     def next_seq(self) -> int:
         self._seq += 1
