@@ -68,3 +68,28 @@ def test_an_example_project_runs_through_the_plugin_and_the_cli(tmp_path, vm_ker
         cli = subprocess.run([sys.executable, "-m", "harness", "run", name, "--kernel", vm_kernel], cwd=project,
                              capture_output=True, text=True, timeout=300)
         assert cli.returncode == 0 and f"PASSED: txqlen-notify on {vm_kernel}" in cli.stdout, cli.stdout + cli.stderr
+
+
+@pytest.mark.testbed_no_nic
+def test_addresses_routes_and_generic_netlink_are_decoded_from_a_real_kernel(testbed_guest):
+    from pyroute2.netlink import GENL_ID_CTRL, NETLINK_GENERIC, NLM_F_DUMP, NLM_F_REQUEST, ctrlmsg
+    from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE
+    g = testbed_guest
+    g.add_dummy("d0")
+    mon = g.socket(groups=RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE)
+    g.sh("ip link set d0 up && ip addr add 10.9.0.1/24 dev d0")
+    seen = mon.drain(quiet=1.0)
+    [addr] = [m for m in seen if m.type_name == "RTM_NEWADDR"]
+    assert (addr.family, addr.body["prefixlen"], addr.attrs["IFA_ADDRESS"], addr.attrs["IFA_LABEL"]) == \
+        ("addr", 24, "10.9.0.1", "d0"), addr.as_dict()
+    routes = [m for m in seen if m.type_name == "RTM_NEWROUTE"]
+    assert any(r.attrs.get("RTA_DST") == "10.9.0.0" and r.body["dst_len"] == 24 for r in routes), \
+        [r.as_dict() for r in routes]
+    # generic netlink: the controller's family dump, its attributes by name
+    request = ctrlmsg()
+    request["header"].update(type=GENL_ID_CTRL, flags=NLM_F_REQUEST | NLM_F_DUMP, sequence_number=g.next_seq())
+    request["cmd"], request["version"] = 3, 1  # CTRL_CMD_GETFAMILY
+    request.encode()
+    genl = g.socket(protocol=NETLINK_GENERIC)
+    families = [m for d in genl.dump(bytes(request.data)) for m in d.messages if m.family == "ctrl"]
+    assert "nlctrl" in [m.attrs.get("CTRL_ATTR_FAMILY_NAME") for m in families], [m.attrs for m in families][:3]
