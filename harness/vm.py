@@ -103,7 +103,7 @@ class VM:
             cmd += ["-incoming", f"file:{self.snapshot.path}"]
         try:
             self.qemu = Qemu(cmd, self.artifacts / "qemu.log", [p[1].fileno() for p in pairs.values()],
-                             on_exit=self._fail, console_log=self.console_log)
+                             on_exit=self._exited, console_log=self.console_log)
         finally:
             for _, guest_end in pairs.values():
                 guest_end.close()
@@ -144,6 +144,13 @@ class VM:
             agent = self.agent
         if agent:
             agent.fail(exc)
+
+    def _exited(self, exc: VMError):
+        """QEMU exited by itself.  What the console said on the way out (a panic, the init's
+        "agent exited") names the cause better than the exit status: let it be read first."""
+        if self.console:
+            self.console.join()  # it ends at QEMU's end of the socket
+        self._fail(exc)
 
     def diagnose(self, cause: Exception) -> VMError:
         """A VMError saying what went wrong, preferring what the console or QEMU said."""
