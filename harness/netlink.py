@@ -48,7 +48,7 @@ from pyroute2.netlink.rtnl.ifinfmsg import IFF_NAMES, ifinfmsg
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
 from .agent import errname
-from .show import show, show_attrs  # noqa: F401
+from .show import show
 
 # pyroute2 logs a traceback for every attribute it cannot decode; a kernel under test may send
 # anything, and what could not be decoded is reported in the trace (Message.problem) instead.

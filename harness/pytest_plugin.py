@@ -22,7 +22,6 @@ import re
 import pytest
 
 from . import config as config_mod
-from .agent.protocol import Op
 from .errors import UsageError
 from .machine.qemu import TIME_MODES
 from .run import runner
@@ -90,11 +89,11 @@ def testbed_guest(request, testbed_cell) -> Guest:
     artifacts = cfg.results / "pytest" / re.sub(r"[^\w.-]+", "_", request.node.nodeid)
     with runner.ready_vm(cfg, target, artifacts) as vm:
         trace = Trace()
-        trace.start_clock(vm.agent.call(Op.PING)["T_NS"], lambda: vm.agent.latest_ns)
-        trace.add("note", runner.ready_note(vm))
         request.node.stash[SEEN] = (trace, vm.console_log)
-        if nic and vm.agent.call(Op.READ_FILE, path="/sys/class/net/eth0/ifindex").ret < 0:
-            pytest.skip(f"kernel {target.kernel.release} has no driver for {nic} (no eth0 after boot)")
+        try:
+            runner.begin(vm, trace)
+        except Skip as e:
+            pytest.skip(str(e))
         yield Guest(vm, trace)
 
 

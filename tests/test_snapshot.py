@@ -33,3 +33,24 @@ def test_qemu_binary_is_part_of_the_key(tmp_path):
     t = target(tmp_path)
     other = dataclasses.replace(t, settings=dataclasses.replace(t.settings, binary="/bin/echo"))
     assert snapshot._key(t) != snapshot._key(other)
+
+
+def test_other_configurations_snapshots_stay_until_unused_for_a_day(tmp_path, monkeypatch):
+    import os
+    import time
+
+    def take(target, path, meta, artifacts):  # what a boot and save would leave
+        path.write_bytes(b"state")
+        meta.write_text('{"hello": {}, "boot_seconds": 1.0}')
+    monkeypatch.setattr(snapshot, "_take", take)
+    t = target(tmp_path / "t")
+    directory = tmp_path / "cache" / "snapshots" / "k-igb-real"
+    directory.mkdir(parents=True)
+    recent, stale, partial = directory / "aaaa.state", directory / "bbbb.state", directory / "cccc.partial"
+    for f in (recent, stale, partial):
+        f.write_bytes(b"x")
+    day_ago = time.time() - snapshot.STALE_SECONDS - 60
+    os.utime(stale, (day_ago, day_ago))
+    snap = snapshot.ensure(t, tmp_path / "cache", tmp_path / "boot")
+    assert snap.path.parent == directory and snap.path.exists()
+    assert recent.exists() and not stale.exists() and not partial.exists()

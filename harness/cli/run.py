@@ -50,15 +50,15 @@ def from_source(cfg: Config, tree: Path) -> tuple[Config, str]:
     its version (cached by the tree's files, as every build is), added to the configuration."""
     if not tree.exists():
         raise UsageError(f"--kernel-source {tree}: does not exist; give a kernel tree or a .tar.* of one")
-    for name, known in cfg.kernels.items():  # a tree testbed.yaml already builds: its build, its name
-        if known.build and known.build.source == tree.resolve():
-            kbuild.build(known.build, cfg.cache, say=lambda s: print(f"testbed: {s}", file=sys.stderr))
-            return cfg, name
-    name = f"src-{tree.resolve().name}"
-    spec = KernelSpec(name)
-    spec.build = kbuild.BuildSpec(name, tree.resolve())
-    kbuild.build(spec.build, cfg.cache, say=lambda s: print(f"testbed: {s}", file=sys.stderr))
-    return dataclasses.replace(cfg, kernels={**cfg.kernels, name: spec}), name
+    # a tree testbed.yaml already builds keeps its name, and so its cached build
+    name = next((n for n, k in cfg.kernels.items() if k.build and k.build.source == tree.resolve()), None)
+    if name is None:
+        name = f"src-{tree.resolve().name}"
+        spec = KernelSpec(name)
+        spec.build = kbuild.BuildSpec(name, tree.resolve())
+        cfg = dataclasses.replace(cfg, kernels={**cfg.kernels, name: spec})
+    kbuild.build(cfg.kernels[name].build, cfg.cache, say=lambda s: print(f"testbed: {s}", file=sys.stderr))
+    return cfg, name
 
 
 def print_result(result, info, verbose: bool = False) -> None:

@@ -91,6 +91,16 @@ def ready_note(vm: VM) -> str:
             f"times are the guest's CLOCK_MONOTONIC, on a {vm.settings.clock()} clock")
 
 
+def begin(vm: VM, trace: Trace):
+    """Start `trace` on a ready guest: its times count from now on the guest's clock, its first
+    lines say how the guest became ready.  Skip when the kernel has no driver for the NIC."""
+    trace.start_clock(vm.agent.call(Op.PING)["T_NS"], lambda: vm.agent.latest_ns)
+    for note in [*vm.notes, ready_note(vm)]:
+        trace.add("note", note)
+    if vm.nic and vm.agent.call(Op.READ_FILE, path="/sys/class/net/eth0/ifindex").ret < 0:
+        raise Skip(f"kernel {vm.kernel.release} has no driver for {vm.nic} (no eth0 after boot)")
+
+
 def run(cfg: Config, name: str, kernel_name: str | None = None, nic: str | None = None,
         artifacts: Path | None = None, cold: bool = False, transport: str | None = None) -> Result:
     info = lookup(cfg, name)
@@ -106,13 +116,8 @@ def run(cfg: Config, name: str, kernel_name: str | None = None, nic: str | None 
         result.accel, result.transport, result.time = target.settings.accel, target.transport, target.settings.time
         with ready_vm(cfg, target, artifacts, cold) as vm:
             result.boot_seconds, result.from_snapshot = vm.boot_seconds, vm.snapshot is not None
-            # the scenario's times count from the guest being ready, on its own clock
-            trace.start_clock(vm.agent.call(Op.PING)["T_NS"], lambda: vm.agent.latest_ns)
-            for note in [*vm.notes, ready_note(vm)]:
-                trace.add("note", note)
             try:
-                if nic and vm.agent.call(Op.READ_FILE, path="/sys/class/net/eth0/ifindex").ret < 0:
-                    raise Skip(f"kernel {target.kernel.release} has no driver for {nic} (no eth0 after boot)")
+                begin(vm, trace)
                 began = time.monotonic()
                 try:
                     info.func(Guest(vm, trace))

@@ -31,9 +31,9 @@ from ..netlink import (
     link_request,
     msg_flag_names,
     proc_net_netlink,
-    show_attrs,
 )
 from ..nic import resolve as resolve_nic
+from ..show import show_attrs
 from ..wait import Deadline, until
 from . import Failed
 from .checks import Checks
