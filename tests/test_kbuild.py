@@ -54,7 +54,9 @@ def test_fragments_configure_3_14_with_every_required_option_and_its_fixes(cfg, 
     assert kcompat.tree_version(c.tree) == (3, 14, 40)
     assert [o for o, ok in required_options_in(c.build / ".config").items() if not ok] == []
     assert "CONFIG_NETLINK_MMAP=y" in c.notes and "CONFIG_PVH=y (not in this version)" in c.notes
-    assert [f.name for f in c.compat.fixes] == ["compiler-gcc-header", "no-pie", "host-fcommon", "early-idt-stride"]
+    assert [f.name for f in c.compat.fixes] == ["compiler-gcc-header", "no-pie", "host-fcommon", "early-idt-stride",
+                                                "kbuild-pound"]
+    assert "$(subst $(pound),$$(pound)," in (c.tree / "scripts/Kbuild.include").read_text()
     major = kcompat.compiler_major("gcc")
     assert "compiler-gcc5.h" in (c.build / f"include/linux/compiler-gcc{major}.h").read_text()
     assert ".fill early_idt_handlers + i*9 - ., 1, 0xcc" in (c.tree / "arch/x86/kernel/head_64.S").read_text()
@@ -63,8 +65,13 @@ def test_fragments_configure_3_14_with_every_required_option_and_its_fixes(cfg, 
     shutil.rmtree(tmp_path)
 
 
-def fake_tree(where: Path, version: tuple[int, int, int], gcc_headers=()) -> Path:
+OLD_MAKE_CMD = "make-cmd = $(subst \\\\,\\\\\\\\,$(subst \\#,\\\\\\#,$(subst $$,$$$$,$(call escsq,$(cmd_$(1))))))\n"
+
+
+def fake_tree(where: Path, version: tuple[int, int, int], gcc_headers=(), make_cmd=OLD_MAKE_CMD) -> Path:
     (where / "include/linux").mkdir(parents=True)
+    (where / "scripts").mkdir()
+    (where / "scripts/Kbuild.include").write_text(make_cmd)
     (where / "Makefile").write_text("VERSION = %d\nPATCHLEVEL = %d\nSUBLEVEL = %d\nEXTRAVERSION =\n" % version)
     for n in gcc_headers:
         (where / f"include/linux/compiler-gcc{n}.h").write_text("")
@@ -72,15 +79,19 @@ def fake_tree(where: Path, version: tuple[int, int, int], gcc_headers=()) -> Pat
 
 
 def test_compatibility_fixes_are_chosen_by_the_trees_version(tmp_path):
-    def chosen(version, make_vars=None, headers=(3, 4, 5)):
-        plan = kcompat.plan(fake_tree(tmp_path / ".".join(map(str, version)), version, headers), make_vars or {})
+    def chosen(version, make_vars=None, headers=(3, 4, 5), make_cmd=OLD_MAKE_CMD):
+        where = tmp_path / f"{'.'.join(map(str, version))}-{len(make_cmd)}"
+        plan = kcompat.plan(fake_tree(where, version, headers, make_cmd), make_vars or {})
         return [f.name for f in plan.fixes], plan
     names, plan = chosen((3, 14, 40), {"CC": "gcc", "KCFLAGS": "-g"})
-    assert names == ["compiler-gcc-header", "no-pie", "host-fcommon", "early-idt-stride"]
+    assert names == ["compiler-gcc-header", "no-pie", "host-fcommon", "early-idt-stride", "kbuild-pound"]
     assert plan.make_vars == {"CC": "gcc -fno-pie", "HOSTCC": "gcc -fcommon", "KCFLAGS": "-g"}  # the user's kept
     assert list(plan.files) == [f"include/linux/compiler-gcc{kcompat.compiler_major('gcc')}.h"]
-    assert plan.patches == [kcompat.PATCHES / "early-idt-stride.patch"] and plan.patches[0].is_file()
-    assert chosen((4, 4, 1))[0] == ["no-pie", "host-fcommon"]
+    assert plan.patches == [kcompat.PATCHES / "early-idt-stride.patch", kcompat.PATCHES / "kbuild-pound.patch"]
+    assert all(p.is_file() for p in plan.patches)
+    assert chosen((4, 4, 1))[0] == ["no-pie", "host-fcommon", "kbuild-pound"]
+    backported = "make-cmd = $(call escsq,$(subst $(pound),$$(pound),$(subst $$,$$$$,$(cmd_$(1)))))\n"
+    assert chosen((4, 4, 230), make_cmd=backported)[0] == ["no-pie", "host-fcommon"]  # a stable line has it
     assert chosen((5, 10, 0))[0] == ["host-fcommon"]
     assert chosen((6, 1, 0))[0] == []
     major = kcompat.compiler_major("gcc")
@@ -144,8 +155,8 @@ def test_missing_options_are_named_as_unknown_or_dropped(cfg, tmp_path, monkeypa
     assert "dropped by Kconfig (unmet dependencies): CONFIG_IGB" in str(e.value)
 
 
-def start_build(cache: Path, name: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "harness", "kernel", "build", "--source", str(TARBALL),
+def start_build(cache: Path, name: str, tarball: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "harness", "kernel", "build", "--source", str(tarball),
                              "--name", name, "--jobs", "1"],
                             cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "TESTBED_CACHE": str(cache)},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -170,21 +181,23 @@ def interrupt_while_compiling(proc: subprocess.Popen, work: Path, sig: int) -> t
     return proc.returncode, out, make
 
 
-@needs_6_1
 def test_an_interrupted_build_stops_make_and_the_next_one_resumes(cfg):
+    # 3.14: its first objects compile sooner than 6.1's (no objtool to build before them)
+    tarball = linux_3_14(cfg).local_source(cfg.cache)
     name = "interrupted-build-test"
-    work = cfg.cache / "kbuild" / kbuild.output_dir(cfg.cache, BuildSpec(name, TARBALL)).name
+    spec = BuildSpec(name, tarball)
+    work = cfg.cache / "kbuild" / kbuild.output_dir(cfg.cache, spec).name
     shutil.rmtree(work, ignore_errors=True)
     try:
-        status, _, make = interrupt_while_compiling(start_build(cfg.cache, name), work, signal.SIGINT)
+        status, _, make = interrupt_while_compiling(start_build(cfg.cache, name, tarball), work, signal.SIGINT)
         assert status == 130
         assert subprocess.run(["pgrep", "-g", str(make)], capture_output=True).stdout == b""  # no make, no gcc
-        assert not kbuild.output_dir(cfg.cache, BuildSpec(name, TARBALL)).exists()  # nothing looks built
+        assert not kbuild.output_dir(cfg.cache, spec).exists()  # nothing looks built
         built = {o: (work / "build" / o).stat().st_mtime_ns for o in compiled(work / "build.log")
                  if (work / "build" / o).exists()}
         assert built
         (work / "build.log").unlink()  # the next build writes its own
-        status, out, make = interrupt_while_compiling(start_build(cfg.cache, name), work, signal.SIGTERM)
+        status, out, make = interrupt_while_compiling(start_build(cfg.cache, name, tarball), work, signal.SIGTERM)
         assert status == 143 and f"resuming the build in {work}" in out
         assert subprocess.run(["pgrep", "-g", str(make)], capture_output=True).stdout == b""
         assert not set(built) & set(compiled(work / "build.log"))  # what was built is not built again

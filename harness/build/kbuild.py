@@ -156,7 +156,10 @@ def source_tree(spec: BuildSpec, cache: Path, work: Path, say=print) -> tuple[Pa
     if not patches:
         return tree, compat
     private = work / "src"
-    shutil.rmtree(private, ignore_errors=True)  # a resumed build patches a fresh copy
+    patched = work / "src.patched"  # the copy is complete: a resumed build keeps it (and its mtimes)
+    if patched.exists():
+        return private, compat
+    shutil.rmtree(private, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     # Hard links: patch(1) writes a new file and renames it, so the user's tree is never changed,
     # and an out-of-tree build never writes into the source.  A real copy costs ~30 s here.
@@ -173,7 +176,17 @@ def source_tree(spec: BuildSpec, cache: Path, work: Path, say=print) -> tuple[Pa
             what = "compatibility fix" if patch in compat.patches else "patch"
             raise BuildError(f"kernel {spec.name}: {what} {patch} does not apply to {tree}: "
                              f"{(r.stdout + r.stderr).strip().splitlines()[-1]}")
+    patched.touch()
     return private, compat
+
+
+def _place(path: Path, content: bytes):
+    """Write a file into the build directory unless it already holds this: a newer mtime on a
+    header every file includes (compiler-gcc12.h) would make a resumed build compile it all again."""
+    if path.exists() and path.read_bytes() == content:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
 
 
 def _known_symbols(tree: Path) -> set[str]:
@@ -227,11 +240,9 @@ def configure(spec: BuildSpec, cache: Path, work: Path, say=print) -> Configured
     build = work / "build"
     build.mkdir(parents=True, exist_ok=True)
     for dest, src in spec.files.items():
-        (build / dest).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(src, build / dest)
+        _place(build / dest, Path(src).read_bytes())
     for dest, text in compat.files.items():
-        (build / dest).parent.mkdir(parents=True, exist_ok=True)
-        (build / dest).write_text(text)
+        _place(build / dest, text.encode())
     required, optional = fragments()
     allconfig = build / "testbed-fragments.config"
     allconfig.write_text("".join(p.read_text() for p in required + optional))

@@ -26,9 +26,15 @@ class Fix:
     append: dict[str, str] = field(default_factory=dict)  # flags appended to make variables
     patch: str | None = None          # a file in kernel-config/compat/, applied with patch -p1
     compiler_header: bool = False     # include/linux/compiler-gcc<major>.h for the compiler in use
+    still: tuple[str, str] | None = None  # (file, text): only while the tree's file has it (stable backports)
 
-    def applies(self, version: tuple[int, int, int]) -> bool:
-        return version[:2] < self.before
+    def applies(self, tree: Path, version: tuple[int, int, int]) -> bool:
+        if version[:2] >= self.before:
+            return False
+        if self.still is None:
+            return True
+        path = tree / self.still[0]
+        return path.exists() and self.still[1] in path.read_text(errors="replace")
 
 
 FIXES = (
@@ -49,6 +55,11 @@ FIXES = (
         "binutils 2.3x relaxes the early IDT stubs' jmp to 2 bytes, breaking the 9-byte stride head64.c assumes: "
         "the first early page fault then halts the kernel before any console output; fixed upstream in 4.2",
         before=(4, 2), patch="early-idt-stride.patch"),
+    Fix("kbuild-pound",
+        "GNU Make 4.3 keeps the backslash of \\# inside a function call, so kbuild's make-cmd saves each command "
+        "with a bare #, read back as a comment: every make invocation compiles the whole tree again and an "
+        "interrupted build cannot resume; fixed upstream in 4.17 with $(pound), and in some stable lines",
+        before=(4, 17), patch="kbuild-pound.patch", still=("scripts/Kbuild.include", "$(subst \\#,\\\\\\#,")),
 )
 
 
@@ -80,7 +91,7 @@ class Plan:
 
 def plan(tree: Path, make_vars: dict[str, str]) -> Plan:
     version = tree_version(tree)
-    fixes = [f for f in FIXES if f.applies(version)]
+    fixes = [f for f in FIXES if f.applies(tree, version)]
     merged = dict(make_vars)
     files: dict[str, str] = {}
     for fix in fixes:
