@@ -308,9 +308,9 @@ def nlmsg_bytes(mtype: int, flags: int = 0, seq: int = 0, portid: int = 0, paylo
 
 def link_request(mtype: int, seq: int, ifindex: int = 0, ifname: str | None = None, flags: int = 0,
                  change: int = 0, kind: str | None = None, carrier: int | None = None,
-                 nlm_flags: int = NLM_F_ACK) -> bytes:
-    """RTM_NEWLINK / RTM_DELLINK / RTM_SETLINK: create a link of `kind`, change its flags, or set
-    its carrier (dummy supports IFLA_CARRIER on 3.14 and 6.x)."""
+                 mtu: int | None = None, nlm_flags: int = NLM_F_ACK) -> bytes:
+    """RTM_NEWLINK / RTM_DELLINK / RTM_SETLINK: create a link of `kind`, change its flags, set
+    its carrier (dummy supports IFLA_CARRIER on 3.14 and 6.x) or its MTU."""
     m = ifinfmsg()
     m["header"]["type"] = mtype
     m["header"]["flags"] = NLM_F_REQUEST | nlm_flags
@@ -321,6 +321,8 @@ def link_request(mtype: int, seq: int, ifindex: int = 0, ifname: str | None = No
         attrs.append(("IFLA_IFNAME", ifname))
     if carrier is not None:
         attrs.append(("IFLA_CARRIER", carrier))
+    if mtu is not None:
+        attrs.append(("IFLA_MTU", mtu))
     if kind:
         attrs.append(("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", kind)]}))
     m["attrs"] = attrs

@@ -10,10 +10,10 @@ import errno as errno_mod
 import itertools
 import socket
 import threading
-import time
 from pathlib import Path
 from typing import Callable
 
+from ..transcript import Transcript
 from ..wait import Deadline
 from .protocol import Frame, FrameReader, Kind, Op, ProtocolError, encode_frame
 
@@ -77,8 +77,7 @@ class Agent:
         self._events: dict[int, collections.deque[Frame]] = {}  # by STREAM request id
         self._hello: Frame | None = None
         self._failure: Exception | None = None
-        self._transcript = open(transcript, "w", buffering=1) if transcript else None
-        self._t0 = time.monotonic()
+        self._transcript = Transcript(transcript)
         self.protocol_errors: list[str] = []
         # Called before every wait on the guest: a guest the host stopped to act on (harness.
         # scenario.timeline) runs again only once the host waits on it.
@@ -88,10 +87,6 @@ class Agent:
         self._thread.start()
 
     # ---- reading ----
-
-    def _log(self, direction: str, text: str):
-        if self._transcript:
-            self._transcript.write(f"{time.monotonic() - self._t0:9.3f} {direction} {text}\n")
 
     def _read_loop(self):
         while True:
@@ -107,9 +102,9 @@ class Agent:
             for item in self._reader.feed(data):
                 if isinstance(item, ProtocolError):
                     self.protocol_errors.append(str(item))
-                    self._log("!!", f"protocol error: {item}")
+                    self._transcript.write(f"!! protocol error: {item}")
                     continue
-                self._log("<-", f"{Kind(item.kind).name} id={item.id} {_short(item.attrs)}")
+                self._transcript.write(f"<- {Kind(item.kind).name} id={item.id} {_short(item.attrs)}")
                 self._receive(item)
 
     def _receive(self, frame: Frame):
@@ -152,7 +147,7 @@ class Agent:
         with self._cond:
             if self._failure is None:
                 self._failure = exc
-                self._log("!!", f"failed: {exc}")
+                self._transcript.write(f"!! failed: {exc}")
             self._cond.notify_all()
 
     def wait_ready(self, timeout: float) -> dict:
@@ -169,7 +164,7 @@ class Agent:
         ident = next(self._ids)
         name = Op(op).name if op in Op._value2member_map_ else f"op {op}"
         attrs = {"OP": int(op), **{k.upper(): v for k, v in attrs.items() if v is not None}}
-        self._log("->", f"REQUEST id={ident} {name} {_short(attrs)}")
+        self._transcript.write(f"-> REQUEST id={ident} {name} {_short(attrs)}")
         try:
             self._sock.sendall(encode_frame(Kind.REQUEST, ident, attrs))
         except OSError as e:
@@ -221,9 +216,7 @@ class Agent:
             pass
         self._sock.close()
         self._thread.join(timeout=5)
-        if self._transcript:
-            self._transcript.close()
-            self._transcript = None
+        self._transcript.close()
 
 
 class Stream:

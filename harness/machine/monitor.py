@@ -9,7 +9,6 @@ import asyncio
 import json
 import socket
 import threading
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -17,6 +16,7 @@ from qemu.qmp import QMPError
 from qemu.qmp.legacy import QEMUMonitorProtocol
 from qemu.qmp.qmp_client import ExecuteError
 
+from ..transcript import Transcript
 from ..wait import Deadline
 
 
@@ -29,33 +29,28 @@ class Monitor:
         self._qmp = QEMUMonitorProtocol(sock)
         self._qmp.settimeout(timeout)
         self._lock = threading.Lock()  # the client is one event loop: one caller at a time
-        self._transcript = open(transcript, "w", buffering=1) if transcript else None
-        self._t0 = time.monotonic()
-
-    def _log(self, text: str):
-        if self._transcript:
-            self._transcript.write(f"{time.monotonic() - self._t0:9.3f} {text}\n")
+        self._transcript = Transcript(transcript)
 
     def connect(self):
         try:
             greeting = self._qmp.connect()
         except (QMPError, OSError, EOFError) as e:
             raise MonitorError(f"cannot talk to QEMU's monitor: {e}") from e
-        self._log(f"<- {json.dumps(greeting)}")
+        self._transcript.write(f"<- {json.dumps(greeting)}")
 
     def command(self, name: str, /, **args):
         """Run one QMP command; returns its 'return' value or raises MonitorError."""
-        self._log(f"-> {json.dumps({'execute': name, 'arguments': args})}")
+        self._transcript.write(f"-> {json.dumps({'execute': name, 'arguments': args})}")
         try:
             with self._lock:
                 result = self._qmp.cmd(name, **args)
         except ExecuteError as e:
-            self._log(f"<- error {e.error_class}: {e.error_desc}")
+            self._transcript.write(f"<- error {e.error_class}: {e.error_desc}")
             raise MonitorError(f"QMP {name} {args}: {e.error_class}: {e.error_desc}") from e
         except (QMPError, OSError, EOFError, asyncio.TimeoutError) as e:
-            self._log(f"<- failed: {e!r}")
+            self._transcript.write(f"<- failed: {e!r}")
             raise MonitorError(f"QMP {name}: no answer from QEMU ({type(e).__name__}: {e})") from e
-        self._log(f"<- {json.dumps(result)}")
+        self._transcript.write(f"<- {json.dumps(result)}")
         return result
 
     def wait_event(self, name: str, timeout: float, abandon: Callable[[], Exception | None] = lambda: None) -> dict:
@@ -74,7 +69,7 @@ class Monitor:
                 continue
             except (QMPError, OSError, EOFError) as e:
                 raise MonitorError(f"QEMU's monitor closed while waiting for {name}: {e!r}") from e
-            self._log(f"<- event {json.dumps(event)}")
+            self._transcript.write(f"<- event {json.dumps(event)}")
             if event.get("event") == name:
                 return event
 
@@ -90,6 +85,4 @@ class Monitor:
             self._qmp.close()
         except (QMPError, OSError, EOFError):
             pass
-        if self._transcript:
-            self._transcript.close()
-            self._transcript = None
+        self._transcript.close()
