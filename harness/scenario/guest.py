@@ -58,11 +58,8 @@ class NetlinkSocket:
 
     def _call(self, op: Op, text: str, **attrs) -> Reply:
         r = self.g.call(op, fd=self.fd, uid=self.uid, **attrs)
-        self.g.trace_result(r, f"{text} → {r.outcome()}{self._who()}")
+        self.g.trace_result(r, f"{text} → {r.outcome()}" + (f"  [uid {self.uid}]" if self.uid is not None else ""))
         return r
-
-    def _who(self) -> str:
-        return f"  [uid {self.uid}]" if self.uid is not None else ""
 
     def getsockname(self) -> tuple[int, int]:
         """(portid, groups); portid is signed, as the kernel's autobind makes negative ones."""
@@ -146,7 +143,7 @@ class NetlinkSocket:
                 text += f" groups {r.get('SRC_GROUPS'):#x}"
             text += "".join(f", {describe_cmsg(*c)}" for c in got.cmsgs)
         self.g.trace_result(r, text)
-        latency = self.g.since_host_action(r) if r.get("SRC_GROUPS") else ""  # notifications only
+        latency = self.g.timeline.since_action(r) if r.get("SRC_GROUPS") else ""  # notifications only
         for m in got.messages:
             self.g.trace_result(r, f"  {m}{latency}{self.g.changes.since_last(m)}", message=m.as_dict())
         return got
@@ -301,18 +298,6 @@ class Guest(Checks):
 
     def trace_result(self, r: Reply, text: str, **data):
         self.trace.add("guest", text, at_ns=r.get("T_NS"), **data)
-
-    def since_host_action(self, r: Reply) -> str:
-        """'  (+4 ms after QMP set_link nic0 off)': how long the kernel took to report it, on the
-        guest's clock.  Not said when it cannot be stated truly: the datagram was queued before
-        the agent asked for it (when it arrived is not known), or the action's instant is not
-        known exactly."""
-        if "T_NS" not in r.attrs or r.get("QUEUED"):
-            return ""
-        action = self.timeline.last_action_before(r["T_NS"])
-        if action is None or not action.exact:
-            return ""
-        return f"  (+{(r['T_NS'] - action.reached_ns) / 1e6:.0f} ms after {action.what})"
 
     def next_seq(self) -> int:
         self._seq += 1

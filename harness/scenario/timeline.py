@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from typing import Callable
 
-from ..agent import Agent, AgentError, Pending
+from ..agent import Agent, AgentError, Pending, Reply
 from ..agent.protocol import Op
 from ..machine.monitor import Monitor
 
@@ -95,3 +95,15 @@ class Timeline:
     def last_action_before(self, t_ns: int) -> Action | None:
         placed = [a for a in self.actions if a.reached_ns is not None and a.reached_ns <= t_ns]
         return placed[-1] if placed else None
+
+    def since_action(self, r: Reply) -> str:
+        """'  (+4 ms after QMP set_link nic0 off)': how long after the last host action the guest
+        got what `r` reports, on the guest's clock.  Not said when it cannot be stated truly:
+        the datagram was queued before the agent asked for it (when it arrived is not known), or
+        the action's instant is not known exactly."""
+        if "T_NS" not in r.attrs or r.get("QUEUED"):
+            return ""
+        action = self.last_action_before(r["T_NS"])
+        if action is None or not action.exact:
+            return ""
+        return f"  (+{(r['T_NS'] - action.reached_ns) / 1e6:.0f} ms after {action.what})"
