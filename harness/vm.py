@@ -160,9 +160,11 @@ class VM:
         # say why (over SSH the session can end before the console line arrives): let them finish.
         until(lambda: not self.qemu.running() or isinstance(self.failure, VMError), timeout=1)
         if not self.qemu.running():
-            return self.qemu.exit_error(self.qemu.proc.returncode)
+            self.console.join()  # what it printed on the way out (the init's line) names the cause
         if isinstance(self.failure, VMError):
             return self.failure
+        if not self.qemu.running():
+            return self.qemu.exit_error(self.qemu.proc.returncode)
         return VMError(f"{cause}; last console line: {self.console.last_line()!r}", self.console_log)
 
     # ---- the steps of shutdown, registered in launch ----

@@ -1,9 +1,13 @@
 """The console watcher: the first fatal line reaches the waiter at once, but the guest is kept
-until the kernel's report is complete."""
+until the kernel's report is complete; and what it says on the way out names the cause."""
 import socket
+import threading
 import time
 
+from harness.agent import AgentError
+from harness.machine import VMError
 from harness.machine.console import Console
+from harness.vm import VM
 
 ORDER = [b"[    1.5] BUG: unable to handle kernel NULL pointer dereference at (null)\n",
          b"[    1.5] Oops: 0002 [#1]\n",
@@ -25,3 +29,31 @@ def test_the_report_ends_with_the_panic_not_the_oops_end_trace(tmp_path):
         guest.close()
         console.join()
     assert "Kernel panic - not syncing" in (tmp_path / "console.log").read_text()
+
+
+class ExitedQemu:
+    """QEMU already gone (status 0: the init powered off) when the host notices the channel closed."""
+    def running(self):
+        return False
+
+    def exit_error(self, status):
+        return VMError(f"QEMU exited with status {status}")
+
+    class proc:
+        returncode = 0
+
+
+def test_the_consoles_last_words_name_the_cause_when_qemu_is_already_gone(tmp_path):
+    host, guest = socket.socketpair()
+    vm = VM.__new__(VM)  # only what diagnose reads: a real console, a QEMU that has exited
+    vm.failure, vm.agent, vm._failure_lock, vm.console_log = None, None, threading.Lock(), tmp_path / "console.log"
+    vm.qemu = ExitedQemu()
+    vm.console = Console(host, vm.console_log, time.monotonic(), vm._fail)
+
+    def guest_says_why():  # the line is still on its way when the agent's channel is seen closed
+        time.sleep(0.2)
+        guest.sendall(b"testbed-init: agent exited with status 137\n")
+        guest.close()
+    threading.Thread(target=guest_says_why).start()
+    cause = vm.diagnose(AgentError("agent channel closed"))
+    assert "agent exited with status 137" in str(cause), cause
