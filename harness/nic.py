@@ -1,6 +1,8 @@
 """The NICs: QEMU device, the guest driver that binds it, and what the testbed can do with it.
 
-The emulated ones are QEMU models.  A real card given to the guest by VFIO pass-through is named
+The emulated ones are QEMU models: igb, e1000e and e1000 are upstream QEMU's; ixgbe (an Intel
+82598AF) is the testbed's own, qemu-model/ixgbe.c, and runs only on the QEMU the testbed builds
+with it (harness/build/qemu.py).  A real card given to the guest by VFIO pass-through is named
 `vfio:DOMAIN:BUS:DEV.FN` (e.g. `vfio:0000:03:00.0`, an 82598 for ixgbe, which no emulator models);
 its driver comes from its PCI ids in sysfs, and it must be bound to vfio-pci on the host.  Its
 link is a real cable: QMP set_link cannot flip it, and a guest holding it cannot be migrated to a
@@ -25,6 +27,7 @@ class Nic:
     description: str
     device: str = ""   # QEMU's -device, before ",id=..."; the model by default
     emulated: bool = True  # QEMU's model: a netdev behind it, set_link flips it, it migrates
+    testbed_model: bool = False  # the testbed's own model: needs the QEMU the testbed builds
 
     @property
     def qemu_device(self) -> str:
@@ -35,6 +38,7 @@ NICS = {n.model: n for n in [
     Nic("igb", "igb", "Intel 82576 (PCIe, igb driver)"),
     Nic("e1000e", "e1000e", "Intel 82574L (PCIe, e1000e driver)"),
     Nic("e1000", "e1000", "Intel 82540EM (PCI, e1000 driver)"),
+    Nic("ixgbe", "ixgbe", "Intel 82598AF (PCIe 10 GbE, ixgbe driver; the testbed's model)", testbed_model=True),
 ]}
 
 # Intel devices a pass-through card may be, by PCI device id: the driver that binds it.

@@ -95,7 +95,7 @@ class VM:
         for host_end, _ in pairs.values():
             stack.callback(host_end.close)
         initrd = self.transport.initrd(self.target.image.path, self.run_dir)
-        append = " ".join(filter(None, (CMDLINE, self.transport.kernel_args())))
+        append = " ".join(filter(None, (CMDLINE, self.transport.kernel_args(), self.settings.kernel_args)))
         cmd = qemu_command(self.settings, self.kernel.boot_image, initrd, self.nic,
                            {name: p[1].fileno() for name, p in pairs.items()}, self.run_dir, append,
                            self.transport.qemu_options())

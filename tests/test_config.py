@@ -19,7 +19,8 @@ BAD_YAML = [
     ("kernels:\n  k: {debian-package: x, image: y}\n", "needs exactly one of"),
     ("kernels:\n  k: {debain-package: x}\n", "did you mean 'debian-package'"),
     (GOOD + "nics: igb\n", "nics: 'igb' must be a list"),
-    (GOOD.replace("[igb]", "[igb, ixgbe]"), "nics[1]: 'ixgbe' unknown NIC model; choose one of: igb, e1000e, e1000, or vfio:"),
+    (GOOD.replace("[igb]", "[igb, ixgb]"), "nics[1]: 'ixgb' unknown NIC model; choose one of: igb, e1000e, e1000, ixgbe, "
+     "or vfio:"),
     (GOOD + "default: {kernel: nope}\n", "default.kernel: 'nope' is not one of: k"),
     (GOOD + "qemu: {memory: lots}\n", "qemu.memory: 'lots' must be a size in MiB"),
     (GOOD + "qemu: {memory: 8}\n", "must be between 64 and 16384"),

@@ -1,5 +1,7 @@
 """NICs by name: the emulated models, and a real card by VFIO pass-through, checked against a
 fake sysfs (no card is here): the QEMU command line, and one-line errors read from sysfs."""
+import dataclasses
+
 import pytest
 
 from harness import nic, vm
@@ -86,3 +88,44 @@ def test_a_vfio_nic_in_testbed_yaml_is_accepted_by_form_and_checked_when_used(tm
     (tmp_path / "testbed.yaml").write_text(f"kernels: {{k: {{image: {tmp_path / 'bz'}}}}}\nnics: ['vfio:3:0.0']\n")
     with pytest.raises(UsageError, match=r"nics\[0\]: 'vfio:3:0.0' not a PCI address"):
         config.load(tmp_path / "testbed.yaml")
+
+
+def test_the_testbeds_82598_runs_on_the_qemu_the_testbed_builds(tmp_path):
+    n = nic.resolve("ixgbe")
+    assert (n.driver, n.emulated, n.testbed_model) == ("ixgbe", True, True)
+    assert not any(nic.resolve(m).testbed_model for m in ("igb", "e1000e", "e1000"))
+    settings = QemuSettings(binary="/cache/qemu/x/qemu-system-x86_64", firmware=tmp_path, nic_properties="msix=off")
+    cmd = vm.qemu_command(settings, tmp_path / "bzImage", tmp_path / "initrd", "ixgbe",
+                          {"console": 3, "agent": 4, "qmp": 5}, tmp_path)
+    assert nic_device(cmd) == f"ixgbe,id={vm.NIC_ID},netdev=net0,msix=off"
+    assert cmd[cmd.index("-L") + 1] == str(tmp_path)  # it has no firmware of its own: Debian's
+
+
+def test_a_cell_whose_qemu_is_not_built_skips_with_the_reason(tmp_path, monkeypatch):
+    from harness import config
+    from harness.build import qemu as qemu_build
+    from harness.run import runner
+    from harness.scenario import Skip
+    (tmp_path / "bz").write_bytes(b"")
+    (tmp_path / "testbed.yaml").write_text(f"kernels: {{k: {{image: {tmp_path / 'bz'}}}}}\nnics: [igb, ixgbe]\n"
+                                           f"cache: {tmp_path / 'cache'}\n")
+    cfg = config.load(tmp_path / "testbed.yaml")
+    assert runner.qemu_for(cfg, "igb") == (cfg.qemu_binary, None)  # Debian's, untouched
+    monkeypatch.setattr(qemu_build, "unavailable", lambda cache: "the compile failed: ixgbe.c:12: error: x")
+    with pytest.raises(Skip, match="ixgbe needs the QEMU the testbed builds.*ixgbe.c:12: error: x"):
+        runner.qemu_for(cfg, "ixgbe")
+    built = tmp_path / "qemu-system-x86_64"
+    monkeypatch.setattr(qemu_build, "find", lambda cache: built)
+    assert runner.qemu_for(cfg, "ixgbe") == (str(built), qemu_build.FIRMWARE)
+    testbed_for_all = dataclasses.replace(cfg, qemu_binary=qemu_build.TESTBED)
+    assert runner.qemu_for(testbed_for_all, "igb") == (str(built), qemu_build.FIRMWARE)
+
+
+def test_a_driver_scenario_is_scheduled_on_its_nic_only(tmp_path):
+    from harness import config
+    from harness.run import runner
+    (tmp_path / "bz").write_bytes(b"")
+    (tmp_path / "testbed.yaml").write_text(f"kernels: {{k: {{image: {tmp_path / 'bz'}}}}}\nnics: [igb, ixgbe]\n")
+    cells = runner.cases(config.load(tmp_path / "testbed.yaml"))
+    assert ("ixgbe-lsc", "k", "ixgbe") in cells and ("ixgbe-lsc", "k", "igb") not in cells
+    assert {("carrier-qmp", "k", "igb"), ("carrier-qmp", "k", "ixgbe")} <= set(cells)

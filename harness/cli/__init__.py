@@ -12,12 +12,15 @@
     testbed link up|down [--vm RUN_DIR]            flip that guest's link from another terminal
     testbed kernel fetch [NAME ...]                fetch Debian kernels named in testbed.yaml
     testbed kernel build [NAME ... | --source PATH] build kernels from source with kernel-config/
+    testbed qemu build [--jobs N]                  build QEMU with the 82598 model (qemu-model/ixgbe.c)
+    testbed qemu status                            the binary for the current model, or why there is none
     testbed bench [--runs N] [--jobs J]            boot, restore, per-scenario and catalogue times
 
 Exit status: 0 as expected (or skipped, with the reason), 1 the kernel did not behave as
 expected, 2 bad usage or configuration, 3 infrastructure failure (QEMU, boot, agent; for a
-matrix: any cell that could not run), 130/143 interrupted.  With --bisect: 0 passed, 1 failed,
-125 cannot be tested (build failure, skipped, infrastructure), 128 bad usage.
+matrix: any cell that could not run; for `qemu build|status`: no QEMU with the model), 130/143
+interrupted.  With --bisect: 0 passed, 1 failed, 125 cannot be tested (build failure, skipped,
+infrastructure), 128 bad usage.
 """
 from __future__ import annotations
 
@@ -75,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "kernel":
             from .kernel import cmd_kernel
             return cmd_kernel(cfg, args)
+        if args.command == "qemu":
+            from .qemu import cmd_qemu
+            return cmd_qemu(cfg, args)
         if args.command == "bench":
             from ..run.bench import bench
             return bench(cfg, args.runs, args.json, [cfg.kernel(k).name for k in args.kernels or []] or None,

@@ -20,7 +20,7 @@ def _option_groups() -> dict[str, argparse.ArgumentParser]:
     groups["scenarios"].add_argument("--scenarios-from", type=Path, action="append", metavar="PATH",
                                      help="scenario files or directories besides testbed.yaml's (repeatable)")
     groups["guest"].add_argument("--kernel", help="a kernel named in testbed.yaml")
-    groups["guest"].add_argument("--nic", help="NIC model: igb, e1000e, e1000, or vfio:DOMAIN:BUS:DEV.FN")
+    groups["guest"].add_argument("--nic", help="NIC model: igb, e1000e, e1000, ixgbe (the testbed's 82598), or vfio:DOMAIN:BUS:DEV.FN")
     groups["transport"].add_argument("--transport", choices=TRANSPORTS,
                                      help="reach the agent over the serial port or SSH to the guest's sshd "
                                           "(default: testbed.yaml's)")
@@ -88,6 +88,12 @@ def parser() -> argparse.ArgumentParser:
     kbuild.add_argument("--source", type=Path, help="build this tree or tarball instead")
     kbuild.add_argument("--name", help="name for --source (default: the directory's name)")
     kbuild.add_argument("--jobs", type=int, help="parallel jobs (default: the number of CPUs)")
+    qemu = sub.add_parser("qemu", help="the QEMU with the testbed's 82598 model (qemu-model/ixgbe.c)")
+    qsub = qemu.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    qbuild = qsub.add_parser("build", help="build qemu-system-x86_64 with the model from Debian's source of the "
+                                           "installed QEMU (cached; a changed model recompiles one file)")
+    qbuild.add_argument("--jobs", type=int, help="parallel jobs (default: the number of CPUs)")
+    qsub.add_parser("status", help="the binary built from the current model, or why there is none")
     bench = sub.add_parser("bench", help="measure boot, restore, per-scenario, catalogue and matrix times per "
                                          "kernel x NIC, virtual and real clock side by side", parents=[g["jobs"]])
     bench.add_argument("--time", choices=TIMES[1:], action="append",

@@ -19,6 +19,7 @@ from ..config import Config
 from ..errors import UsageError
 from ..machine import VMError
 from ..run import runner
+from ..scenario import Skip
 from ..transport import ssh
 from ..wait import until
 
@@ -51,7 +52,11 @@ def shell(cfg: Config, kernel_name: str | None, nic: str | None, cold: bool) -> 
         raise UsageError("testbed shell --transport ssh: no `ssh` on PATH; install openssh-client (`make setup` does)")
     kernel_name = kernel_name or cfg.default_kernel
     nic = cfg.nic(nic)
-    target = runner.prepare(cfg, kernel_name, nic, cfg.transport)
+    try:
+        target = runner.prepare(cfg, kernel_name, nic, cfg.transport)
+    except Skip as e:  # the NIC's QEMU is not built: nothing to boot
+        print(f"testbed: {e}", file=sys.stderr)
+        return 3
     artifacts = cfg.results / "shell" / f"{kernel_name}-{nic}"
     try:
         with runner.ready_vm(cfg, target, artifacts, cold) as vm:

@@ -39,6 +39,9 @@ class QemuSettings:
     memory_mb: int = 256
     boot_timeout: float = 60.0
     time: str = "real"  # virtual (TCG only) or real
+    firmware: Path | None = None  # -L: the QEMU the testbed builds has none of its own
+    kernel_args: str = ""     # appended to the kernel command line (pci=nomsi, ...)
+    nic_properties: str = ""  # appended to the NIC's -device (msix=off on ixgbe, ...)
 
     def clock(self) -> str:
         """Which clock the guest runs on, as a trace says it."""
@@ -52,6 +55,8 @@ def qemu_command(settings: QemuSettings, kernel_image: Path, initrd: Path, nic: 
     cmd = [settings.binary, "-name", f"testbed-{nic or 'nonic'}", "-machine", "q35", "-accel", settings.accel,
            "-m", str(settings.memory_mb), "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
            *PAUSE_BUTTON]
+    if settings.firmware:
+        cmd += ["-L", str(settings.firmware)]
     if settings.time == "virtual":
         cmd += ["-icount", f"shift={ICOUNT_SHIFT},sleep=off"]
     if QBOOT.exists():
@@ -65,7 +70,9 @@ def qemu_command(settings: QemuSettings, kernel_image: Path, initrd: Path, nic: 
     device = resolve_nic(nic) if nic else None
     if device and device.emulated:
         # user networking with restrict=on: the NIC has a peer, the guest reaches nothing
-        cmd += ["-netdev", "user,id=net0,restrict=on", "-device", f"{device.qemu_device},id={NIC_ID},netdev=net0"]
+        cmd += ["-netdev", "user,id=net0,restrict=on",
+                "-device", ",".join(filter(None, (f"{device.qemu_device},id={NIC_ID},netdev=net0",
+                                                  settings.nic_properties)))]
     elif device:  # a real card by VFIO: its own wire, no netdev
         cmd += ["-device", f"{device.qemu_device},id={NIC_ID}"]
     return cmd + list(extra)

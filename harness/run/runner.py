@@ -12,6 +12,7 @@ from typing import Callable, Iterator
 from ..agent import AgentError
 from ..agent.protocol import Op
 from ..build import image, kernel
+from ..build import qemu as qemu_build
 from ..config import Config
 from ..errors import UsageError, did_you_mean
 from ..machine import VMError, accel
@@ -43,21 +44,37 @@ def lookup(cfg: Config, name: str) -> ScenarioInfo:
     return known[name]
 
 
+def qemu_for(cfg: Config, nic: str | None) -> tuple[str, Path | None]:
+    """The QEMU binary that runs `nic`, and the firmware directory it needs (-L): the one the
+    testbed builds for its own models (and for every NIC with qemu.binary: testbed), else
+    qemu.binary.  Skip, with the reason, when that build is not there."""
+    if cfg.qemu_binary != qemu_build.TESTBED and not (nic and resolve_nic(nic).testbed_model):
+        return cfg.qemu_binary, None
+    built = qemu_build.find(cfg.cache)
+    if built is None:
+        raise Skip(f"{nic or 'qemu.binary: testbed'} needs the QEMU the testbed builds, which is not there: "
+                   f"{qemu_build.unavailable(cfg.cache)}")
+    return str(built), qemu_build.FIRMWARE
+
+
 _prepared: dict[tuple, Target] = {}
 
 
 def prepare(cfg: Config, kernel_name: str | None, nic: str | None, transport: str = "serial") -> Target:
     """The kernel, guest image and QEMU settings for one kernel x NIC, and how the agent is
-    reached (serial or ssh); worked out once per process for the same inputs."""
+    reached (serial or ssh); worked out once per process for the same inputs.  Skip when the
+    NIC's QEMU is not built (qemu_for)."""
     spec = cfg.kernel(kernel_name)
     key = (repr(spec), nic, transport, cfg.cache, cfg.guest_binaries, cfg.qemu_binary, cfg.accel, cfg.memory_mb,
            cfg.boot_timeout, cfg.time)
     if key not in _prepared:
         k = kernel.resolve(spec, cfg.cache)
         img = image.build(k, nic, cfg.cache, cfg.guest_binaries, by_name(transport).guest_additions())
-        chosen = accel.choose(cfg.accel, cfg.qemu_binary, k.image, cfg.cache)
-        settings = QemuSettings(cfg.qemu_binary, chosen, cfg.memory_mb, cfg.boot_timeout,
-                                accel.choose_time(cfg.time, chosen))
+        binary, firmware = qemu_for(cfg, nic)
+        # whether KVM works is the host's to say: probed with the system QEMU, whichever runs the guest
+        chosen = accel.choose(cfg.accel, "qemu-system-x86_64" if firmware else binary, k.image, cfg.cache)
+        settings = QemuSettings(binary, chosen, cfg.memory_mb, cfg.boot_timeout,
+                                accel.choose_time(cfg.time, chosen), firmware)
         _prepared[key] = Target(k, img, nic, settings, transport)
     return _prepared[key]
 
@@ -111,7 +128,15 @@ def run(cfg: Config, name: str, kernel_name: str | None = None, nic: str | None 
     started = time.monotonic()
     trace = Trace()
     try:
-        target = prepare(cfg, kernel_name, nic, transport or cfg.transport)
+        try:
+            if not info.applies_to(nic):
+                raise Skip(f"{name} is about the {', '.join(info.nics)} driver, not {nic}")
+            target = prepare(cfg, kernel_name, nic, transport or cfg.transport)
+        except Skip as e:  # not this NIC's, or its QEMU is not there: the rest of a matrix still runs
+            result.verdict, result.reason = Verdict.SKIPPED, str(e)
+            result.duration = time.monotonic() - started
+            result.save()
+            return result
         result.release, result.version = target.kernel.release, target.kernel.version_str
         result.accel, result.transport, result.time = target.settings.accel, target.transport, target.settings.time
         with ready_vm(cfg, target, artifacts, cold) as vm:
@@ -146,17 +171,23 @@ def run(cfg: Config, name: str, kernel_name: str | None = None, nic: str | None 
 
 def cases(cfg: Config, kernels: list[str] | None = None, nics: list[str] | None = None,
           names: list[str] | None = None) -> list[tuple[str, str, str | None]]:
-    """(scenario, kernel, nic) for every scenario on every kernel x NIC; scenarios that need no
-    NIC run once per kernel."""
+    """(scenario, kernel, nic) for every scenario on every kernel x NIC it applies to; scenarios
+    that need no NIC run once per kernel."""
     chosen = [lookup(cfg, n) for n in names] if names else list(load_catalogue(cfg.scenarios).values())
     return [(s.name, k, nic) for k in kernels or cfg.kernels
-            for s in chosen for nic in ((nics or cfg.nics) if s.needs_nic else [None])]
+            for s in chosen for nic in ((nics or cfg.nics) if s.needs_nic else [None]) if s.applies_to(nic)]
 
 
 def prepare_all(cfg: Config, todo: list[tuple[str, str, str | None]]) -> list[Target]:
     """Every kernel x NIC of `todo` prepared here, not in the workers: builds and usage errors
-    surface once."""
-    return [prepare(cfg, k, nic, cfg.transport) for _, k, nic in dict.fromkeys(todo)]
+    surface once.  A cell that cannot be prepared (its QEMU not built) is left out: its runs skip."""
+    targets = []
+    for _, k, nic in dict.fromkeys(todo):
+        try:
+            targets.append(prepare(cfg, k, nic, cfg.transport))
+        except Skip:
+            pass
+    return targets
 
 
 def jobs_for(cfg: Config, todo: list[tuple[str, str, str | None]], jobs: int | None) -> int:

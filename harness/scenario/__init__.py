@@ -57,13 +57,18 @@ class ScenarioInfo:
     needs_nic: bool
     func: Callable[["Guest"], None]
     origin: str = ""       # where it is defined, file:line
+    nics: tuple[str, ...] = ()  # the NIC models it is about, if not every one (a matrix runs it on those)
+
+    def applies_to(self, nic: str | None) -> bool:
+        return not self.nics or nic in self.nics
 
 
-def scenario(name: str, description: str, source: str, needs_nic: bool = True):
-    """Mark a function as a scenario; loading its file (load_catalogue) makes it known by `name`."""
+def scenario(name: str, description: str, source: str, needs_nic: bool = True, nics: tuple[str, ...] = ()):
+    """Mark a function as a scenario; loading its file (load_catalogue) makes it known by `name`.
+    `nics` limits it to those NIC models (a driver's own behaviour)."""
     def mark(func):
         origin = f"{inspect.getsourcefile(func)}:{func.__code__.co_firstlineno}"
-        func.testbed_scenario = ScenarioInfo(name, description, source, needs_nic, func, origin)
+        func.testbed_scenario = ScenarioInfo(name, description, source, needs_nic, func, origin, tuple(nics))
         return func
     return mark
 

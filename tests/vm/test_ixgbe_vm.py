@@ -1,0 +1,154 @@
+"""The testbed's 82598 model under real kernels: frames both ways between the guest and the host
+side of the netdev, each interrupt mode the driver falls back to, and a snapshot that keeps the
+link state.  (Its registers are tested without a kernel in tests/test_ixgbe_model.py.)"""
+import dataclasses
+import hashlib
+import re
+import socket
+import struct
+import time
+
+import pytest
+
+from harness.agent.protocol import Op
+from harness.run import runner
+from harness.run import snapshot as snapshots
+from harness.scenario import Skip
+from harness.vm import VM
+from harness.wait import until
+
+pytestmark = pytest.mark.vm
+GUEST_ADDRESS = "10.0.2.15"
+GUEST_PORT = 7777
+
+
+def ixgbe_target(cfg, kernel: str, **settings):
+    try:
+        target = runner.prepare(cfg, kernel, "ixgbe")
+    except Skip as e:
+        pytest.skip(str(e))
+    return dataclasses.replace(target, settings=dataclasses.replace(target.settings, **settings))
+
+
+def sh(vm: VM, cmd: str, timeout: float = 30.0) -> str:
+    r = vm.agent.call(Op.RUN, cmd=cmd, timeout_ms=int(timeout * 1000), timeout=timeout + 10)
+    out = r.get("OUTPUT", b"").decode(errors="replace")
+    assert r.get("STATUS") == 0, f"{cmd}: exit {r.get('STATUS')}: {out}"
+    return out
+
+
+def link_up(vm: VM):
+    sh(vm, f"ip link set eth0 up && ip addr add {GUEST_ADDRESS}/24 dev eth0")
+    assert until(lambda: vm.agent.call(Op.READ_FILE, path="/sys/class/net/eth0/carrier").get("DATA", b"").strip()
+                 == b"1", timeout=20, interval=0.1), "no carrier 20 s after ip link set up"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pcap_frames(path) -> list[bytes]:
+    data = path.read_bytes()
+    frames, at = [], 24  # the global header, then (ts_sec, ts_usec, incl_len, orig_len) + bytes
+    while at + 16 <= len(data):
+        length = struct.unpack_from("<I", data, at + 8)[0]
+        frames.append(data[at + 16:at + 16 + length])
+        at += 16 + length
+    return frames
+
+
+def test_frames_pass_both_ways_through_the_model(cfg, vm_kernel, tmp_path):
+    """The host connects to a port forwarded to the guest and sends a payload the guest stores;
+    the guest sends a larger one back over the same connection (TCP, so its checksums and, where
+    the kernel uses it, TSO go through the model); both checked by their sha256, and the frames
+    seen on the host side of the netdev (a filter-dump pcap) carry the guest's MAC."""
+    with VM(ixgbe_target(cfg, vm_kernel), tmp_path / "vm") as vm:
+        link_up(vm)
+        pcap = tmp_path / "net0.pcap"
+        vm.monitor.command("object-add", **{"qom-type": "filter-dump", "id": "dump0", "netdev": "net0",
+                                            "file": str(pcap)})
+        port = free_port()
+        vm.monitor.command("human-monitor-command",
+                           **{"command-line": f"hostfwd_add net0 tcp:127.0.0.1:{port}-{GUEST_ADDRESS}:{GUEST_PORT}"})
+        sh(vm, "dd if=/dev/urandom of=/tmp/out bs=1024 count=256 2>/dev/null")
+        out_sha = sh(vm, "sha256sum /tmp/out").split()[0]
+        server = vm.agent.start(Op.RUN, cmd=f"nc -l -p {GUEST_PORT} < /tmp/out > /tmp/in", timeout_ms=60_000)
+        payload = bytes(range(256)) * 64  # 16 KiB host -> guest
+        got = b""
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+            time.sleep(0.5)  # the guest's nc is listening once the connection is forwarded
+            conn.sendall(payload)
+            conn.shutdown(socket.SHUT_WR)
+            while chunk := conn.recv(65536):
+                got += chunk
+        assert server.wait(60).get("STATUS") == 0
+        assert sh(vm, "sha256sum /tmp/in").split()[0] == hashlib.sha256(payload).hexdigest()
+        assert hashlib.sha256(got).hexdigest() == out_sha, f"{len(got)} of {256 * 1024} bytes came back intact"
+        mac = bytes.fromhex(vm.monitor.command("qom-get", path="/machine/peripheral/nic0",
+                                               property="mac").replace(":", ""))
+        vm.monitor.command("object-del", id="dump0")
+        frames = pcap_frames(pcap)
+        sent = [f for f in frames if f[6:12] == mac]
+        received = [f for f in frames if f[0:6] == mac]
+        assert sent and received, f"{len(frames)} frames in the capture: {len(sent)} from the guest, {len(received)} to it"
+        assert max(len(f) for f in sent) <= 1514, "a frame larger than the MTU left the model (TSO not segmented)"
+        tx_bytes = int(sh(vm, "cat /sys/class/net/eth0/statistics/tx_bytes"))
+        assert tx_bytes >= 256 * 1024
+
+
+INTERRUPT_MODES = {
+    # what the guest is made to use -> (QEMU/kernel settings, the /proc/interrupts word for it)
+    "msix": ({}, r"PCI-MSI(-X)?|MSI-X|-msix|eth0-TxRx"),
+    "msi": ({"nic_properties": "msix=off"}, r"PCI-MSI"),
+    "intx": ({"kernel_args": "pci=nomsi"}, r"IO-APIC"),
+}
+
+
+@pytest.mark.parametrize("mode", INTERRUPT_MODES)
+def test_the_link_and_traffic_in_each_interrupt_mode(cfg, vm_kernel, tmp_path, mode):
+    """MSI-X, MSI (a board without MSI-X: msix=off) and legacy INTx (pci=nomsi): the driver
+    probes, the carrier follows set_link both ways (LSC), and the gateway answers pings."""
+    settings, kind = INTERRUPT_MODES[mode]
+    with VM(ixgbe_target(cfg, vm_kernel, **settings), tmp_path / "vm") as vm:
+        link_up(vm)
+        interrupts = [line for line in sh(vm, "cat /proc/interrupts").splitlines() if "eth0" in line]
+        assert interrupts and all(re.search(kind, line) for line in interrupts), "\n".join(interrupts)
+        if mode == "msix":
+            assert len(interrupts) >= 2, "MSI-X: a queue vector and the 'other causes' vector"
+        else:
+            assert len(interrupts) == 1, "MSI and INTx: one vector for everything"
+        for up in (False, True):
+            vm.monitor.set_link(vm.nic_id, up)
+            want = b"1" if up else b"0"
+            assert until(lambda: vm.agent.call(Op.READ_FILE, path="/sys/class/net/eth0/carrier")
+                         .get("DATA", b"").strip() == want, timeout=20, interval=0.1), f"carrier after set_link {up}"
+        assert "3 packets received" in sh(vm, "ping -c 3 -W 2 10.0.2.2")
+        log = sh(vm, "dmesg")
+        assert "NIC Link is Down" in log and "NIC Link is Up 10 Gbps" in log
+        assert not re.search(r"ixgbe.*(Detected Tx Unit Hang|Reset adapter|irq \d+: nobody cared)", log)
+
+
+def test_a_snapshot_keeps_the_link_state(cfg, vm_kernel, tmp_path):
+    """Saved with the link off, a restored guest's NIC still has it off (QEMU's link_down comes
+    back from the model's registers), and set_link on brings the carrier back through LSC."""
+    target = ixgbe_target(cfg, vm_kernel)
+    saved = tmp_path / "state.bin"
+    with VM(target, tmp_path / "first") as vm:
+        link_up(vm)
+        vm.monitor.set_link(vm.nic_id, False)
+        assert until(lambda: vm.agent.call(Op.READ_FILE, path="/sys/class/net/eth0/carrier")
+                     .get("DATA", b"").strip() == b"0", timeout=20, interval=0.1)
+        snapshots.save(vm, saved)
+        hello = vm.hello
+    snap = snapshots.Snapshot(saved, hello, 0.0)
+    with VM(target, tmp_path / "restored", snapshot=snap) as vm:
+        info = vm.monitor.command("human-monitor-command", **{"command-line": "info network"})
+        assert re.search(r"nic0:.*link=down|link down", info, re.I) or "link=down" in info.replace(" ", ""), info
+        assert vm.agent.call(Op.READ_FILE, path="/sys/class/net/eth0/carrier").get("DATA", b"").strip() == b"0"
+        assert "0 packets received" in sh(vm, "ping -c 2 -W 1 10.0.2.2 || true")
+        vm.monitor.set_link(vm.nic_id, True)
+        assert until(lambda: vm.agent.call(Op.READ_FILE, path="/sys/class/net/eth0/carrier")
+                     .get("DATA", b"").strip() == b"1", timeout=20, interval=0.1), "no carrier after set_link on"
+        assert "2 packets received" in sh(vm, "ping -c 2 -W 2 10.0.2.2")
