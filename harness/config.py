@@ -18,6 +18,8 @@
     default: {kernel: debian-6.1, nic: igb}
     guest-binaries: [/usr/sbin/ip, /usr/bin/nl-monitor]   # copied in with their shared libraries
     qemu: {binary: qemu-system-x86_64, memory: 256, accel: auto, boot-timeout: 60, time: auto}
+                                                          # binary: testbed runs every NIC on the QEMU the
+                                                          # testbed builds (ixgbe always runs on it)
     transport: serial                                     # or ssh: the agent over SSH to the guest's sshd
     scenarios: [scenarios/, more/mtu.py]                  # your own scenario files and directories
     results: results

@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg = dataclasses.replace(cfg, scenarios=(*cfg.scenarios, *(p.resolve() for p in args.scenarios_from)))
         if getattr(args, "transport", None):
             cfg = dataclasses.replace(cfg, transport=args.transport)
+        if getattr(args, "qemu", None):
+            cfg = dataclasses.replace(cfg, qemu_binary=args.qemu)
         if getattr(args, "time", None) and args.command != "bench":  # bench takes a list of clocks
             cfg = dataclasses.replace(cfg, time=args.time)
         if args.command in ("list", "run"):

@@ -16,7 +16,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _option_groups() -> dict[str, argparse.ArgumentParser]:
     """The options several commands share, each declared once (argparse parents)."""
-    groups = {name: _Parser(add_help=False) for name in ("guest", "transport", "cells", "jobs", "time", "scenarios")}
+    groups = {name: _Parser(add_help=False) for name in ("guest", "transport", "cells", "jobs", "time", "scenarios", "qemu")}
     groups["scenarios"].add_argument("--scenarios-from", type=Path, action="append", metavar="PATH",
                                      help="scenario files or directories besides testbed.yaml's (repeatable)")
     groups["guest"].add_argument("--kernel", help="a kernel named in testbed.yaml")
@@ -33,6 +33,10 @@ def _option_groups() -> dict[str, argparse.ArgumentParser]:
                                 help="the guest's clock: virtual (QEMU's instruction counter; waits on the guest's "
                                      "timers cost no host time) or real; auto (default: testbed.yaml's qemu.time) "
                                      "is virtual with TCG, real with KVM")
+    groups["qemu"].add_argument("--qemu", metavar="BINARY",
+                                help="the QEMU to run every NIC on: a program or path, or `testbed` for the one "
+                                     "`testbed qemu build` makes (default: testbed.yaml's qemu.binary; ixgbe always "
+                                     "runs on the testbed's)")
     return groups
 
 
@@ -44,7 +48,7 @@ def parser() -> argparse.ArgumentParser:
     g = _option_groups()
     sub.add_parser("list", help="list the scenarios and where each is defined", parents=[g["scenarios"]])
     run = sub.add_parser("run", help="run one scenario and print its trace",
-                         parents=[g["guest"], g["transport"], g["time"], g["scenarios"]])
+                         parents=[g["guest"], g["transport"], g["time"], g["scenarios"], g["qemu"]])
     run.add_argument("scenario", help="a scenario's name, or FILE.py::NAME (FILE.py alone: its only scenario)")
     run.add_argument("--json", action="store_true", help="print the result as JSON (every attribute of every message)")
     run.add_argument("--kernel-source", type=Path, metavar="PATH",
@@ -57,7 +61,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--cold", action="store_true",
                      help="boot the guest afresh instead of restoring the kernel x NIC's snapshot")
     mx = sub.add_parser("matrix", help="scenarios x kernels x NICs into one results directory (for CI)",
-                        parents=[g["cells"], g["jobs"], g["transport"], g["time"], g["scenarios"]])
+                        parents=[g["cells"], g["jobs"], g["transport"], g["time"], g["scenarios"], g["qemu"]])
     mx.add_argument("--kernels", nargs="+", help="kernels named in testbed.yaml (default: all)")
     mx.add_argument("--shard", help="I/N: run only the I-th of N deterministic shares of the cells")
     rep = sub.add_parser("report", help="rewrite report.html and kcidb.json of matrix results; --merge shards")
@@ -65,16 +69,16 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--merge", action="store_true", help="merge the directories (CI shards) into --out")
     rep.add_argument("--out", type=Path, help="where the merged results go (default: results/merged)")
     df = sub.add_parser("diff", help="run the catalogue on several kernels and print what they did differently",
-                        parents=[g["cells"], g["jobs"], g["time"], g["scenarios"]])
+                        parents=[g["cells"], g["jobs"], g["time"], g["scenarios"], g["qemu"]])
     df.add_argument("--kernel", action="append", required=True, help="a kernel named in testbed.yaml (twice or more)")
     so = sub.add_parser("soak", help="many consecutive boot + scenario cycles: flakes, leftovers, slowest",
-                        parents=[g["transport"], g["time"]])
+                        parents=[g["transport"], g["time"], g["qemu"]])
     so.add_argument("--cycles", type=int, default=200)
     so.add_argument("--kernel", help="a kernel named in testbed.yaml")
     so.add_argument("--scenario", default="carrier-qmp", help="the scenario of each cycle (default: carrier-qmp)")
     so.add_argument("--restore", action="store_true", help="restore the snapshot instead of booting each cycle")
     sh = sub.add_parser("shell", help="a shell on a fresh guest (its console, or ssh), the agent running beside it",
-                        parents=[g["guest"], g["transport"], g["time"]])
+                        parents=[g["guest"], g["transport"], g["time"], g["qemu"]])
     sh.add_argument("--cold", action="store_true", help="boot afresh instead of restoring the snapshot")
     link = sub.add_parser("link", help="flip a running guest's link (QMP set_link), e.g. one `testbed shell` started")
     link.add_argument("state", choices=["up", "down"])
@@ -95,7 +99,7 @@ def parser() -> argparse.ArgumentParser:
     qbuild.add_argument("--jobs", type=int, help="parallel jobs (default: the number of CPUs)")
     qsub.add_parser("status", help="the binary built from the current model, or why there is none")
     bench = sub.add_parser("bench", help="measure boot, restore, per-scenario, catalogue and matrix times per "
-                                         "kernel x NIC, virtual and real clock side by side", parents=[g["jobs"]])
+                                         "kernel x NIC, virtual and real clock side by side", parents=[g["jobs"], g["qemu"]])
     bench.add_argument("--time", choices=TIMES[1:], action="append",
                        help="measure this clock only (repeatable; default: both where the accelerator allows)")
     bench.add_argument("--runs", type=int, default=3)

@@ -25,6 +25,7 @@ from ..config import Config
 from ..digest import file_hash
 from ..errors import UsageError
 from ..results import Result, Verdict, cell_name, report
+from ..scenario import Skip
 from . import runner
 
 
@@ -81,6 +82,21 @@ def qemu_version(binary: str) -> str:
     return out.stdout.splitlines()[0] if out.stdout else f"{binary}: {out.stderr.strip()}"
 
 
+def qemu_versions(cfg: Config, nics: list[str | None]) -> str:
+    """The QEMU that runs the cells, and for which NICs when more than one does (ixgbe runs on
+    the testbed's build); one not built is named so."""
+    by_binary: dict[str, list[str]] = {}
+    for nic in nics:
+        try:
+            binary = qemu_version(runner.qemu_for(cfg, nic)[0])
+        except Skip as e:
+            binary = str(e)
+        by_binary.setdefault(binary, []).append(nic or "no NIC")
+    if len(by_binary) == 1:
+        return next(iter(by_binary))
+    return "; ".join(f"{', '.join(n)}: {v}" for v, n in by_binary.items())
+
+
 def metadata(cfg: Config, cells: list[tuple], shard_spec: str | None) -> dict:
     kernels = {}
     for name in dict.fromkeys(k for _, k, _ in cells):
@@ -89,7 +105,7 @@ def metadata(cfg: Config, cells: list[tuple], shard_spec: str | None) -> dict:
                          "image": str(target.kernel.image), "sha256": file_hash(target.kernel.image),
                          "accel": target.settings.accel, "time": target.settings.time}
     return {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "qemu": qemu_version(cfg.qemu_binary), "kernels": kernels,
+            "qemu": qemu_versions(cfg, sorted({n for _, _, n in cells}, key=str)), "kernels": kernels,
             "nics": sorted({n for _, _, n in cells if n}), "shard": shard_spec, "transport": cfg.transport,
             "host": {"name": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(),
                      "python": platform.python_version()},
