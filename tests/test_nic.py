@@ -94,11 +94,12 @@ def test_the_testbeds_82598_runs_on_the_qemu_the_testbed_builds(tmp_path):
     n = nic.resolve("ixgbe")
     assert (n.driver, n.emulated, n.testbed_model) == ("ixgbe", True, True)
     assert not any(nic.resolve(m).testbed_model for m in ("igb", "e1000e", "e1000"))
-    settings = QemuSettings(binary="/cache/qemu/x/qemu-system-x86_64", firmware=tmp_path, nic_properties="msix=off")
+    settings = QemuSettings(binary="/cache/qemu/x/qemu-system-x86_64", firmware=(tmp_path, tmp_path / "roms"),
+                            nic_properties="msix=off")
     cmd = vm.qemu_command(settings, tmp_path / "bzImage", tmp_path / "initrd", "ixgbe",
                           {"console": 3, "agent": 4, "qmp": 5}, tmp_path)
     assert nic_device(cmd) == f"ixgbe,id={vm.NIC_ID},netdev=net0,msix=off"
-    assert cmd[cmd.index("-L") + 1] == str(tmp_path)  # it has no firmware of its own: Debian's
+    assert [cmd[i + 1] for i, a in enumerate(cmd) if a == "-L"] == [str(tmp_path), str(tmp_path / "roms")]
 
 
 def test_a_cell_whose_qemu_is_not_built_skips_with_the_reason(tmp_path, monkeypatch):
@@ -110,7 +111,7 @@ def test_a_cell_whose_qemu_is_not_built_skips_with_the_reason(tmp_path, monkeypa
     (tmp_path / "testbed.yaml").write_text(f"kernels: {{k: {{image: {tmp_path / 'bz'}}}}}\nnics: [igb, ixgbe]\n"
                                            f"cache: {tmp_path / 'cache'}\n")
     cfg = config.load(tmp_path / "testbed.yaml")
-    assert runner.qemu_for(cfg, "igb") == (cfg.qemu_binary, None)  # Debian's, untouched
+    assert runner.qemu_for(cfg, "igb") == (cfg.qemu_binary, ())  # Debian's, untouched
     monkeypatch.setattr(qemu_build, "unavailable", lambda cache: "the compile failed: ixgbe.c:12: error: x")
     with pytest.raises(Skip, match="ixgbe needs the QEMU the testbed builds.*ixgbe.c:12: error: x"):
         runner.qemu_for(cfg, "ixgbe")

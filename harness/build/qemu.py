@@ -8,7 +8,7 @@ model and its build glue.  The build directory is keyed by the version and the c
 options only, and kept: a changed model recompiles one file and relinks.  The binary is cached
 by (tarball, model, glue, options).  A failed step is recorded in the cache, so that later runs
 can say why the model is unavailable (unavailable()).  The binary has no firmware of its own:
-run it with `-L FIRMWARE`, Debian's.
+run it with Debian's (-L for each of FIRMWARE).
 """
 from __future__ import annotations
 
@@ -30,7 +30,13 @@ from ..errors import NetworkError, UsageError
 from . import mirrors
 
 MODEL = PROJECT / "qemu-model" / "ixgbe.c"
-FIRMWARE = Path("/usr/share/qemu")  # qemu-system-data: bios, qboot, option ROMs
+# Where Debian's qemu-system-x86_64 looks for firmware (its `-L help`): qemu-system-data (bios,
+# qboot), seabios, ipxe-qemu (the NICs' option ROMs).  The build has none: it gets these.
+FIRMWARE = (Path("/usr/share/qemu"), Path("/usr/share/seabios"), Path("/usr/lib/ipxe/qemu"))
+
+
+def firmware_options() -> list[str]:
+    return [arg for d in FIRMWARE for arg in ("-L", str(d))]
 TARGET = "qemu-system-x86_64"
 DEBIAN_POOL = "http://deb.debian.org/debian/pool/main/q/qemu/"
 # sha256 of Debian's qemu_<version>+ds.orig.tar.xz by upstream version, as the Sources index of
@@ -328,7 +334,7 @@ def _compile(build: Path, jobs: int, log: Path, src: Source):
 
 def devices(binary: Path) -> list[str]:
     """The device names `binary -device help` lists, run with Debian's firmware."""
-    r = subprocess.run([str(binary), "-L", str(FIRMWARE), "-device", "help"], capture_output=True, text=True,
+    r = subprocess.run([str(binary), *firmware_options(), "-device", "help"], capture_output=True, text=True,
                        timeout=60, stdin=subprocess.DEVNULL)
     if r.returncode:
         raise OSError(f"exit status {r.returncode}: {(r.stderr.strip().splitlines() or ['no output'])[-1]}")
@@ -376,7 +382,7 @@ def _build(cache: Path, src: Source, jobs: int, say) -> Path:
     try:
         listed = devices(staged / TARGET)
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise QemuBuildError("check", f"{staged / TARGET} -L {FIRMWARE} -device help: {e}", src.upstream) from None
+        raise QemuBuildError("check", f"{staged / TARGET} {' '.join(firmware_options())} -device help: {e}", src.upstream) from None
     missing = [d for d in ("igb", "e1000e", "e1000", "pvpanic", "virtio-serial-pci") if d not in listed]
     if missing:
         raise QemuBuildError("check", f"{TARGET} lacks the devices {', '.join(missing)}", src.upstream)
@@ -385,7 +391,7 @@ def _build(cache: Path, src: Source, jobs: int, say) -> Path:
     staged.rename(out)
     _remove_others(cache, [out, work, pristine.parent])
     say(f"qemu {src.upstream} with the ixgbe model {model_hash()}: built in {seconds // 60:.0f} min {seconds % 60:.0f} s "
-        f"-> {out / TARGET}; run it with -L {FIRMWARE}")
+        f"-> {out / TARGET}; run it with {' '.join(firmware_options())}")
     if "ixgbe" not in listed:
         say(f"qemu {src.upstream}: the model registers no ixgbe device ({MODEL.relative_to(PROJECT)} is a placeholder?)")
     return out / TARGET

@@ -39,7 +39,7 @@ class QemuSettings:
     memory_mb: int = 256
     boot_timeout: float = 60.0
     time: str = "real"  # virtual (TCG only) or real
-    firmware: Path | None = None  # -L: the QEMU the testbed builds has none of its own
+    firmware: tuple[Path, ...] = ()  # -L each: the QEMU the testbed builds has none of its own
     kernel_args: str = ""     # appended to the kernel command line (pci=nomsi, ...)
     nic_properties: str = ""  # appended to the NIC's -device (msix=off on ixgbe, ...)
 
@@ -55,8 +55,8 @@ def qemu_command(settings: QemuSettings, kernel_image: Path, initrd: Path, nic: 
     cmd = [settings.binary, "-name", f"testbed-{nic or 'nonic'}", "-machine", "q35", "-accel", settings.accel,
            "-m", str(settings.memory_mb), "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
            *PAUSE_BUTTON]
-    if settings.firmware:
-        cmd += ["-L", str(settings.firmware)]
+    for directory in settings.firmware:
+        cmd += ["-L", str(directory)]
     if settings.time == "virtual":
         cmd += ["-icount", f"shift={ICOUNT_SHIFT},sleep=off"]
     if QBOOT.exists():

@@ -44,12 +44,12 @@ def lookup(cfg: Config, name: str) -> ScenarioInfo:
     return known[name]
 
 
-def qemu_for(cfg: Config, nic: str | None) -> tuple[str, Path | None]:
-    """The QEMU binary that runs `nic`, and the firmware directory it needs (-L): the one the
+def qemu_for(cfg: Config, nic: str | None) -> tuple[str, tuple[Path, ...]]:
+    """The QEMU binary that runs `nic`, and the firmware directories it needs (-L): the one the
     testbed builds for its own models (and for every NIC with qemu.binary: testbed), else
     qemu.binary.  Skip, with the reason, when that build is not there."""
     if cfg.qemu_binary != qemu_build.TESTBED and not (nic and resolve_nic(nic).testbed_model):
-        return cfg.qemu_binary, None
+        return cfg.qemu_binary, ()
     built = qemu_build.find(cfg.cache)
     if built is None:
         raise Skip(f"{nic or 'qemu.binary: testbed'} needs the QEMU the testbed builds, which is not there: "
@@ -72,7 +72,8 @@ def prepare(cfg: Config, kernel_name: str | None, nic: str | None, transport: st
         img = image.build(k, nic, cfg.cache, cfg.guest_binaries, by_name(transport).guest_additions())
         binary, firmware = qemu_for(cfg, nic)
         # whether KVM works is the host's to say: probed with the system QEMU, whichever runs the guest
-        chosen = accel.choose(cfg.accel, "qemu-system-x86_64" if firmware else binary, k.image, cfg.cache)
+        system = cfg.qemu_binary if cfg.qemu_binary != qemu_build.TESTBED else QemuSettings.binary
+        chosen = accel.choose(cfg.accel, system, k.image, cfg.cache)
         settings = QemuSettings(binary, chosen, cfg.memory_mb, cfg.boot_timeout,
                                 accel.choose_time(cfg.time, chosen), firmware)
         _prepared[key] = Target(k, img, nic, settings, transport)
