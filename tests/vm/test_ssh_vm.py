@@ -16,7 +16,8 @@ pytestmark = pytest.mark.vm
 
 
 # e1000 under test: the management NIC has the same driver, so eth0 must be found by its MAC
-@pytest.mark.parametrize("name,nic", [("carrier-qmp", "igb"), ("real-clients", "e1000"), ("autobind", None)])
+@pytest.mark.parametrize("name,nic", [("carrier-qmp", "igb"), ("real-clients", "e1000"), ("ixgbe-lsc", "ixgbe"),
+                                      ("autobind", None)])
 def test_a_scenario_runs_unchanged_over_ssh(cfg, vm_kernel, tmp_path, name, nic):
     result = runner.run(cfg, name, vm_kernel, nic, tmp_path, transport="ssh")
     assert result.verdict == Verdict.PASSED, result.verdict_line()
