@@ -107,3 +107,23 @@ def test_differences_read_oldest_kernel_first_with_versions_and_the_source(tmp_p
     html = report.html_report(meta, results, tmp_path)
     table = html.read_text().split("What changed between kernels")[1]
     assert table.index("3.14.40") < table.index("6.1.192") < table.index("6.12.95")
+
+
+def test_differences_between_nics_on_one_kernel(tmp_path, capsys):
+    results = []
+    for nic, latency in (("igb", "503 ms"), ("ixgbe", "2 ms"), ("e1000", "503 ms")):
+        r = result(tmp_path, "carrier-qmp", "k", nic, observed=latency)
+        r.version = "3.14.40"
+        results.append(r)
+    results.append(result(tmp_path, "autobind", "k", None, observed="same"))  # no NIC: nothing to compare
+    results[-1].version = "3.14.40"
+    assert report.axis(results) == "nic"
+    [(scenario, kernel, names, rows)] = report.differences(results, "nic")
+    assert (scenario, kernel, names) == ("carrier-qmp", "k", ["e1000", "igb", "ixgbe"])
+    assert rows == [("messages", {"e1000": "503 ms", "igb": "503 ms", "ixgbe": "2 ms"})]
+    report.print_differences(results)
+    out = capsys.readouterr().out
+    assert "what differs between the NICs (kernel k 3.14.40) e1000, igb, ixgbe" in out and "ixgbe  2 ms" in out
+    meta = {**META, "kernels": {"k": {**META["kernels"]["a"], "release": "3.14.40", "version": "3.14.40"}}}
+    html = report.html_report(meta, results, tmp_path).read_text()
+    assert "2 ms" in html.split("What differed between NICs")[1]

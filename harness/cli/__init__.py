@@ -7,6 +7,7 @@
     testbed matrix [--kernels ..] [--nics ..] [--scenarios ..] [--shard I/N]   the matrix, for CI
     testbed report DIR | --merge DIR... [--out D]  the HTML report / KCIDB of matrix results, shards merged
     testbed diff --kernel A --kernel B             the catalogue on both, and what differs
+    testbed diff --kernel K --nics igb ixgbe       ... or on one kernel, NIC against NIC
     testbed soak [--cycles N] [--transport T]      boot + scenario, again and again: flakes, leftovers
     testbed shell [--kernel K] [--nic N] [--transport T]   a shell on a fresh guest (console or ssh)
     testbed link up|down [--vm RUN_DIR]            flip that guest's link from another terminal

@@ -68,9 +68,11 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("dirs", nargs="+", type=Path, help="results directories of `testbed matrix`")
     rep.add_argument("--merge", action="store_true", help="merge the directories (CI shards) into --out")
     rep.add_argument("--out", type=Path, help="where the merged results go (default: results/merged)")
-    df = sub.add_parser("diff", help="run the catalogue on several kernels and print what they did differently",
+    df = sub.add_parser("diff", help="run the catalogue on several kernels (or NICs) and print what they did differently",
                         parents=[g["cells"], g["jobs"], g["time"], g["scenarios"], g["qemu"]])
-    df.add_argument("--kernel", action="append", required=True, help="a kernel named in testbed.yaml (twice or more)")
+    df.add_argument("--kernel", action="append", required=True,
+                    help="a kernel named in testbed.yaml: twice or more to compare kernels, once with --nics A B to "
+                         "compare NICs")
     so = sub.add_parser("soak", help="many consecutive boot + scenario cycles: flakes, leftovers, slowest",
                         parents=[g["transport"], g["time"], g["qemu"]])
     so.add_argument("--cycles", type=int, default=200)

@@ -102,15 +102,18 @@ def by_version(results: list[Result]) -> dict[str, str]:
     return {k: versions[k] for k in sorted(versions, key=key)}
 
 
-def differences(results: list[Result]) -> list[tuple[str, str | None, list[str], list[tuple[str, dict]]]]:
-    """For each scenario x NIC run on several kernels: the observations that are not the same
-    on all of them, as (scenario, nic, kernels oldest first, [(what, {kernel: value})])."""
-    order = list(by_version(results))
+def differences(results: list[Result], across: str = "kernel") -> list[tuple[str, str | None, list[str],
+                                                                             list[tuple[str, dict]]]]:
+    """For each scenario run on several kernels (across="kernel": per NIC, oldest kernel first)
+    or on several NICs (across="nic": per kernel): the observations that are not the same on
+    all of them, as (scenario, the NIC or kernel held fixed, the columns, [(what, {column: value})])."""
+    fixed = "nic" if across == "kernel" else "kernel"
+    order = list(by_version(results)) if across == "kernel" else sorted({r.nic for r in results if r.nic})
     by_cell: dict[tuple, dict[str, Result]] = defaultdict(dict)
-    for r in sorted(results, key=lambda r: order.index(r.kernel)):
-        by_cell[(r.scenario, r.nic)][r.kernel] = r
+    for r in sorted((r for r in results if getattr(r, across) in order), key=lambda r: order.index(getattr(r, across))):
+        by_cell[(r.scenario, getattr(r, fixed))][getattr(r, across)] = r
     out = []
-    for (scenario, nic), runs in sorted(by_cell.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+    for (scenario, held), runs in sorted(by_cell.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
         if len(runs) < 2:
             continue
         seen = {k: observations(r) for k, r in runs.items()}
@@ -118,28 +121,40 @@ def differences(results: list[Result]) -> list[tuple[str, str | None, list[str],
         rows = [(key, {k: obs.get(key, "—") for k, obs in seen.items()}) for key in keys]
         rows = [(key, vals) for key, vals in rows if len(set(vals.values())) > 1]
         if rows:
-            out.append((scenario, nic, list(runs), rows))
+            out.append((scenario, held, list(runs), rows))
     return out
 
 
+def axis(results: list[Result]) -> str:
+    """What a diff compares: the kernels when there are several, else the NICs."""
+    return "kernel" if len({r.kernel for r in results}) > 1 else "nic"
+
+
 def print_differences(results: list[Result]) -> None:
-    diffs = differences(results)
+    across = axis(results)
+    diffs = differences(results, across)
     versions = by_version(results)
-    kernels = [f"{k} ({v})" for k, v in versions.items()]
+    if across == "kernel":
+        columns = {k: f"{k} ({v})" for k, v in versions.items()}
+        what = "kernels"
+    else:
+        columns = {n: n for n in sorted({r.nic for r in results if r.nic})}
+        what = f"NICs (kernel {', '.join(f'{k} {v}' for k, v in versions.items())})"
     if not diffs:
-        print(f"testbed: the kernels {', '.join(kernels)} behaved the same in every scenario run on all of them")
+        print(f"testbed: the {what} {', '.join(columns.values())} behaved the same in every scenario run on all of them")
         return
-    print(f"testbed: what differs between {', '.join(kernels)}, per scenario, oldest kernel first")
-    width = max(len(k) for k in kernels)
-    for scenario, nic, names, rows in diffs:
+    print(f"testbed: what differs between the {what} {', '.join(columns.values())}, per scenario"
+          + (", oldest kernel first" if across == "kernel" else ""))
+    width = max(len(c) for c in columns.values())
+    for scenario, held, names, rows in diffs:
         source = next((r.source for r in results if r.scenario == scenario and r.source), "")
-        print(f"\n{scenario}" + (f" ({nic})" if nic else ""))
+        print(f"\n{scenario}" + (f" ({held})" if held else ""))
         if source:
             print(f"  kernel source: {source}")
-        for what, values in rows:
-            print(f"  {what}")
+        for name, values in rows:
+            print(f"  {name}")
             for k in names:
-                print(f"    {f'{k} ({versions[k]})':<{width}}  {values[k]}")
+                print(f"    {columns[k]:<{width}}  {values[k]}")
 
 
 # ---- HTML ----
@@ -271,6 +286,18 @@ def html_report(meta: dict, results: list[Result], out: Path) -> Path:
                  + "".join(f"<th>{_esc(k)}<br><small>{_esc(versions[k])}</small></th>" for k in names) + "</tr>"
                  + "".join(f"<tr><td>{_esc(what)}</td>" + "".join(f'<td class="differs">{_esc(v[k])}</td>' for k in names)
                            + "</tr>" for what, v in rows) + "</table>")
+    nics = sorted({r.nic for r in results if r.nic})
+    if len(nics) > 1:
+        h.append("<h2>What differed between NICs</h2>")
+        nic_diffs = differences(results, "nic")
+        if not nic_diffs:
+            h.append(f"<p>Every observation was the same on {', '.join(map(_esc, nics))}.</p>")
+        for scenario, kernel, names, rows in nic_diffs:
+            h.append(f'<h3><a href="#s-{scenario}">{_esc(scenario)}</a> · {_esc(kernel)}</h3>'
+                     '<table class="diff"><tr><th>observed</th>' + "".join(f"<th>{_esc(n)}</th>" for n in names)
+                     + "</tr>" + "".join(f"<tr><td>{_esc(what)}</td>" + "".join(
+                         f'<td class="differs">{_esc(v[n])}</td>' for n in names) + "</tr>" for what, v in rows)
+                     + "</table>")
     path = out / "report.html"
     path.write_text("\n".join(h))
     return path

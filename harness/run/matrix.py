@@ -153,9 +153,11 @@ def run_matrix(cfg: Config, kernels: list[str] | None, nics: list[str] | None, s
 
 def run_diff(cfg: Config, kernels: list[str], nics: list[str] | None, scenarios: list[str] | None,
              jobs: int | None, out: Path | None) -> int:
-    """The catalogue on two (or more) kernels, then what the kernels did differently."""
-    if len(set(kernels)) < 2:
-        raise UsageError(f"--kernel: give two different kernels to compare, got {', '.join(kernels)}")
+    """The catalogue on two (or more) kernels, or on one kernel with two (or more) NICs, then what
+    they did differently."""
+    if len(set(kernels)) < 2 and len(set(nics or ())) < 2:
+        raise UsageError(f"--kernel {' '.join(kernels)}: give two different kernels to compare (--kernel A --kernel B), "
+                         "or one kernel and two NICs (--kernel K --nics igb ixgbe)")
     out = out or cfg.results / "diff" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     status, out = run_matrix(cfg, kernels, nics, scenarios, None, jobs, out)
     report.print_differences(report.load(out)[1])
