@@ -81,7 +81,7 @@ def run_cli(*args, cwd=ROOT):
     (["matrix", "--scenarios", "overun"], "did you mean 'overrun'"),
     (["matrix", "--nics", "rtl8139"], "--nic rtl8139: unknown NIC model"),
     (["matrix", "--results", "/proc/testbed"], "results directory /proc/testbed: not writable"),
-    (["diff", "--kernel", "min-6.1"], "--kernel: give two different kernels to compare"),
+    (["diff", "--kernel", "min-6.1"], "--kernel min-6.1: give two different kernels to compare"),
     (["report", "/nonexistent"], "/nonexistent: no run.json"),
     (["report", "/tmp", "/var"], "several directories or --out need --merge"),
     (["link", "down", "--vm", "/nonexistent"], "--vm /nonexistent: no running guest"),
