@@ -173,11 +173,10 @@ def test_the_cli_exits_3_on_a_failed_build_and_status_repeats_the_reason(model, 
             signal.signal(s, h)
 
 
-def test_the_built_binary_runs_with_debians_firmware_and_has_igb(cfg):
+def test_the_built_binary_runs_with_debians_firmware_and_has_the_model_and_igb(cfg):
     binary = qemu.find(cfg.cache)
     if binary is None:
         pytest.skip(f"no QEMU with the model: {qemu.unavailable(cfg.cache)}")
     listed = qemu.devices(binary)
-    assert {"igb", "e1000e", "e1000", "pvpanic", "virtio-serial-pci"} <= set(listed)
-    meta = json.loads((binary.parent / "meta.json").read_text())
-    assert meta["model"] == qemu.model_hash() and meta["ixgbe"] == ("ixgbe" in listed)
+    assert {"ixgbe", "igb", "e1000e", "e1000", "pvpanic", "virtio-serial-pci"} <= set(listed)
+    assert json.loads((binary.parent / "meta.json").read_text())["model"] == qemu.model_hash()
