@@ -319,7 +319,7 @@ static uint32_t vector_causes(IxgbeState *s, int v)
     uint8_t other = ivar_entry(s, IVAR_OTHER_ENTRY);
     uint32_t causes = v < 16 ? BIT(v) : 0;
 
-    if ((other & IVAR_VALID ? other & 0x1F : 0) == v) {
+    if ((other & IVAR_VALID) && (other & 0x1F) == v) {    /* unrouted: no vector, as for queues */
         causes |= EICR_OTHER_CAUSES;
     }
     return causes;

@@ -19,6 +19,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+from harness.children import die_with_parent
 from harness.machine.monitor import Monitor
 
 TIMEOUT = 10.0  # seconds for any answer from QEMU
@@ -64,7 +65,10 @@ class QtestMachine:
             cmd += ["-incoming", f"file:{self.incoming}"]
         self.log = self.dir / "qemu.log"
         with open(self.log, "w") as log:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            # PR_SET_PDEATHSIG: QEMU goes with the test process even when that is SIGKILLed (a qtest
+            # QEMU whose socket closes keeps running)
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                         preexec_fn=die_with_parent)
         stack.callback(self._kill)
         try:
             self.sock, _ = listeners["qtest"].accept()

@@ -31,7 +31,7 @@ def test_each_kernel_and_nic_gives_a_restored_guest_with_its_nic(testbed_guest):
     link = g.getlink()
     g.expect("eth0's IFLA_MTU, from every attribute decoded", link.attrs.get("IFLA_MTU"), 1500)
     g.expect("the NIC's driver", g.sh("basename $(readlink /sys/class/net/eth0/device/driver)").strip(),
-             {"igb": "igb", "e1000e": "e1000e", "e1000": "e1000"}[g.nic])
+             {"igb": "igb", "e1000e": "e1000e", "e1000": "e1000", "ixgbe": "ixgbe"}[g.nic])
 
 
 @pytest.mark.testbed_no_nic
