@@ -177,6 +177,9 @@ OBJECT_DECLARE_SIMPLE_TYPE(IxgbeState, IXGBE)
 #define TXD_STAT_DD         BIT(0)
 #define TXD_POPTS_IXSM      BIT(8)
 #define TXD_POPTS_TXSM      BIT(9)
+#define TXD_PAYLEN_SHIFT    14
+#define TCP_FLAG_FIN        0x01
+#define TCP_FLAG_PSH        0x08
 #define TXD_IDX(d3)         (((d3) >> 4) & (TX_CONTEXTS - 1))
 #define TXCTX_L4T_SCTP      BIT(12)
 #define TXCTX_MSS(d3)       ((d3) >> 16)
@@ -478,7 +481,44 @@ static bool tx_offloads(IxgbeState *s, const uint32_t *ctx, uint32_t cmd, uint32
 typedef struct TxQueueRef {
     IxgbeState *s;
     int q;
+    uint8_t fin_psh;        /* TSO: the TCP flags only the last segment keeps */
+    size_t payload_left;    /* TSO: payload bytes not yet sent in a segment */
 } TxQueueRef;
+
+/* The one's-complement sum a 16-bit header word's change makes to a checksum (RFC 1624) */
+static uint16_t csum_replace(uint16_t check, uint16_t old, uint16_t new)
+{
+    uint32_t sum = (uint16_t)~check + (uint16_t)~old + new;
+
+    sum = (sum & 0xFFFF) + (sum >> 16);
+    sum = (sum & 0xFFFF) + (sum >> 16);
+    return ~sum;
+}
+
+/*
+ * QEMU's software TSO (net_tx_pkt_tcp_fragment_init) clears FIN and PSH in every segment; the
+ * chip keeps them on the last one, where Linux's tcp_send_fin may have merged a FIN.  iov is
+ * L2, L3, the TCP header, then the payload.
+ */
+static void tx_tso_last_flags(TxQueueRef *ref, const struct iovec *iov, int iov_cnt)
+{
+    uint8_t *th;
+    size_t payload;
+    uint16_t old;
+
+    if (!ref->fin_psh || iov_cnt < 3 || iov[2].iov_len < 20) {
+        return;
+    }
+    payload = iov_size(iov, iov_cnt) - iov[0].iov_len - iov[1].iov_len - iov[2].iov_len;
+    ref->payload_left -= MIN(payload, ref->payload_left);
+    if (ref->payload_left) {
+        return;
+    }
+    th = iov[2].iov_base;
+    old = lduw_be_p(th + 12);
+    th[13] |= ref->fin_psh;
+    stw_be_p(th + 16, csum_replace(lduw_be_p(th + 16), old, lduw_be_p(th + 12)));
+}
 
 /* One frame on the wire: after segmentation, so TSO counts every segment */
 static void tx_frame(void *opaque, const struct iovec *iov, int iov_cnt,
@@ -487,6 +527,7 @@ static void tx_frame(void *opaque, const struct iovec *iov, int iov_cnt,
     TxQueueRef *ref = opaque;
     NetClientState *nc = qemu_get_queue(ref->s->nic);
 
+    tx_tso_last_flags(ref, iov, iov_cnt);
     if (qemu_get_vnet_hdr_len(nc->peer)) {
         qemu_sendv_packet(nc, virt_iov, virt_iov_cnt);
     } else {
@@ -495,15 +536,27 @@ static void tx_frame(void *opaque, const struct iovec *iov, int iov_cnt,
     count_tx(ref->s, ref->q, iov, iov_cnt);
 }
 
-static void tx_send(IxgbeState *s, int q)
+static void tx_send(IxgbeState *s, int q, uint8_t fin_psh, size_t payload)
 {
-    TxQueueRef ref = { s, q };
+    TxQueueRef ref = { s, q, fin_psh, payload };
 
     if (qemu_get_queue(s->nic)->link_down) {
         return;             /* the cable is out: the frame is lost, as on the wire */
     }
     /* offload=false: segmentation and checksums in software, per frame */
     net_tx_pkt_send_custom(s->tx_pkt, false, tx_frame, &ref);
+}
+
+/* A TSO packet's FIN and PSH flags, read from its headers in the first buffer */
+static uint8_t tx_tso_fin_psh(IxgbeState *s, const uint32_t *ctx, uint32_t cmd, uint64_t buf, uint32_t len)
+{
+    uint32_t at = ((ctx[0] >> 9) & 0x7F) + (ctx[0] & 0x1FF) + 13;   /* MACLEN + IPLEN + 13 */
+    uint8_t flags = 0;
+
+    if ((cmd & TXD_CMD_TSE) && at < len) {
+        pci_dma_read(PCI_DEVICE(s), buf + at, &flags, 1);
+    }
+    return flags & (TCP_FLAG_FIN | TCP_FLAG_PSH);
 }
 
 /*
@@ -523,9 +576,11 @@ static void tx_process(IxgbeState *s, int q)
         return;
     }
     while (head != tail) {
-        uint32_t i = head, first_cmd = 0, first_olinfo = 0, frags = 0;
+        uint32_t i = head, first_cmd = 0, first_olinfo = 0, first_len = 0, frags = 0;
+        uint64_t first_buf = 0;
         bool eop = false, ok = true;
         uint8_t desc[DESC_SIZE];
+        const uint32_t *ctx;
 
         /* look ahead for this packet's EOP */
         for (i = head; i != tail && !eop; i = (i + 1) % n) {
@@ -547,15 +602,17 @@ static void tx_process(IxgbeState *s, int q)
             d2 = ldl_le_p(desc + 8);
             d3 = ldl_le_p(desc + 12);
             if (txd_is_context(d2)) {
-                uint32_t *ctx = tx_context(s, q, TXD_IDX(d3));
-                ctx[0] = d0;
-                ctx[1] = d0 >> 32;
-                ctx[2] = d2;
-                ctx[3] = d3;
+                uint32_t *slot = tx_context(s, q, TXD_IDX(d3));
+                slot[0] = d0;
+                slot[1] = d0 >> 32;
+                slot[2] = d2;
+                slot[3] = d3;
             } else {
                 if (!frags++) {
                     first_cmd = d2;
                     first_olinfo = d3;
+                    first_buf = d0;
+                    first_len = d2 & TXD_LEN;
                 }
                 if (ok && (d2 & TXD_LEN)) {
                     ok = net_tx_pkt_add_raw_fragment_pci(s->tx_pkt, d, d0, d2 & TXD_LEN);
@@ -570,9 +627,9 @@ static void tx_process(IxgbeState *s, int q)
             }
         }
         head = i;
-        if (ok && net_tx_pkt_parse(s->tx_pkt) &&
-            tx_offloads(s, tx_context(s, q, TXD_IDX(first_olinfo)), first_cmd, first_olinfo)) {
-            tx_send(s, q);
+        ctx = tx_context(s, q, TXD_IDX(first_olinfo));
+        if (ok && net_tx_pkt_parse(s->tx_pkt) && tx_offloads(s, ctx, first_cmd, first_olinfo)) {
+            tx_send(s, q, tx_tso_fin_psh(s, ctx, first_cmd, first_buf, first_len), first_olinfo >> TXD_PAYLEN_SHIFT);
         } else {
             qemu_log_mask(LOG_GUEST_ERROR, "ixgbe: TX queue %d: a malformed packet, dropped\n", q);
         }
