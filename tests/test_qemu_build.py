@@ -180,3 +180,18 @@ def test_the_built_binary_runs_with_debians_firmware_and_has_the_model_and_igb(c
     listed = qemu.devices(binary)
     assert {"ixgbe", "igb", "e1000e", "e1000", "pvpanic", "virtio-serial-pci"} <= set(listed)
     assert json.loads((binary.parent / "meta.json").read_text())["model"] == qemu.model_hash()
+
+
+def test_a_model_that_does_not_compile_is_the_compile_step_with_its_first_error(cfg, tmp_path, monkeypatch):
+    """For real, in the cache's configured build tree (a changed model recompiles one file): the
+    error names the step, the compiler's first error line and the log, on one line."""
+    if qemu.find(cfg.cache) is None:
+        pytest.skip(f"no configured QEMU build here: {qemu.unavailable(cfg.cache)}")
+    broken = tmp_path / "ixgbe.c"
+    broken.write_text(qemu.MODEL.read_text() + "\nstatic int testbed_broken(void) { return undeclared_thing; }\n")
+    monkeypatch.setattr(qemu, "MODEL", broken)
+    with pytest.raises(QemuBuildError) as e:
+        qemu.build(cfg.cache, say=lambda s: None)
+    assert e.value.step == "compile" and "\n" not in str(e.value)
+    assert "undeclared_thing" in str(e.value) and "build.log" in str(e.value)
+    assert qemu.unavailable(cfg.cache) == str(e.value)  # what a cell needing this model would skip with

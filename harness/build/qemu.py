@@ -328,7 +328,10 @@ def _compile(build: Path, jobs: int, log: Path, src: Source):
     if tty:
         print(file=sys.stderr)
     if status:
-        reason = _first(log, r": (fatal )?error: |undefined reference|^FAILED: |^ninja: error")
+        # the compiler's or linker's own words first; ninja's FAILED line (which comes before
+        # them) only names the target
+        reason = next((_first(log, p) for p in (r": (fatal )?error: |undefined reference", r"^FAILED: |^ninja: error")
+                       if re.search(p, log.read_text(errors="replace"), re.M)), _first(log, r"(?!)"))
         raise QemuBuildError("compile", f"{reason} (log: {log})", src.upstream)
 
 

@@ -183,7 +183,7 @@ def prepare_all(cfg: Config, todo: list[tuple[str, str, str | None]]) -> list[Ta
     """Every kernel x NIC of `todo` prepared here, not in the workers: builds and usage errors
     surface once.  A cell that cannot be prepared (its QEMU not built) is left out: its runs skip."""
     targets = []
-    for _, k, nic in dict.fromkeys(todo):
+    for k, nic in dict.fromkeys((k, nic) for _, k, nic in todo):
         try:
             targets.append(prepare(cfg, k, nic, cfg.transport))
         except Skip:
