@@ -17,9 +17,13 @@ CASES = [pytest.param(*case, id=cell_name(*case)) for case in runner.cases(CFG)]
 # Those that lean on timers the most: QEMU's autonegotiation, linkwatch's batching, guest-clock
 # spacing, SO_SNDTIMEO, silence windows, the dump's pacing.
 REAL_SAMPLE = ("carrier-qmp", "flap-storm", "carrier-admin-down", "unicast-full-block", "dump-pace")
+# ... and the 82598 model's LSC on the real clock too: its link follows set_link on either
+IXGBE_REAL_SAMPLE = ("carrier-qmp", "ixgbe-lsc", "ixgbe-lsc-storm")
 REAL = dataclasses.replace(CFG, time="real")
 REAL_CASES = [pytest.param(*case, id=cell_name(*case)) for case in runner.cases(CFG, nics=[CFG.nics[0]])
-              if case[0] in REAL_SAMPLE]
+              if case[0] in REAL_SAMPLE] + \
+             [pytest.param(*case, id=cell_name(*case)) for case in runner.cases(CFG, nics=["ixgbe"])
+              if case[0] in IXGBE_REAL_SAMPLE and "ixgbe" in CFG.nics]
 
 
 def check(result):
