@@ -1,5 +1,5 @@
 """The 82598 model (qemu-model/ixgbe.c) register by register, without a kernel: QEMU's qtest
-protocol drives it as the ixgbe driver would (../shared/IXGBE-82598.md is the map), and each test
+protocol drives it as the ixgbe driver would (the 82598 datasheet and the 3.14/6.1 drivers are the map), and each test
 fails on a model with that behaviour broken.  MSI and MSI-X messages are pointed at guest RAM,
 so a message sent is a word written there; INTx is seen through the IOAPIC's input lines; frames
 go in and out through a UDP netdev whose other end is this test."""
