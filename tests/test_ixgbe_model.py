@@ -3,6 +3,7 @@ protocol drives it as the ixgbe driver would (the 82598 datasheet and the 3.14/6
 fails on a model with that behaviour broken.  MSI and MSI-X messages are pointed at guest RAM,
 so a message sent is a word written there; INTx is seen through the IOAPIC's input lines; frames
 go in and out through a UDP netdev whose other end is this test."""
+import contextlib
 import socket
 import struct
 import time
@@ -443,6 +444,23 @@ def test_rx_vlan_strip_puts_the_tag_in_the_descriptor(nic):
 
 # ---------------------------------------------------------------- migration
 
+def save(nic: Nic, state):
+    """Stop the machine and migrate it to the file `state`."""
+    nic.m.monitor.command("stop")
+    nic.m.monitor.command("migrate", uri=f"file:{state}")
+    nic.until(lambda: nic.m.monitor.command("query-migrate").get("status") == "completed", "the migration")
+
+
+@contextlib.contextmanager
+def restored(tmp_path, state):
+    """A new machine restored from `state` (paused, as it was saved)."""
+    m, wire, port = machine(tmp_path, incoming=state)
+    with wire, m:
+        nic = Nic(m, wire, port)
+        nic.until(lambda: m.monitor.command("query-status")["status"] != "inmigrate", "the restore")
+        yield nic
+
+
 def test_vmstate_round_trip_keeps_registers_and_the_link_state(tmp_path):
     state = tmp_path / "state.bin"
     m, wire, port = machine(tmp_path)
@@ -454,13 +472,9 @@ def test_vmstate_round_trip_keeps_registers_and_the_link_state(tmp_path):
         nic.set_ivar(97, 1)
         nic.w(EIMS, 1)
         m.monitor.set_link("nic0", False)   # LSC pending, masked
-        m.monitor.command("stop")
-        m.monitor.command("migrate", uri=f"file:{state}")
-        nic.until(lambda: m.monitor.command("query-migrate").get("status") == "completed", "the migration")
-    m, wire, port = machine(tmp_path, incoming=state)
-    with wire, m:
-        nic = Nic(m, wire, port)
-        nic.until(lambda: m.monitor.command("query-status")["status"] != "inmigrate", "the restore")
+        save(nic, state)
+    with restored(tmp_path, state) as nic:
+        m = nic.m
         assert (nic.r(RAL0 + 8), nic.r(TDBAL), nic.r(EIMS)) == (0xCAFE, TX_RING, 1)
         assert nic.r(0x900 + 4 * 24) >> 8 & 0xFF == 0x81
         assert nic.r(EICS) & LSC and nic.r(LINKS) & LINKS_UP_10G == 0

@@ -13,8 +13,8 @@ import pytest
 
 from tests.test_ixgbe_model import (BAR3, BINARY, CTRL, EIAC, EICR, EICS, EIMS, ENABLE, FCTRL, GPTC, GPRC,
                                     LINKS, LINKS_UP_10G, LSC, MAC, RDH, RDT, RST, RX_BUF, RX_RING, RXCTRL, SRRCTL0,
-                                    TDH, TDT, TX_BUF, TX_RING, VLNCTRL, Nic, frame, machine, nic, rx_ring,  # noqa: F401
-                                    tx_descriptor, tx_ring)
+                                    TDH, TDT, TX_BUF, TX_RING, VLNCTRL, Nic, frame, machine, nic, restored,  # noqa: F401
+                                    rx_ring, save, tx_descriptor, tx_ring)
 from harness.build import qemu as qemu_build
 from harness.config import Config
 
@@ -369,13 +369,10 @@ def test_vmstate_keeps_msix_and_the_pending_causes(tmp_path):
         assert m.readl(BAR3 + 0x2000) == 1 << 1 and nic.messages() == []
         m.monitor.set_link("nic0", False)        # LSC pending, EIMS.LSC clear
         assert nic.messages() == []
-        m.monitor.command("stop")
-        m.monitor.command("migrate", uri=f"file:{state}")
-        nic.until(lambda: m.monitor.command("query-migrate").get("status") == "completed", "the migration")
-    m, wire, port = machine(tmp_path, incoming=state)
-    with wire, m:
-        nic = Nic(m, wire, port)
-        nic.until(lambda: m.monitor.command("query-status")["status"] == "paused", "the restore")  # as it was saved
+        save(nic, state)
+    with restored(tmp_path, state) as nic:
+        m = nic.m
+        assert m.monitor.command("query-status")["status"] == "paused"  # as it was saved
         m.monitor.command("cont")
         assert m.config_readw(nic.devfn, 0x62) & 1 << 15 and m.readl(BAR3 + 0x2000) == 1 << 1
         assert nic.r(EICS) == LSC and nic.r(LINKS) & LINKS_UP_10G == 0
