@@ -40,8 +40,8 @@ from pathlib import Path
 import yaml
 
 from . import nic as nic_mod
-from .build.kbuild import BuildSpec, Tarball
-from .build.kernel import KernelSpec
+from .build.kbuild import BuildSpec, DebianSource, LocalTree, ReleaseTarball, TreeSource
+from .build.kernel import BuiltKernel, DebianKernel, KernelSource, PrebuiltKernel
 from .build.mirrors import KERNEL_ORG, is_url
 from .errors import UsageError, did_you_mean
 from .machine.qemu import TIME_MODES
@@ -56,7 +56,7 @@ TRANSPORTS = TRANSPORT_NAMES  # how the host reaches the guest's agent (harness/
 class Config:
     """The loaded testbed.yaml; never changed (the CLI's overrides make a new one, dataclasses.replace)."""
     path: Path
-    kernels: dict[str, KernelSpec]
+    kernels: dict[str, KernelSource]
     nics: tuple[str, ...]
     default_kernel: str
     default_nic: str
@@ -72,7 +72,7 @@ class Config:
     cache: Path = field(default_factory=lambda: Path(os.environ.get("TESTBED_CACHE") or
                                                      Path.home() / ".cache" / "testbed"))
 
-    def kernel(self, name: str | None) -> KernelSpec:
+    def kernel(self, name: str | None) -> KernelSource:
         name = name or self.default_kernel
         if name not in self.kernels:
             raise UsageError(f"--kernel {name}: no such kernel in {self.path}; "
@@ -139,8 +139,10 @@ def find(given: str | Path | None = None, start: Path | None = None) -> Path:
             return directory / NAME
     raise UsageError(f"no {NAME} in {here} or any directory above it; create one (README, \"Writing a scenario\"), "
                      "or name it with --config PATH or TESTBED_CONFIG")
-KERNEL_KEYS = ("debian-package", "image", "modules", "source", "tarball", "sha256", "make", "files", "patches")
-SOURCES = ("debian-package", "image", "source", "tarball")
+KERNEL_KEYS = ("debian-package", "image", "modules", "source", "tarball", "source-package", "sha256", "make", "files",
+               "patches")
+SOURCES = ("debian-package", "image", "source", "tarball", "source-package")
+BUILT = ("source", "tarball", "source-package")  # the kinds built with kernel-config/
 QEMU_KEYS = ("binary", "memory", "accel", "boot-timeout", "time")
 
 
@@ -162,19 +164,34 @@ def _mirrors(r: _Reader, data: dict, base: Path) -> tuple[str, ...]:
     return tuple(found)
 
 
-def _tarball(r: _Reader, key: str, entry: dict, mirrors: tuple[str, ...]) -> Tarball:
+def _tarball(r: _Reader, key: str, entry: dict, mirrors: tuple[str, ...]) -> ReleaseTarball:
     name = r.typed(f"{key}.tarball", entry["tarball"], str, "a release file name such as linux-3.14.40.tar.xz")
     if "/" in name or not re.search(r"\.tar(\.\w+)?$", name):
         r.fail(f"{key}.tarball", name, "must be a file name ending in .tar.* (the mirrors say where it is)")
     sha256 = entry.get("sha256")
     if not isinstance(sha256, str) or not re.fullmatch(r"[0-9a-f]{64}", sha256):
         r.fail(f"{key}.sha256", sha256, "must be the tarball's sha256, 64 lowercase hex digits (sha256sum FILE)")
-    return Tarball(name, sha256, mirrors)
+    return ReleaseTarball(name, sha256, mirrors)
+
+
+def _package(r: _Reader, key: str, value) -> str:
+    """A Debian package name, with the suite it comes from if not the machine's apt's (pkg/suite)."""
+    name = r.typed(key, value, str, "a Debian package name, or package/suite (linux-image-amd64/bullseye)")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+(/[a-z0-9][a-z0-9-]*)?", name):
+        r.fail(key, name, "must be a Debian package name, or package/suite (linux-image-amd64/bullseye)")
+    return name
+
+
+def _tree(r: _Reader, key: str, entry: dict, base: Path, mirrors: tuple[str, ...]) -> TreeSource:
+    if "tarball" in entry:
+        return _tarball(r, key, entry, mirrors)
+    if "source-package" in entry:
+        return DebianSource(_package(r, f"{key}.source-package", entry["source-package"]))
+    return LocalTree(_existing(r, f"{key}.source", entry["source"], base, "a kernel tree or a .tar.* of one"))
 
 
 def _build_spec(r: _Reader, key: str, name: str, entry: dict, base: Path, mirrors: tuple[str, ...]) -> BuildSpec:
-    source = (_tarball(r, key, entry, mirrors) if "tarball" in entry else
-              _existing(r, f"{key}.source", entry["source"], base, "a kernel tree or a .tar.* of one"))
+    source = _tree(r, key, entry, base, mirrors)
     make_vars = r.mapping(f"{key}.make", entry.get("make") or {})
     for var, value in make_vars.items():
         if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", str(var)):
@@ -194,6 +211,8 @@ def load(path: Path | str = NAME) -> Config:
     except OSError as e:
         raise UsageError(f"{path}: cannot read the configuration: {e.strerror}; "
                          "run from the project directory or pass --config PATH")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path}: byte {e.start} is not UTF-8 ({e.reason}); save the file as UTF-8")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -212,28 +231,32 @@ def load(path: Path | str = NAME) -> Config:
         sources = [k for k in SOURCES if k in entry]
         if len(sources) != 1:
             r.fail(key, entry, "needs exactly one of: debian-package (a Debian linux-image package), "
-                               "image (a path to a bzImage), source (a kernel tree or tarball to build) "
-                               "or tarball (a release file name, with its sha256, fetched from the mirrors)")
+                               "image (a path to a bzImage), source (a kernel tree or tarball to build), "
+                               "tarball (a release file name, with its sha256, fetched from the mirrors) "
+                               "or source-package (a Debian package of kernel sources, such as linux-source-5.10)")
         if "sha256" in entry and "tarball" not in entry:
             r.fail(f"{key}.sha256", entry["sha256"], "only applies with tarball:")
-        if "source" not in entry and "tarball" not in entry:
+        if sources[0] not in BUILT:
             for k in ("make", "files", "patches"):
                 if k in entry:
                     r.fail(f"{key}.{k}", entry[k], "only applies to kernels built from source")
-        spec = KernelSpec(str(name))
+        if "modules" in entry and "image" not in entry:
+            r.fail(f"{key}.modules", entry["modules"], "only applies with image: (a prebuilt kernel's modules)")
+        spec: KernelSource
         if "debian-package" in entry:
-            spec.debian_package = r.typed(f"{key}.debian-package", entry["debian-package"], str, "a package name")
+            spec = DebianKernel(str(name), _package(r, f"{key}.debian-package", entry["debian-package"]))
         elif "image" in entry:
             image = base / r.typed(f"{key}.image", entry["image"], str, "a path to a bzImage")
             if not image.is_file():
                 r.fail(f"{key}.image", str(image), "does not exist; give the path to a bzImage")
-            spec.image = image
+            modules = None
+            if "modules" in entry:
+                modules = base / r.typed(f"{key}.modules", entry["modules"], str, "a directory path")
+                if not (modules / "modules.dep").is_file():
+                    r.fail(f"{key}.modules", str(modules), "has no modules.dep; give /lib/modules/<release>")
+            spec = PrebuiltKernel(str(name), image, modules)
         else:
-            spec.build = _build_spec(r, key, str(name), entry, base, mirrors)
-        if "modules" in entry:
-            spec.modules = base / r.typed(f"{key}.modules", entry["modules"], str, "a directory path")
-            if not (spec.modules / "modules.dep").is_file():
-                r.fail(f"{key}.modules", str(spec.modules), "has no modules.dep; give /lib/modules/<release>")
+            spec = BuiltKernel(str(name), _build_spec(r, key, str(name), entry, base, mirrors))
         kernels[str(name)] = spec
     if not kernels:
         r.fail("kernels", data.get("kernels"), "must name at least one kernel")

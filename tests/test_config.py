@@ -39,6 +39,13 @@ BAD_YAML = [
     ("kernels:\n  k: {source: /tmp, files: {include/x.h: /nonexistent.h}}\n", "kernels.k.files.include/x.h: '/nonexistent.h' does not exist"),
     (GOOD + "guest-binaries: [/nonexistent/ip]\n", "guest-binaries[0]: '/nonexistent/ip' does not exist"),
     (GOOD + "transport: shh\n", "transport: 'shh' is not one of: serial, ssh (did you mean 'ssh'?)"),
+    ("kernels:\n  k: {source-package: Linux Source}\n", "kernels.k.source-package: 'Linux Source' must be a Debian "
+     "package name, or package/suite"),
+    ("kernels:\n  k: {debian-package: linux-image-amd64/}\n", "kernels.k.debian-package: 'linux-image-amd64/' must be"),
+    ("kernels:\n  k: {source-package: linux-source-5.10, image: /x}\n", "needs exactly one of"),
+    ("kernels:\n  k: {debian-package: x, modules: /lib/modules}\n", "kernels.k.modules: '/lib/modules' only applies "
+     "with image:"),
+    ("kernels:\n  k: {debian-package: x, patches: []}\n", "kernels.k.patches: [] only applies to kernels built"),
 ]
 
 
@@ -49,6 +56,13 @@ def test_bad_configuration_is_one_clear_line(tmp_path, text, message):
     with pytest.raises(UsageError) as e:
         config.load(path)
     assert message in str(e.value) and str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_configuration_that_is_not_utf8_is_one_line_exit_2(tmp_path):
+    (tmp_path / "testbed.yaml").write_bytes(GOOD.encode() + b"# caf\xe9 in Latin-1\n")
+    r = run_cli("--config", str(tmp_path / "testbed.yaml"), "list")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert f"{tmp_path / 'testbed.yaml'}: byte {len(GOOD) + 5} is not UTF-8" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_a_guest_binary_must_be_executable(tmp_path):

@@ -2,6 +2,7 @@
 check) exercised on Debian's 6.1 tree up to the configuration step, which is where they act;
 the compatibility fixes chosen by version, and the fragments against 3.14.40's Kconfig; and a
 real build interrupted, then resumed."""
+import dataclasses
 import os
 import re
 import shutil
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from harness.build import kbuild, kcompat
-from harness.build.kbuild import BuildError, BuildSpec
+from harness.build.kbuild import BuildError, BuildSpec, LocalTree
+from harness.errors import UsageError
 
 TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
 needs_6_1 = pytest.mark.skipif(not TARBALL.exists(), reason=f"{TARBALL} missing (make setup installs it)")
@@ -32,7 +34,7 @@ def required_options_in(config: Path):
 
 @needs_6_1
 def test_fragments_configure_6_1_with_every_required_option(cfg, tmp_path):
-    spec = BuildSpec("t", TARBALL, make_vars={"LOCALVERSION": "-testbed"})
+    spec = BuildSpec("t", LocalTree(TARBALL), make_vars={"LOCALVERSION": "-testbed"})
     c = kbuild.configure(spec, cfg.cache, tmp_path)
     assert [o for o, ok in required_options_in(c.build / ".config").items() if not ok] == []
     assert "CONFIG_NETLINK_MMAP=y (not in this version)" in c.notes  # 3.14-only, reported not required
@@ -98,6 +100,28 @@ def test_compatibility_fixes_are_chosen_by_the_trees_version(tmp_path):
     assert chosen((3, 18, 1), headers=(3, 4, 5, major))[1].files == {}  # the tree knows this gcc already
 
 
+def test_a_changed_fix_rebuilds_only_the_trees_it_is_for(cfg, monkeypatch):
+    old = linux_3_14(cfg)
+    kbuild.output_dir(cfg.cache, old)  # reads its version from the tarball (once: remembered by its sha256)
+    new = BuildSpec("t", LocalTree(TARBALL)) if TARBALL.exists() else None
+    keys = {"3.14": kbuild.build_key(old, cfg.cache), "6.1": new and kbuild.build_key(new, cfg.cache)}
+    changed = tuple(dataclasses.replace(f, why=f.why + " (reworded)") if f.name == "kbuild-pound" else f
+                    for f in kcompat.FIXES)
+    monkeypatch.setattr(kcompat, "FIXES", changed)
+    assert kbuild.build_key(old, cfg.cache) != keys["3.14"]       # 3.14 < 4.17: kbuild-pound is one of its fixes
+    assert new is None or kbuild.build_key(new, cfg.cache) == keys["6.1"]  # not one of 6.1's: same build
+
+
+def test_a_tarballs_version_is_read_from_its_makefile(cfg, tmp_path):
+    tarball = linux_3_14(cfg).local_source(cfg.cache)
+    assert kbuild.tarball_version(tarball, "test-" + kbuild.tree_fingerprint(tarball), tmp_path) == (3, 14, 40)
+    assert list((tmp_path / "src").glob("test-*.version"))
+    empty = tmp_path / "empty.tar.gz"
+    subprocess.run(["tar", "-czf", str(empty), "-C", str(tmp_path), "src"], check=True)
+    with pytest.raises(UsageError, match="empty.tar.gz: its top-level Makefile: no VERSION and PATCHLEVEL"):
+        kbuild.tarball_version(empty, "empty", tmp_path)
+
+
 @needs_6_1
 def test_a_compatibility_patch_that_does_not_apply_is_named(cfg, tmp_path, monkeypatch):
     bad = tmp_path / "compat"
@@ -106,7 +130,7 @@ def test_a_compatibility_patch_that_does_not_apply_is_named(cfg, tmp_path, monke
     monkeypatch.setattr(kcompat, "PATCHES", bad)
     monkeypatch.setattr(kcompat, "tree_version", lambda tree: (4, 1, 0))  # a tree the fix is chosen for
     with pytest.raises(BuildError, match="compatibility fix .*early-idt-stride.patch does not apply"):
-        kbuild.configure(BuildSpec("t", TARBALL), cfg.cache, tmp_path / "w")
+        kbuild.configure(BuildSpec("t", LocalTree(TARBALL)), cfg.cache, tmp_path / "w")
     shutil.rmtree(tmp_path / "w")
 
 
@@ -114,7 +138,7 @@ def test_a_compatibility_patch_that_does_not_apply_is_named(cfg, tmp_path, monke
 def test_extra_files_are_placed_in_the_build_dir(cfg, tmp_path):
     header = tmp_path / "compiler-gcc99.h"
     header.write_text("/* for an old tree built with a new gcc */\n")
-    spec = BuildSpec("t", TARBALL, files={"include/linux/compiler-gcc99.h": header})
+    spec = BuildSpec("t", LocalTree(TARBALL), files={"include/linux/compiler-gcc99.h": header})
     build = kbuild.configure(spec, cfg.cache, tmp_path / "w").build
     assert (build / "include/linux/compiler-gcc99.h").read_text() == header.read_text()
 
@@ -125,13 +149,14 @@ def test_patches_apply_to_a_private_copy(cfg, tmp_path):
     patch.write_text("--- a/init/Kconfig\n+++ b/init/Kconfig\n@@ -1,2 +1,6 @@\n"
                      "+config TESTBED_PATCHED\n+\tbool\n+\tdefault y\n+\n"
                      " # SPDX-License-Identifier: GPL-2.0-only\n config CC_VERSION_TEXT\n")
-    spec = BuildSpec("t", TARBALL, patches=[patch])
+    spec = BuildSpec("t", LocalTree(TARBALL), patches=[patch])
     c = kbuild.configure(spec, cfg.cache, tmp_path / "w")
     tree = c.tree
     assert "CONFIG_TESTBED_PATCHED=y" in (c.build / ".config").read_text()
     pristine = kbuild._unpacked_tree(TARBALL, cfg.cache)
     assert tree != pristine and "TESTBED_PATCHED" not in (pristine / "init/Kconfig").read_text()
-    assert kbuild.build_key(spec) != kbuild.build_key(BuildSpec("t", TARBALL))  # patches are in the key
+    unpatched = BuildSpec("t", LocalTree(TARBALL))
+    assert kbuild.build_key(spec, cfg.cache) != kbuild.build_key(unpatched, cfg.cache)  # patches are in the key
     shutil.rmtree(tmp_path / "w")  # a 1.3 GB copy
 
 
@@ -140,7 +165,7 @@ def test_a_patch_that_does_not_apply_is_named(cfg, tmp_path):
     patch = tmp_path / "bad.patch"
     patch.write_text("--- a/Makefile\n+++ b/Makefile\n@@ -1,1 +1,1 @@\n-no such line\n+x\n")
     with pytest.raises(BuildError, match="bad.patch does not apply"):
-        kbuild.configure(BuildSpec("t", TARBALL, patches=[patch]), cfg.cache, tmp_path / "w")
+        kbuild.configure(BuildSpec("t", LocalTree(TARBALL), patches=[patch]), cfg.cache, tmp_path / "w")
 
 
 @needs_6_1
@@ -150,7 +175,7 @@ def test_missing_options_are_named_as_unknown_or_dropped(cfg, tmp_path, monkeypa
     (fragments / "x.config").write_text("CONFIG_TESTBED_NO_SUCH_OPTION=y\nCONFIG_IGB=y\n")  # IGB without PCI
     monkeypatch.setattr(kbuild, "FRAGMENTS", fragments)
     with pytest.raises(BuildError) as e:
-        kbuild.configure(BuildSpec("t", TARBALL), cfg.cache, tmp_path / "w")
+        kbuild.configure(BuildSpec("t", LocalTree(TARBALL)), cfg.cache, tmp_path / "w")
     assert "unknown to this tree: CONFIG_TESTBED_NO_SUCH_OPTION" in str(e.value)
     assert "dropped by Kconfig (unmet dependencies): CONFIG_IGB" in str(e.value)
 
@@ -185,7 +210,7 @@ def test_an_interrupted_build_stops_make_and_the_next_one_resumes(cfg):
     # 3.14: its first objects compile sooner than 6.1's (no objtool to build before them)
     tarball = linux_3_14(cfg).local_source(cfg.cache)
     name = "interrupted-build-test"
-    spec = BuildSpec(name, tarball)
+    spec = BuildSpec(name, LocalTree(tarball))
     work = cfg.cache / "kbuild" / kbuild.output_dir(cfg.cache, spec).name
     shutil.rmtree(work, ignore_errors=True)
     try:

@@ -21,6 +21,8 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +31,7 @@ from .. import PROJECT
 from ..children import process_group
 from ..digest import content_hash, file_hash
 from ..errors import UsageError
-from . import kcompat, mirrors
+from . import apt, kcompat, mirrors
 
 FRAGMENTS = PROJECT / "kernel-config"
 OPTIONAL_FRAGMENT = "where-available.config"
@@ -39,28 +41,132 @@ class BuildError(Exception):
     """The kernel did not configure or compile; the message names the log."""
 
 
+class TreeSource:
+    """Where a kernel tree comes from: one class per kind of `source`/`tarball`/`source-package`."""
+    fetchable = False  # whether obtaining it downloads something
+
+    def obtain(self, what: str, cache: Path, say=print) -> Path:
+        """The tree, or a .tar.* of it, on this machine: downloaded into the cache if need be."""
+        raise NotImplementedError
+
+    def local(self, cache: Path) -> Path | None:
+        """The tree or tarball if it is on this machine already (nothing is downloaded)."""
+        raise NotImplementedError
+
+    def fingerprint(self, cache: Path) -> str:
+        """What the tree's contents are, for the build's cache key."""
+        raise NotImplementedError
+
+    def label(self) -> str:
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
-class Tarball:
+class LocalTree(TreeSource):
+    """A kernel tree, or a .tar.* of one, at a path on this machine."""
+    path: Path
+
+    def obtain(self, what: str, cache: Path, say=print) -> Path:
+        return self.path
+
+    def local(self, cache: Path) -> Path:
+        return self.path
+
+    def fingerprint(self, cache: Path) -> str:
+        return tree_fingerprint(self.path)
+
+    def label(self) -> str:
+        return str(self.path)
+
+
+@dataclass(frozen=True)
+class ReleaseTarball(TreeSource):
     """A release tarball by name, fetched from the mirrors and checked against its sha256."""
     name: str
     sha256: str
     mirrors: tuple[str, ...]
+    fetchable = True
+
+    def obtain(self, what: str, cache: Path, say=print) -> Path:
+        return mirrors.obtain(f"{what}.tarball", self.name, self.sha256, list(self.mirrors), cache, say=say)
+
+    def local(self, cache: Path) -> Path | None:
+        path = cache / "downloads" / self.name  # obtain() keeps only a copy whose sha256 matched
+        return path if path.is_file() else None
+
+    def fingerprint(self, cache: Path) -> str:
+        return self.sha256
+
+    def label(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class DebianSource(TreeSource):
+    """The source tarball in a Debian package (linux-source-5.10/bullseye: harness/build/apt.py),
+    taken out of the .deb into the cache."""
+    package: str
+    fetchable = True
+
+    def _where(self, cache: Path) -> Path:
+        return cache / "sources" / self.package.replace("/", "_")
+
+    def _meta(self, cache: Path) -> dict | None:
+        meta = self._where(cache) / "meta.json"
+        return json.loads(meta.read_text()) if meta.exists() else None
+
+    def obtain(self, what: str, cache: Path, say=print) -> Path:
+        package, source = apt.parse(self.package)
+        source.refresh(cache, say)
+        version = source.show(package, cache)["Version"]
+        where, meta = self._where(cache), self._meta(cache)
+        if meta and meta["version"] == version:
+            return where / meta["tarball"]
+        say(f"{what}: fetching {package} {version}")
+        where.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=where.parent) as tmp:
+            deb = source.download(package, version, cache, Path(tmp))
+            unpacked = Path(tmp) / "unpacked"
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True)
+            tarballs = sorted((unpacked / "usr" / "src").glob("*.tar.*"))
+            if not tarballs:
+                raise UsageError(f"{what}: {package} {version} holds no /usr/src/*.tar.*; "
+                                 "name a package of kernel sources (linux-source-X.Y)")
+            staged = Path(tmp) / "staged"
+            staged.mkdir()
+            tarballs[0].rename(staged / tarballs[0].name)
+            (staged / "meta.json").write_text(json.dumps({"version": version, "tarball": tarballs[0].name,
+                                                          "sha256": file_hash(staged / tarballs[0].name)}))
+            shutil.rmtree(where, ignore_errors=True)
+            staged.rename(where)
+        say(f"{what}: {package} {version}: {where / tarballs[0].name}")
+        return where / tarballs[0].name
+
+    def local(self, cache: Path) -> Path | None:
+        meta = self._meta(cache)
+        return self._where(cache) / meta["tarball"] if meta else None
+
+    def fingerprint(self, cache: Path) -> str:
+        meta = self._meta(cache)
+        if meta is None:
+            raise UsageError(f"{self.package}: not fetched yet; run `make setup` (or `testbed kernel fetch`)")
+        return meta["sha256"]
+
+    def label(self) -> str:
+        return self.package
 
 
 @dataclass
 class BuildSpec:
     name: str
-    source: Path | Tarball                                 # a kernel tree or a .tar.* of one, or a release by name
+    source: TreeSource
     make_vars: dict[str, str] = field(default_factory=dict)  # CC, HOSTCFLAGS, KCFLAGS, ...
     files: dict[str, Path] = field(default_factory=dict)     # build-dir path -> file to place there
     patches: list[Path] = field(default_factory=list)
 
     def local_source(self, cache: Path, say=print) -> Path:
-        """The tree or tarball on this machine, fetching a named tarball into the download cache."""
-        if isinstance(self.source, Tarball):
-            t = self.source
-            return mirrors.obtain(f"kernels.{self.name}.tarball", t.name, t.sha256, list(t.mirrors), cache, say=say)
-        return self.source
+        """The tree or tarball on this machine, fetching it into the cache if need be."""
+        return self.source.obtain(f"kernels.{self.name}", cache, say)
 
 
 def fragment_options(paths: list[Path]) -> dict[str, str]:
@@ -82,11 +188,9 @@ def fragments() -> tuple[list[Path], list[Path]]:
 _fingerprints: dict[tuple, str] = {}
 
 
-def tree_fingerprint(source: Path | Tarball) -> str:
-    """A tarball by its contents (a named one by its sha256); a tree by every file's path, size
-    and mtime (reading 1 GB of sources on every run would cost more than the check is worth)."""
-    if isinstance(source, Tarball):
-        return source.sha256
+def tree_fingerprint(source: Path) -> str:
+    """A tarball by its contents; a tree by every file's path, size and mtime (reading 1 GB of
+    sources on every run would cost more than the check is worth)."""
     if source.is_file():
         st = source.stat()
         memo = (str(source.resolve()), st.st_size, st.st_mtime_ns)
@@ -102,6 +206,35 @@ def tree_fingerprint(source: Path | Tarball) -> str:
     return content_hash("\n".join(entries).encode())
 
 
+def tarball_version(tarball: Path, fingerprint: str, cache: Path) -> tuple[int, int, int]:
+    """The version in a tarball's top-level Makefile, read by decompressing only as far as that
+    file (under a second) and remembered by the tarball's fingerprint."""
+    memo = cache / "src" / f"{fingerprint[:16]}.version"
+    if memo.exists():
+        return tuple(int(n) for n in memo.read_text().split("."))  # type: ignore[return-value]
+    try:
+        with tarfile.open(tarball, "r|*") as tar:
+            makefile = next((m for m in tar if re.fullmatch(r"[^/]+/Makefile", m.name) and m.isfile()), None)
+            head = tar.extractfile(makefile).read(2000).decode(errors="replace") if makefile else ""
+    except (OSError, tarfile.TarError) as e:
+        raise UsageError(f"{tarball}: cannot read it as a tarball ({e})")
+    version = kcompat.makefile_version(head, f"{tarball}: its top-level Makefile")
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    memo.write_text(".".join(map(str, version)))
+    return version
+
+
+def source_version(spec: BuildSpec, cache: Path) -> tuple[int, int, int]:
+    """The version of the tree the entry builds, without fetching or unpacking it."""
+    local = spec.source.local(cache)
+    if local is None:
+        raise UsageError(f"kernel {spec.name}: its source {spec.source.label()} is not fetched yet; "
+                         f"run `make setup` (or `testbed kernel fetch {spec.name}`)")
+    if local.is_file():
+        return tarball_version(local, spec.source.fingerprint(cache), cache)
+    return kcompat.tree_version(local)
+
+
 def _compiler(spec: BuildSpec) -> bytes:
     cc = spec.make_vars.get("CC", "gcc").split()
     try:
@@ -110,17 +243,21 @@ def _compiler(spec: BuildSpec) -> bytes:
         raise UsageError(f"kernels.{spec.name}.make.CC: {' '.join(cc)!r} does not run ({e}); give a compiler")
 
 
-def build_key(spec: BuildSpec) -> str:
+def build_key(spec: BuildSpec, cache: Path) -> str:
+    """What the build's result depends on: the tree, kernel-config/, the compiler, the entry's
+    make variables, files and patches, and the compatibility fixes for the tree's version only
+    (a changed fix for 3.14 does not rebuild 6.1)."""
     required, optional = fragments()
-    return content_hash(tree_fingerprint(spec.source).encode(),
+    return content_hash(spec.source.fingerprint(cache).encode(),
                 *(p.name.encode() + p.read_bytes() for p in required + optional),
                 _compiler(spec), json.dumps(spec.make_vars, sort_keys=True).encode(),
                 *(dest.encode() + src.read_bytes() for dest, src in sorted(spec.files.items())),
-                *(p.read_bytes() for p in spec.patches), kcompat.fingerprint())[:16]
+                *(p.read_bytes() for p in spec.patches),
+                kcompat.fingerprint(source_version(spec, cache)))[:16]
 
 
 def output_dir(cache: Path, spec: BuildSpec) -> Path:
-    return cache / "kernels" / f"{spec.name}-{build_key(spec)}"
+    return cache / "kernels" / f"{spec.name}-{build_key(spec, cache)}"
 
 
 def _unpacked_tree(source: Path, cache: Path) -> Path:
@@ -310,7 +447,7 @@ def build(spec: BuildSpec, cache: Path, jobs: int | None = None, say=print) -> P
     shutil.copy(work / "build.log", staged / "build.log")
     seconds = time.monotonic() - started
     (staged / "meta.json").write_text(json.dumps({"name": spec.name, "version": version,
-                                                  "source": spec.source.name if isinstance(spec.source, Tarball) else str(spec.source),
+                                                  "source": spec.source.label(),
                                                   "make": c.compat.make_vars, "compat": fixes, "optional": c.notes,
                                                   "seconds": round(seconds, 1)}))
     staged.rename(out)

@@ -63,13 +63,18 @@ FIXES = (
 )
 
 
-def tree_version(tree: Path) -> tuple[int, int, int]:
-    """VERSION.PATCHLEVEL.SUBLEVEL from the tree's top Makefile."""
-    text = (tree / "Makefile").read_text(errors="replace")[:2000]
+def makefile_version(text: str, what: str) -> tuple[int, int, int]:
+    """VERSION.PATCHLEVEL.SUBLEVEL from the head of a kernel's top-level Makefile."""
     parts = [re.search(rf"^{k}\s*=\s*(\d*)", text, re.M) for k in ("VERSION", "PATCHLEVEL", "SUBLEVEL")]
     if not parts[0] or not parts[1]:
-        raise UsageError(f"{tree}/Makefile: no VERSION and PATCHLEVEL; is this a kernel tree?")
-    return tuple(int(p.group(1) or 0) if p else 0 for p in parts)
+        raise UsageError(f"{what}: no VERSION and PATCHLEVEL; is this a kernel tree?")
+    major, minor, sub = (int(p.group(1) or 0) if p else 0 for p in parts)
+    return major, minor, sub
+
+
+def tree_version(tree: Path) -> tuple[int, int, int]:
+    """VERSION.PATCHLEVEL.SUBLEVEL from the tree's top Makefile."""
+    return makefile_version((tree / "Makefile").read_text(errors="replace")[:2000], f"{tree}/Makefile")
 
 
 def compiler_major(cc: str) -> int:
@@ -108,6 +113,9 @@ def plan(tree: Path, make_vars: dict[str, str]) -> Plan:
     return Plan(fixes, merged, files, [PATCHES / f.patch for f in fixes if f.patch])
 
 
-def fingerprint() -> bytes:
-    """What the fixes are, for build cache keys: a changed fix rebuilds."""
-    return repr(FIXES).encode() + b"".join(p.read_bytes() for p in sorted(PATCHES.glob("*.patch")))
+def fingerprint(version: tuple[int, int, int]) -> bytes:
+    """The fixes a tree of `version` may get (by version alone: whether a stable backport made
+    one unneeded is only known once unpacked), for its build's cache key: changing one of them
+    rebuilds only the trees it is for."""
+    fixes = [f for f in FIXES if version[:2] < f.before]
+    return repr(fixes).encode() + b"".join((PATCHES / f.patch).read_bytes() for f in fixes if f.patch)

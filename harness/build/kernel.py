@@ -1,7 +1,9 @@
 """Kernels: where the image and its modules are, and which version it is (read from the image).
 
-Three providers: a Debian linux-image package unpacked into the cache (`fetch_debian`), a
-kernel built from source with kernel-config/ (harness/build/kbuild.py), and a prebuilt bzImage.  The version comes from the bzImage header, never from a name.
+One class per kind of entry in testbed.yaml's kernels: a Debian linux-image package unpacked
+into the cache (`DebianKernel`), a kernel built from source with kernel-config/ (`BuiltKernel`,
+harness/build/kbuild.py), and a prebuilt bzImage (`PrebuiltKernel`).  Each can `fetch` what it
+needs and `resolve` to a `Kernel`; the version comes from the bzImage header, never from a name.
 """
 from __future__ import annotations
 
@@ -15,17 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UsageError
-from . import kbuild
+from . import apt, kbuild
 from .kbuild import BuildSpec
-
-
-@dataclass
-class KernelSpec:
-    name: str
-    debian_package: str | None = None
-    image: Path | None = None
-    modules: Path | None = None  # a prebuilt kernel's /lib/modules/<release> directory
-    build: BuildSpec | None = None  # a kernel built from source
 
 
 def bzimage_banner(path: Path) -> str:
@@ -107,87 +100,112 @@ class Kernel:
         return [self.modules / p for p in order]
 
 
-def cache_dir(cache: Path, spec: KernelSpec) -> Path:
-    return cache / "kernels" / spec.name
 
 
-def resolve(spec: KernelSpec, cache: Path) -> Kernel:
-    if spec.image:
-        return Kernel(spec.name, spec.image, spec.modules)
-    if spec.build:
-        built = kbuild.output_dir(cache, spec.build) / "bzImage"
+class KernelSource:
+    """An entry of testbed.yaml's kernels."""
+    name: str
+    build: BuildSpec | None = None  # set when `testbed kernel build` builds it
+    fetchable = False               # whether `testbed kernel fetch` has something to download
+
+    def fetch(self, cache: Path, say=print) -> None:
+        raise UsageError(f"kernel {self.name}: neither a Debian package nor a kernel built from a download; "
+                         "nothing to fetch")
+
+    def resolve(self, cache: Path) -> Kernel:
+        raise NotImplementedError
+
+
+@dataclass
+class PrebuiltKernel(KernelSource):
+    """A bzImage built elsewhere, with its modules directory when not everything is built in."""
+    name: str
+    image: Path
+    modules: Path | None = None  # /lib/modules/<release>
+
+    def resolve(self, cache: Path) -> Kernel:
+        return Kernel(self.name, self.image, self.modules)
+
+
+@dataclass
+class BuiltKernel(KernelSource):
+    """A kernel built from source with kernel-config/ (harness/build/kbuild.py)."""
+    name: str
+    build: BuildSpec
+
+    @property
+    def fetchable(self) -> bool:
+        return self.build.source.fetchable
+
+    def fetch(self, cache: Path, say=print) -> None:
+        say(f"kernel {self.name}: {self.build.local_source(cache, say)}")
+
+    def resolve(self, cache: Path) -> Kernel:
+        built = kbuild.output_dir(cache, self.build) / "bzImage"
         if not built.exists():
-            raise UsageError(f"kernel {spec.name}: not built yet for the current sources and kernel-config/; "
-                             f"run `make setup` or `testbed kernel build {spec.name}` (about 6 min on 2 cores)")
+            raise UsageError(f"kernel {self.name}: not built yet for the current sources and kernel-config/; "
+                             f"run `make setup` or `testbed kernel build {self.name}` (about 6 min on 2 cores)")
         pvh = "CONFIG_PVH=y" in (built.parent / "config").read_text()
-        return Kernel(spec.name, built, None, built.parent / "vmlinux" if pvh else None)
-    where = cache_dir(cache, spec)
-    meta = where / "meta.json"
-    if not meta.exists():
-        raise UsageError(f"kernel {spec.name}: the Debian package {spec.debian_package} is not fetched yet; "
-                         f"run `make setup` (or `testbed kernel fetch {spec.name}`)")
-    info = json.loads(meta.read_text())
-    return Kernel(spec.name, where / "vmlinuz", where / "lib" / "modules" / info["release"])
+        return Kernel(self.name, built, None, built.parent / "vmlinux" if pvh else None)
 
 
-def _suite_version(package: str, suite: str) -> str:
-    """The version of `package` that apt has from `suite` (apt-cache madison's table)."""
-    out = subprocess.run(["apt-cache", "madison", package], capture_output=True, text=True)
-    for line in out.stdout.splitlines():
-        _, version, source = (c.strip() for c in line.split("|"))
-        if f" {suite}/" in f" {source.split(' ', 1)[-1]}":
-            return version
-    raise UsageError(f"Debian package {package}/{suite}: apt knows no {package} from {suite}; "
-                     "check the suite is in apt's sources (make setup enables bookworm-backports), or run `apt-get update`")
+@dataclass
+class DebianKernel(KernelSource):
+    """A Debian linux-image package (`package` or `package/suite`, harness/build/apt.py),
+    unpacked into the cache with its modules."""
+    name: str
+    package: str
+    fetchable = True
 
+    def _where(self, cache: Path) -> Path:
+        return cache / "kernels" / self.name
 
-def _apt_field(package: str, field: str) -> str:
-    out = subprocess.run(["apt-cache", "show", "--no-all-versions", package],
-                         capture_output=True, text=True)
-    m = re.search(rf"^{field}: (.*)$", out.stdout, re.M)
-    if out.returncode or not m:
-        raise UsageError(f"Debian package {package}: not known to apt ({out.stderr.strip() or 'no ' + field}); "
-                         "check the name, or run `apt-get update`")
-    return m.group(1).strip()
+    def resolve(self, cache: Path) -> Kernel:
+        where = self._where(cache)
+        meta = where / "meta.json"
+        if not meta.exists():
+            raise UsageError(f"kernel {self.name}: the Debian package {self.package} is not fetched yet; "
+                             f"run `make setup` (or `testbed kernel fetch {self.name}`)")
+        info = json.loads(meta.read_text())
+        return Kernel(self.name, where / "vmlinuz", where / "lib" / "modules" / info["release"])
 
-
-def fetch_debian(spec: KernelSpec, cache: Path, log=print) -> Kernel:
-    """Download the kernel package (following a meta package such as linux-image-amd64 to the
-    real one), unpack its image and modules into the cache, and generate modules.dep.
-    Does nothing when the cached copy is already that package version."""
-    package, _, suite = spec.debian_package.partition("/")  # apt's pkg/suite: linux-image-amd64/bookworm-backports
-    if not re.match(r"linux-image-\d", package):
-        # a meta package (linux-image-amd64): follow it to the versioned image package
-        meta = f"{package}={_suite_version(package, suite)}" if suite else package
-        depends = [d.split()[0] for d in _apt_field(meta, "Depends").split(",")]
-        package = next((d for d in depends if re.match(r"linux-image-\d", d)), package)
-    version = _suite_version(package, suite) if suite else _apt_field(package, "Version")
-    where = cache_dir(cache, spec)
-    meta = where / "meta.json"
-    if meta.exists() and json.loads(meta.read_text()).get("version") == version:
-        log(f"kernel {spec.name}: {package} {version} already in {where}")
-        return resolve(spec, cache)
-    log(f"kernel {spec.name}: fetching {package} {version}")
-    where.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=where.parent) as tmp:
-        tmp = Path(tmp)
-        subprocess.run(["apt-get", "download", "-q", f"{package}={version}"], cwd=tmp, check=True,
-                       stdout=subprocess.DEVNULL)
-        deb = next(tmp.glob("*.deb"))
-        unpacked = tmp / "unpacked"
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True)
-        vmlinuz = next((unpacked / "boot").glob("vmlinuz-*"))
-        release = vmlinuz.name[len("vmlinuz-"):]
-        subprocess.run([shutil.which("depmod") or "/sbin/depmod", "-b", str(unpacked), release], check=True)
-        staged = tmp / "kernel"
-        staged.mkdir()
-        shutil.move(vmlinuz, staged / "vmlinuz")
-        shutil.move(unpacked / "boot" / f"config-{release}", staged / "config")
-        (staged / "lib").mkdir()
-        shutil.move(unpacked / "lib" / "modules", staged / "lib" / "modules")
-        (staged / "meta.json").write_text(json.dumps({"package": package, "version": version, "release": release}))
-        if where.exists():
-            shutil.rmtree(where)
-        staged.rename(where)
-    log(f"kernel {spec.name}: {package} {version} unpacked into {where}")
-    return resolve(spec, cache)
+    def fetch(self, cache: Path, say=print) -> None:
+        """Download the kernel package (following a meta package such as linux-image-amd64 to the
+        real one), unpack its image and modules into the cache, and generate modules.dep.
+        Does nothing when the cached copy is already that package version."""
+        package, source = apt.parse(self.package)
+        source.refresh(cache, say)
+        fields = source.show(package, cache)
+        if not re.match(r"linux-image-\d", package):
+            # a meta package (linux-image-amd64): follow it to the versioned image package
+            depends = [d.split()[0] for d in fields.get("Depends", "").split(",")]
+            package = next((d for d in depends if re.match(r"linux-image-\d", d)), package)
+            fields = source.show(package, cache)
+        version = fields["Version"]
+        where = self._where(cache)
+        meta = where / "meta.json"
+        if meta.exists() and json.loads(meta.read_text()).get("version") == version:
+            say(f"kernel {self.name}: {package} {version} already in {where}")
+            return
+        say(f"kernel {self.name}: fetching {package} {version}")
+        where.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=where.parent) as tmp:
+            tmp = Path(tmp)
+            deb = source.download(package, version, cache, tmp)
+            unpacked = tmp / "unpacked"
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True)
+            vmlinuz = next((unpacked / "boot").glob("vmlinuz-*"))
+            release = vmlinuz.name[len("vmlinuz-"):]
+            subprocess.run([shutil.which("depmod") or "/sbin/depmod", "-b", str(unpacked), release], check=True)
+            staged = tmp / "kernel"
+            staged.mkdir()
+            shutil.move(vmlinuz, staged / "vmlinuz")
+            shutil.move(unpacked / "boot" / f"config-{release}", staged / "config")
+            (staged / "lib").mkdir()
+            shutil.move(unpacked / "lib" / "modules", staged / "lib" / "modules")
+            (staged / "meta.json").write_text(json.dumps({"package": package, "version": version,
+                                                          "release": release}))
+            if where.exists():
+                shutil.rmtree(where)
+            staged.rename(where)
+        say(f"kernel {self.name}: {package} {version} unpacked into {where}")

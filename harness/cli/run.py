@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..build import kbuild
-from ..build.kernel import KernelSpec
+from ..build.kernel import BuiltKernel
 from ..config import Config
 from ..errors import UsageError
 from ..results import Verdict
@@ -51,12 +51,11 @@ def from_source(cfg: Config, tree: Path) -> tuple[Config, str]:
     if not tree.exists():
         raise UsageError(f"--kernel-source {tree}: does not exist; give a kernel tree or a .tar.* of one")
     # a tree testbed.yaml already builds keeps its name, and so its cached build
-    name = next((n for n, k in cfg.kernels.items() if k.build and k.build.source == tree.resolve()), None)
+    source = kbuild.LocalTree(tree.resolve())
+    name = next((n for n, k in cfg.kernels.items() if k.build and k.build.source == source), None)
     if name is None:
         name = f"src-{tree.resolve().name}"
-        spec = KernelSpec(name)
-        spec.build = kbuild.BuildSpec(name, tree.resolve())
-        cfg = dataclasses.replace(cfg, kernels={**cfg.kernels, name: spec})
+        cfg = dataclasses.replace(cfg, kernels={**cfg.kernels, name: BuiltKernel(name, kbuild.BuildSpec(name, source))})
     kbuild.build(cfg.kernels[name].build, cfg.cache, say=lambda s: print(f"testbed: {s}", file=sys.stderr))
     return cfg, name
 

@@ -11,7 +11,7 @@ from typing import Callable, Iterator
 
 from ..agent import AgentError
 from ..agent.protocol import Op
-from ..build import image, kernel
+from ..build import image
 from ..build import qemu as qemu_build
 from ..config import Config
 from ..errors import UsageError, did_you_mean
@@ -68,7 +68,7 @@ def prepare(cfg: Config, kernel_name: str | None, nic: str | None, transport: st
     key = (repr(spec), nic, transport, cfg.cache, cfg.guest_binaries, cfg.qemu_binary, cfg.accel, cfg.memory_mb,
            cfg.boot_timeout, cfg.time)
     if key not in _prepared:
-        k = kernel.resolve(spec, cfg.cache)
+        k = spec.resolve(cfg.cache)
         img = image.build(k, nic, cfg.cache, cfg.guest_binaries, by_name(transport).guest_additions())
         binary, firmware = qemu_for(cfg, nic)
         # whether KVM works is the host's to say: probed with the system QEMU, whichever runs the guest
