@@ -112,6 +112,18 @@ def test_a_changed_fix_rebuilds_only_the_trees_it_is_for(cfg, monkeypatch):
     assert new is None or kbuild.build_key(new, cfg.cache) == keys["6.1"]  # not one of 6.1's: same build
 
 
+def test_a_tree_given_by_its_path_builds_in_one_work_dir_whatever_it_holds(cfg, tmp_path):
+    tree = fake_tree(tmp_path / "linux", (3, 14, 40))
+    spec = BuildSpec("t", LocalTree(tree))
+    before = kbuild.output_dir(cfg.cache, spec), kbuild.work_dir(cfg.cache, spec, kbuild.output_dir(cfg.cache, spec))
+    (tree / "Makefile").write_text((tree / "Makefile").read_text() + "# the next commit\n")
+    after = kbuild.output_dir(cfg.cache, spec), kbuild.work_dir(cfg.cache, spec, kbuild.output_dir(cfg.cache, spec))
+    assert before[0] != after[0]  # its result is cached by what the tree holds
+    assert before[1] == after[1] and kbuild.incremental(spec)  # built where the last commit was
+    tarball = BuildSpec("t", LocalTree(TARBALL))
+    assert not kbuild.incremental(tarball)
+
+
 def test_a_tarballs_version_is_read_from_its_makefile(cfg, tmp_path):
     tarball = linux_3_14(cfg).local_source(cfg.cache)
     assert kbuild.tarball_version(tarball, "test-" + kbuild.tree_fingerprint(tarball), tmp_path) == (3, 14, 40)

@@ -243,12 +243,12 @@ def _compiler(spec: BuildSpec) -> bytes:
         raise UsageError(f"kernels.{spec.name}.make.CC: {' '.join(cc)!r} does not run ({e}); give a compiler")
 
 
-def build_key(spec: BuildSpec, cache: Path) -> str:
-    """What the build's result depends on: the tree, kernel-config/, the compiler, the entry's
-    make variables, files and patches, and the compatibility fixes for the tree's version only
-    (a changed fix for 3.14 does not rebuild 6.1)."""
+def build_key(spec: BuildSpec, cache: Path, tree: bool = True) -> str:
+    """What the build's result depends on: the tree (unless `tree` is False), kernel-config/, the
+    compiler, the entry's make variables, files and patches, and the compatibility fixes for the
+    tree's version only (a changed fix for 3.14 does not rebuild 6.1)."""
     required, optional = fragments()
-    return content_hash(spec.source.fingerprint(cache).encode(),
+    return content_hash(spec.source.fingerprint(cache).encode() if tree else spec.source.label().encode(),
                 *(p.name.encode() + p.read_bytes() for p in required + optional),
                 _compiler(spec), json.dumps(spec.make_vars, sort_keys=True).encode(),
                 *(dest.encode() + src.read_bytes() for dest, src in sorted(spec.files.items())),
@@ -281,6 +281,19 @@ def _unpacked_tree(source: Path, cache: Path) -> Path:
     return tops[0]
 
 
+def incremental(spec: BuildSpec) -> bool:
+    """A tree given by its path — a git checkout being bisected — is built in one work directory
+    whatever its files hold, kept after each build: the next commit's is make's incremental
+    build of what changed (its results are still cached by content, each apart)."""
+    return isinstance(spec.source, LocalTree) and spec.source.path.is_dir()
+
+
+def work_dir(cache: Path, spec: BuildSpec, out: Path) -> Path:
+    if incremental(spec):
+        return cache / "kbuild" / f"{spec.name}-tree-{build_key(spec, cache, tree=False)}"
+    return cache / "kbuild" / out.name
+
+
 def source_tree(spec: BuildSpec, cache: Path, work: Path, say=print) -> tuple[Path, kcompat.Plan]:
     """The tree to build — the user's, unpacked if a tarball, copied and patched if the
     compatibility fixes or the entry have patches — and the fixes chosen for it."""
@@ -294,8 +307,9 @@ def source_tree(spec: BuildSpec, cache: Path, work: Path, say=print) -> tuple[Pa
         return tree, compat
     private = work / "src"
     patched = work / "src.patched"  # the copy is complete: a resumed build keeps it (and its mtimes)
-    if patched.exists():
+    if patched.exists() and not incremental(spec):
         return private, compat
+    patched.unlink(missing_ok=True)  # a tree that may have changed: copied again, its mtimes kept
     shutil.rmtree(private, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     # Hard links: patch(1) writes a new file and renames it, so the user's tree is never changed,
@@ -428,9 +442,10 @@ def build(spec: BuildSpec, cache: Path, jobs: int | None = None, say=print) -> P
     # The work dir is named by the build's inputs.  After a failure or an interruption it stays,
     # with its logs, and the next build of the same inputs resumes in it: make rebuilds what is
     # missing or out of date (it deletes half-written targets when interrupted).
-    work = cache / "kbuild" / out.name
+    work = work_dir(cache, spec, out)
     if (work / "build" / ".config").exists():
-        say(f"kernel {spec.name}: resuming the build in {work}")
+        say(f"kernel {spec.name}: " + (f"building what changed since the last build in {work}" if incremental(spec)
+                                       else f"resuming the build in {work}"))
     work.mkdir(parents=True, exist_ok=True)
     c = configure(spec, cache, work, say)
     version = ".".join(map(str, kcompat.tree_version(c.tree)))
@@ -451,6 +466,7 @@ def build(spec: BuildSpec, cache: Path, jobs: int | None = None, say=print) -> P
                                                   "make": c.compat.make_vars, "compat": fixes, "optional": c.notes,
                                                   "seconds": round(seconds, 1)}))
     staged.rename(out)
-    shutil.rmtree(work, ignore_errors=True)
+    if not incremental(spec):
+        shutil.rmtree(work, ignore_errors=True)
     say(f"kernel {spec.name}: built in {seconds // 60:.0f} min {seconds % 60:.0f} s -> {out / 'bzImage'}")
     return out

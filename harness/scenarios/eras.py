@@ -1,6 +1,6 @@
 """Where 3.14 and today's kernels differ in what a netlink user sees.  Each expectation is keyed
-on the version read from the booted image, for the eras whose source was read (3.14.40; 6.1 and
-6.12); on a version in between, what the kernel did is reported and not checked."""
+on the upstream change that made the difference (changes.py), by the version read from the
+booted image."""
 from __future__ import annotations
 
 import socket
@@ -26,29 +26,29 @@ from ..netlink import (
 )
 from ..scenario import scenario
 from ..scenario.guest import Guest
+from .changes import CAP_ACK, DUMP_SIZE, EXT_ACK, MTU_EVENTS, SETLINK_NOTIFY, Version, expect_by_change
 from .dump import add_dummies
 
 PAGE = 4096
 
 
-def era(g: Guest) -> str | None:
-    """'3.14' or '6.x' when the expectation for this version is known from its source, else None."""
-    return "3.14" if g.version[:2] == (3, 14) else "6.x" if g.version[:2] >= (6, 1) else None
-
-
-def expect_for_era(g: Guest, what: str, actual, by_era: dict[str, object]):
-    known = era(g)
-    if known is None:
-        g.note(f"{what}: {actual!r} (not checked: {'.'.join(map(str, g.version))} is between the eras whose source was read)")
-    else:
-        g.expect(what, actual, by_era[known])
+def mtu_notifications(version: Version, old: int, new: int) -> list[int]:
+    """IFLA_MTU of each RTM_NEWLINK an `ip link set mtu` (RTM_SETLINK) sends: rtnetlink_event's
+    for NETDEV_PRECHANGEMTU (the old MTU) and NETDEV_CHANGEMTU, then do_setlink's own, until
+    rtnetlink_event stopped sending for MTU events and do_setlink's became the only one (4.14
+    brought CHANGEMTU back to rtnetlink_event and made do_setlink's defer to it: still one)."""
+    if MTU_EVENTS.present(version):
+        return [new]
+    return [old, new] + ([new] if SETLINK_NOTIFY.present(version) else [])
 
 
 @scenario("mtu-notify",
-          "an MTU change: 3.14 sends RTM_NEWLINK twice, the first before the change with the old IFLA_MTU "
-          "(NETDEV_PRECHANGEMTU falls through rtnetlink_event's switch to its default); 6.x only after it",
+          "an MTU change: before 4.12 RTM_NEWLINK comes first before the change with the old IFLA_MTU "
+          "(NETDEV_PRECHANGEMTU falls through rtnetlink_event's switch to its default), then after it "
+          "(and from 3.18 once more from do_setlink); since 4.12 once, after it",
           source="net/core/dev.c:dev_set_mtu (NETDEV_PRECHANGEMTU, then NETDEV_CHANGEMTU); "
-                 "net/core/rtnetlink.c:rtnetlink_event (3.14: default sends; 6.x: rtnl_event_type lists CHANGEMTU only)",
+                 "net/core/rtnetlink.c:rtnetlink_event (3.14: default sends; 6.x: rtnl_event_type lists CHANGEMTU only), "
+                 "do_setlink (DO_SETLINK_NOTIFY)",
           needs_nic=False)
 def mtu_notify(g: Guest):
     g.add_dummy("mtu0")
@@ -57,16 +57,17 @@ def mtu_notify(g: Guest):
     g.sh("ip link set mtu0 mtu 1400")
     mtus = [m.mtu for m in sock.drain(quiet=1.0) if m.ifname == "mtu0"]
     g.note(f"IFLA_MTU of each RTM_NEWLINK about mtu0, in order: {mtus}")
-    expect_for_era(g, "IFLA_MTU of the notifications of one MTU change", mtus,
-                   {"3.14": [before, 1400], "6.x": [1400]})
+    for change in (SETLINK_NOTIFY, MTU_EVENTS):
+        g.note(change.describe(g.version))
+    g.expect("IFLA_MTU of the notifications of one MTU change", mtus, mtu_notifications(g.version, before, 1400))
     g.expect("the link's MTU afterwards (RTM_GETLINK)", g.getlink("mtu0").mtu, 1400)
 
 
 @scenario("dump-datagram-size",
-          "a dump read with 32 KB buffers: 3.14 fills each datagram only up to NLMSG_GOODSIZE (one page); 6.x sizes "
-          "every round after the first by the largest recvmsg buffer seen, up to 32 KB",
+          "a dump read with 32 KB buffers: 3.14 fills each datagram only up to NLMSG_GOODSIZE (one page); since "
+          "3.15 every round after the first is sized by the largest recvmsg buffer seen, up to 32 KB (16 KB before 4.9)",
           source="net/netlink/af_netlink.c:netlink_dump (3.14: max(min_dump_alloc, NLMSG_GOODSIZE); "
-                 "6.x: nlk->max_recvmsg_len), netlink_recvmsg (6.x records max_recvmsg_len)",
+                 "3.15+: nlk->max_recvmsg_len), netlink_recvmsg (3.15+ records max_recvmsg_len)",
           needs_nic=False)
 def dump_datagram_size(g: Guest):
     add_dummies(g)
@@ -76,19 +77,26 @@ def dump_datagram_size(g: Guest):
     g.note(f"dump datagram sizes: {sizes}")
     g.expect_true("the dump spans several datagrams", len(sizes) >= 2, f"{sizes}")
     g.expect("the first round, made at the request, fits one page", sizes[0] <= PAGE, True)
-    expect_for_era(g, "a later datagram is bigger than a page", max(sizes[1:]) > PAGE,
-                   {"3.14": False, "6.x": True})
+    expect_by_change(g, DUMP_SIZE, "a later datagram is bigger than a page", max(sizes[1:]) > PAGE,
+                     before=False, after=True)
 
 
 NLMSGERR_ATTR_MSG = 1
+NLMSGERR_ATTR_OFFS = 2
 IFLA_MTU = [name for name, _ in ifinfmsg.nla_map].index("IFLA_MTU")  # pyroute2's table is indexed by type
 
 
-def bad_mtu_request(seq: int, ifindex: int) -> bytes:
-    """RTM_NEWLINK on an existing link with a 1-byte IFLA_MTU: refused by attribute validation."""
-    attr = struct.pack("=HH", 5, IFLA_MTU) + b"\x00\x00\x00\x00"  # nla_len 5: one byte of a u32
+def mtu_request(seq: int, ifindex: int, mtu: bytes) -> bytes:
+    """RTM_NEWLINK on an existing link with IFLA_MTU holding `mtu` (one byte of a u32 is refused
+    by attribute validation; four set the MTU)."""
+    attr = struct.pack("=HH", 4 + len(mtu), IFLA_MTU) + mtu.ljust(4, b"\0")
     body = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, ifindex, 0, 0) + attr
     return NLMSG_HEADER.pack(NLMSG_HEADER.size + len(body), RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body
+
+
+def tlv_bytes(payload: bytes) -> int:
+    """The length of the attributes after an NLMSG_ERROR's capped echo."""
+    return max(0, NLMSG_HEADER.unpack_from(payload)[0] - (NLMSG_HEADER.size + 4 + NLMSG_HEADER.size))
 
 
 def tlvs(payload: bytes) -> dict[int, bytes]:
@@ -104,15 +112,20 @@ def tlvs(payload: bytes) -> dict[int, bytes]:
 
 
 @scenario("ack-options",
-          "an error ack: 3.14 always echoes the whole request and knows neither NETLINK_CAP_ACK nor NETLINK_EXT_ACK "
-          "(ENOPROTOOPT); 6.x with CAP_ACK echoes only the request's header (NLM_F_CAPPED) and with EXT_ACK adds "
-          "the reason as attributes (NLM_F_ACK_TLVS, NLMSGERR_ATTR_MSG)",
+          "acks: without options an error echoes the whole request; 3.14 knows neither NETLINK_CAP_ACK (4.3) nor "
+          "NETLINK_EXT_ACK (4.12) (ENOPROTOOPT); with CAP_ACK an error echoes only the request's header, and since "
+          "4.12 says so (NLM_F_CAPPED, on success acks too) and with EXT_ACK adds the reason as attributes "
+          "(NLM_F_ACK_TLVS)",
           source="net/netlink/af_netlink.c:netlink_ack (6.x: NETLINK_F_CAP_ACK, netlink_ack_tlv_len), "
                  "netlink_setsockopt (NETLINK_CAP_ACK 4.3, NETLINK_EXT_ACK 4.12)", needs_nic=False)
 def ack_options(g: Guest):
     lo = g.ifindex("lo")
-    request = bad_mtu_request(g.next_seq(), lo)
+    request = mtu_request(g.next_seq(), lo, b"\0")
     plain = g.socket()
+    accepted = plain.request(mtu_request(g.next_seq(), lo, struct.pack("=I", g.getlink("lo").mtu)))
+    g.expect("setting lo's MTU to what it is: acked", (accepted.type_name, errname(accepted.error)), ("NLMSG_ERROR", "0"))
+    expect_by_change(g, EXT_ACK, "a success ack's flags", flag_names(accepted.flags, {"NLM_F_CAPPED": NLM_F_CAPPED}),
+                     before="0", after="NLM_F_CAPPED")
     refused = plain.request(request)
     g.expect("the 1-byte IFLA_MTU is refused", refused.type_name, "NLMSG_ERROR")
     g.note(f"errno of the refusal: {errname(refused.error)}")
@@ -121,20 +134,26 @@ def ack_options(g: Guest):
     g.expect("without options, the ack's flags", refused.flags, 0)
 
     opts = g.socket()
-    outcomes = {name: opts.setsockopt(SOL_NETLINK, option, 1).outcome()
-                for name, option in (("NETLINK_CAP_ACK", NETLINK_CAP_ACK), ("NETLINK_EXT_ACK", NETLINK_EXT_ACK))}
-    expect_for_era(g, "setsockopt NETLINK_CAP_ACK and NETLINK_EXT_ACK", outcomes,
-                   {"3.14": dict.fromkeys(outcomes, "-1 ENOPROTOOPT"), "6.x": dict.fromkeys(outcomes, "0")})
+    for change, name, option in ((CAP_ACK, "NETLINK_CAP_ACK", NETLINK_CAP_ACK),
+                                 (EXT_ACK, "NETLINK_EXT_ACK", NETLINK_EXT_ACK)):
+        expect_by_change(g, change, f"setsockopt {name}", opts.setsockopt(SOL_NETLINK, option, 1).outcome(),
+                         before="-1 ENOPROTOOPT", after="0")
     opts.send(request)
     got = opts.recv()
     g.require("the kernel answers the request", got.ok and got.messages, got.describe())
     ack, payload = got.messages[0], got.reply.get("DATA", b"")
     g.expect("with the options, the same errno", errname(ack.error), errname(refused.error))
+    # NLMSG_ERROR: its header, the errno, the echo, then (NLM_F_ACK_TLVS) attributes after a header-only echo
+    echoed = ack.length - NLMSG_HEADER.size - 4 - (tlv_bytes(payload) if ack.flags & NLM_F_ACK_TLVS else 0)
+    expect_by_change(g, CAP_ACK, "with the options, the bytes of the request the error echoes", echoed,
+                     before=len(request), after=NLMSG_HEADER.size)
     flags = flag_names(ack.flags, {"NLM_F_CAPPED": NLM_F_CAPPED, "NLM_F_ACK_TLVS": NLM_F_ACK_TLVS})
-    expect_for_era(g, "with the options, the ack's flags", flags, {"3.14": "0", "6.x": "NLM_F_CAPPED|NLM_F_ACK_TLVS"})
-    if ack.flags & NLM_F_CAPPED:
-        message = tlvs(payload).get(NLMSGERR_ATTR_MSG, b"").rstrip(b"\0").decode(errors="replace")
-        g.note(f"NLMSGERR_ATTR_MSG: {message!r}")
-        g.expect_true("the extended ack says why", message, f"attributes {sorted(tlvs(payload))}")
-    else:
-        g.expect("with the options unknown, the error still echoes the whole request", ack.length, refused.length)
+    expect_by_change(g, EXT_ACK, "with the options, the ack's flags", flags,
+                     before="0", after="NLM_F_CAPPED|NLM_F_ACK_TLVS")
+    if ack.flags & NLM_F_ACK_TLVS:
+        attrs = tlvs(payload)
+        message = attrs.get(NLMSGERR_ATTR_MSG, b"").rstrip(b"\0").decode(errors="replace")
+        offset = int.from_bytes(attrs.get(NLMSGERR_ATTR_OFFS, b""), "little")
+        g.note(f"NLMSGERR_ATTR_MSG: {message!r}, NLMSGERR_ATTR_OFFS: {offset if NLMSGERR_ATTR_OFFS in attrs else None}")
+        g.expect_true("the extended ack says why (a message, or the offset of the bad attribute)",
+                      {NLMSGERR_ATTR_MSG, NLMSGERR_ATTR_OFFS} & set(attrs), f"attributes {sorted(attrs)}")

@@ -4,49 +4,37 @@ from __future__ import annotations
 from ..netlink import MSG_DONTWAIT, MSG_PEEK, NETLINK_NO_ENOBUFS, RTMGRP_LINK, SO_RCVBUF, SOL_NETLINK, SOL_SOCKET
 from ..scenario import scenario
 from ..scenario.guest import Guest
+from .changes import RMEM_ADMISSION, UNICAST_FULL, Version
 from .link import bring_up
 
-# How netlink_broadcast_deliver() admits a message into a receive queue.  Until 2025 it checked
-# the queue *before* adding (rmem_before <= rcvbuf); "netlink: Fix wraparounds of
-# sk->sk_rmem_alloc" (mainline 6.16, 6.1.146 in the 6.1 series) checks *after* adding, but always
-# admits into an empty queue.
+# How a message is admitted into a receive queue (netlink_broadcast_deliver for notifications,
+# netlink_attachskb for unicast): until 2025 by the queue *before* adding it; since, by the queue
+# *after* adding it, always into an empty queue — for unicast at first only strictly below rcvbuf.
 BEFORE = "rmem_before <= rcvbuf"
-AFTER = "rmem_after <= rcvbuf, or the queue is empty"
-# Series still maintained when the fix landed, whose backport version we have not pinned down:
-# for these the scenario accepts either rule and reports which one the kernel follows.
-UNPINNED_SERIES = {(5, 4), (5, 10), (5, 15), (6, 6), (6, 12), (6, 15)}
+AFTER = "the queue is empty or rmem_after <= rcvbuf"
+AFTER_STRICT = "the queue is empty or rmem_after < rcvbuf"
 
 
-def admission_rule(version: tuple[int, int, int]) -> str | None:
-    if version >= (6, 16):
-        return AFTER
-    if version[:2] == (6, 1):
-        return AFTER if version[2] >= 146 else BEFORE
-    if version[:2] in UNPINNED_SERIES:
-        return None
-    return BEFORE
+def admission_rule(version: Version, unicast: bool = False) -> str:
+    if not RMEM_ADMISSION.present(version):
+        return BEFORE
+    return AFTER_STRICT if unicast and not UNICAST_FULL.present(version) else AFTER
 
 
 def messages_that_fit(rcvbuf: int, truesize: int, rule: str) -> int:
     if rule == BEFORE:
         return rcvbuf // truesize + 1
-    return max(1, rcvbuf // truesize)
+    return max(1, (rcvbuf - (rule == AFTER_STRICT)) // truesize)
 
 
-def admission(g: Guest, rcvbuf: int, truesize: int) -> dict[str, int]:
-    """How many messages of `truesize` fit `rcvbuf` under the rule of this kernel version (or
-    under each rule, where the version does not pin it); noted in the trace."""
-    rule = admission_rule(g.version)
-    fits = {r: messages_that_fit(rcvbuf, truesize, r) for r in ([rule] if rule else [BEFORE, AFTER])}
-    g.note(f"kernel {g.kernel.version_str} (rcvbuf {rcvbuf}, T {truesize}): "
-           + ("" if rule else "admission rule not pinned for this series, accepting either: ")
-           + " or ".join(f"'{r}' admits {n}" for r, n in fits.items()))
+def admission(g: Guest, rcvbuf: int, truesize: int, unicast: bool = False) -> int:
+    """How many messages of `truesize` fit `rcvbuf` under the rule of this kernel version; noted in the trace."""
+    rule = admission_rule(g.version, unicast)
+    fits = messages_that_fit(rcvbuf, truesize, rule)
+    g.note(f"kernel {g.kernel.version_str} (rcvbuf {rcvbuf}, T {truesize}): '{rule}' admits {fits}")
+    for change in (RMEM_ADMISSION, UNICAST_FULL) if unicast else (RMEM_ADMISSION,):
+        g.note(change.describe(g.version))
     return fits
-
-
-def expect_admitted(g: Guest, fits: dict[str, int], count: int):
-    g.expect_true("the number queued matches the admission rule", count in fits.values(),
-                  f"{count} queued; expected " + " or ".join(f"{n} ('{r}')" for r, n in fits.items()))
 
 
 def flood(g: Guest, no_enobufs: bool):
@@ -69,7 +57,7 @@ def flood(g: Guest, no_enobufs: bool):
     fits = admission(g, victim.getsockopt(SOL_SOCKET, SO_RCVBUF), truesize)
 
     sent, up = 0, False
-    while sent < max(fits.values()) + 2:
+    while sent < fits + 2:
         up = not up
         g.set_link(up)
         while True:
@@ -82,7 +70,7 @@ def flood(g: Guest, no_enobufs: bool):
     row = g.netlink_table()[victim.inode]
     queued = row["Rmem"] // truesize
     g.note(f"{sent} notifications sent; the victim holds Rmem {row['Rmem']} ({queued} messages), Drops {row['Drops']}")
-    expect_admitted(g, fits, queued)
+    g.expect("the number queued, by the admission rule", queued, fits)
     g.expect("Rmem is a whole number of messages", row["Rmem"], queued * truesize)
     g.expect("Drops counts every notification not queued", row["Drops"], sent - queued)
 
