@@ -5,6 +5,7 @@
 # make bench     boot, restore, per-scenario, catalogue and matrix times per kernel x NIC, both clocks
 # make soak      200 boot + scenario cycles: flakes, leftovers, the slowest cycle (CYCLES=N, TRANSPORT=ssh)
 # make kernel KERNEL_SRC=PATH   build a kernel tree (or tarball) with kernel-config/
+# make bisect-demo  a whole `git bisect run` over a small history made from 3.14.40 (about 3 min)
 # Tests run JOBS at a time, each VM test on its own guest (its own QEMU): four keep two cores
 # busy whether the guests run on the virtual clock or mostly wait on the real one (README).
 JOBS   ?= $(shell echo $$(( $$(nproc) * 2 )))
@@ -12,7 +13,7 @@ VENV   := .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
-.PHONY: setup test test-unit test-vm bench soak kernel clean
+.PHONY: setup test test-unit test-vm bench soak kernel bisect-demo clean
 
 # The QEMU with the 82598 model is optional: if it cannot be built, its one line says which step
 # failed and why (recorded for `testbed qemu status`), and everything else runs on Debian's QEMU.
@@ -49,6 +50,10 @@ bench: $(VENV)/.installed
 # not part of `make test`: 200 cold boots + carrier-qmp across the NICs (4.5 min here, virtual clock)
 soak: $(VENV)/.installed
 	$(VENV)/bin/testbed soak --cycles $(or $(CYCLES),200) $(if $(TRANSPORT),--transport $(TRANSPORT))
+
+# not part of `make test`: one kernel build per step (README, "Bisecting a kernel")
+bisect-demo: $(VENV)/.installed
+	./scripts/bisect-demo.sh
 
 clean:
 	rm -rf results
