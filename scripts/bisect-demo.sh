@@ -50,7 +50,7 @@ git_ bisect start master v3.14.40 >/dev/null
 (cd "$repo" && git bisect run bash -c 'start=$(date +%s.%N); "$@"; status=$?;
   echo "bisect-demo: step $(git log -1 --format=%h) took $(echo "$(date +%s.%N) - $start" | bc | xargs printf %.0f) s, exit $status"
   exit $status' step "$testbed" --config "$project/testbed.yaml" run mtu-notify --kernel-source . --bisect) \
-  | tee "$cache/bisect/last.log" | grep -E -A1 "^bisect-demo:|is the first bad commit|^(PASSED|FAILED):|built in|already built" | grep -v "^--$|^artifacts:"
+  | tee "$cache/bisect/last.log" | grep -E -A1 "^bisect-demo:|is the first bad commit|^(PASSED|FAILED):|built in|already built" | grep -v -E "^--$|^artifacts:"
 first_bad=$(git_ log -1 --format=%s refs/bisect/bad)
 git_ bisect reset >/dev/null
 echo "bisect-demo: the first bad commit: \"$first_bad\" ($(( $(date +%s) - started )) s for the bisection)"
