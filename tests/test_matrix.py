@@ -7,7 +7,7 @@ import pytest
 from harness.errors import UsageError
 from harness.results import Result, Verdict, cell_name, kcidb, report
 from harness.run import matrix
-from harness.scenario.trace import TraceEntry
+from harness.trace import TraceEntry
 
 CELLS = [(s, k, n) for s in ("carrier-qmp", "overrun", "flap-storm") for k in ("a", "b") for n in ("igb", "e1000")]
 META = {"started": "2026-11-22T10:00:00+00:00", "qemu": "QEMU emulator version 10.0.2",

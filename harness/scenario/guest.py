@@ -35,10 +35,10 @@ from ..netlink import (
 from ..nic import resolve as resolve_nic
 from ..show import show_attrs
 from ..wait import Deadline, until
-from . import Failed
+from .outcome import Failed
 from .checks import Checks
 from .timeline import Action, Timeline
-from .trace import Trace, TraceEntry
+from ..trace import Trace, TraceEntry
 
 
 def _destination(dst: tuple[int, int] | None, family: int | None) -> dict:

@@ -24,8 +24,7 @@ from ..netlink import (
     flag_names,
     getlink_request,
 )
-from ..scenario import scenario
-from ..scenario.guest import Guest
+from ..scenario import Guest, scenario
 from .dump import add_dummies
 
 PAGE = 4096

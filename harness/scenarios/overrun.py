@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 from ..netlink import MSG_DONTWAIT, MSG_PEEK, NETLINK_NO_ENOBUFS, RTMGRP_LINK, SO_RCVBUF, SOL_NETLINK, SOL_SOCKET
-from ..scenario import scenario
-from ..scenario.guest import Guest
+from ..scenario import Guest, scenario
 from .link import bring_up
 
 # How netlink_broadcast_deliver() admits a message into a receive queue.  Until 2025 it checked

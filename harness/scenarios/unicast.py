@@ -6,8 +6,7 @@ import struct
 from socket import SO_SNDTIMEO
 
 from ..netlink import MSG_DONTWAIT, NETLINK_USERSOCK, NLMSG_NOOP, SO_RCVBUF, SOL_SOCKET, nlmsg_bytes
-from ..scenario import scenario
-from ..scenario.guest import Guest
+from ..scenario import Guest, scenario
 from .overrun import admission, expect_admitted
 
 RECEIVER, SENDER = 6000, 6001
