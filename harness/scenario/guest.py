@@ -414,7 +414,7 @@ class Guest(Checks):
             up = steps[i][1]
             self.vm.monitor.set_link(self.vm.nic_id, up)
             what = f"QMP set_link {self.vm.nic_id} {'on' if up else 'off'}"
-            entries.append(self.trace.add("host", what))
+            entries.append(self.trace.add("host", what, set_link=up))
             return what
         return self.timeline.at([offset for offset, _ in steps], flip,
                                 placed=lambda action: self.trace.place(entries.pop(0), action.reached_ns))
