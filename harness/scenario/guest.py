@@ -7,7 +7,7 @@ from typing import Callable
 
 from ..agent import Agent, Reply, Stream, errname
 from ..agent.protocol import Op
-from ..netlink import (
+from ..netlink.constants import (
     LEVEL_NAMES,
     MSG_DONTWAIT,
     NETLINK_ROUTE,
@@ -23,15 +23,12 @@ from ..netlink import (
     SO_RCVBUF,
     SO_SNDBUF,
     SOL_SOCKET,
-    Message,
-    decode,
-    decode_cmsgs,
-    describe_cmsg,
-    getlink_request,
-    link_request,
     msg_flag_names,
-    proc_net_netlink,
 )
+from ..netlink.decode import decode, decode_cmsgs, describe_cmsg
+from ..netlink.message import Message
+from ..netlink.proc import proc_net_netlink
+from ..netlink.requests import getlink_request, link_request
 from ..nic import resolve as resolve_nic
 from ..show import show_attrs
 from ..wait import Deadline, until
