@@ -30,7 +30,7 @@ from .machine import VMError, rundir
 from .machine.console import Console
 from .machine.monitor import Monitor, MonitorError
 from .machine.qemu import CMDLINE, NIC_ID, Qemu, QemuSettings, qemu_command
-from .transport import TransportError, by_name
+from .transport import Reach, TransportError, by_name
 from .wait import Deadline, until
 
 
@@ -64,7 +64,6 @@ class VM:
         self.console: Console | None = None
         self.monitor: Monitor | None = None
         self.agent: Agent | None = None
-        self.agent_socket: socket.socket | None = None  # the host end of the agent's serial port
         self.boot_seconds: float | None = None
         self.hello: dict = {}  # the agent's HELLO: VERSION, RELEASE, PID
         self.notes: list[str] = []  # what happened on the way to a ready guest, for the trace
@@ -109,8 +108,8 @@ class VM:
                 guest_end.close()
         stack.callback(self._end_threads, [p[0] for p in pairs.values()])
         stack.callback(self.qemu.kill)
-        self.console = Console(pairs["console"][0], self.console_log, self.qemu.started, self._fail)
-        self.agent_socket = pairs["agent"][0]
+        self.console = Console(pairs["console"][0], self.console_log, self.qemu.started, self._fail,
+                               self.transport.console_fatal, self.transport.console_signals)
         self.monitor = Monitor(pairs["qmp"][0], self.artifacts / "qmp.log")
         stack.callback(self.monitor.close)
         stack.callback(self._close_agent)
@@ -118,7 +117,9 @@ class VM:
         deadline = Deadline(self.settings.boot_timeout)
         try:
             self.monitor.connect()
-            self._attach(self.transport.open_agent(self, deadline))
+            reach = Reach(pairs["agent"][0], self.monitor, self.artifacts / "agent.log", self._console_line,
+                          self.notes.append)
+            self._attach(self.transport.open_agent(reach, deadline))
             self.hello = (self.snapshot.resume(self, deadline) if self.snapshot
                           else self.agent.wait_ready(max(deadline.left(), 1)))
         except (AgentError, MonitorError, TransportError) as e:
@@ -128,6 +129,14 @@ class VM:
             "kernel": self.kernel.name, "release": self.hello.get("RELEASE"), "nic": self.nic, "nic_id": self.nic_id,
             "transport": self.transport.name, "pid": os.getpid(), "qemu_pid": self.qemu.pid,
             "console_log": str(self.console_log)})
+
+    def _console_line(self, line: str, seconds: float) -> bool:
+        """Wait for a console line the transport asked the console to watch for (see Reach)."""
+        seen = self.console.seen[line]
+        came = until(lambda: self.failure is not None or seen.is_set(), seconds, 0.02)
+        if self.failure is not None:
+            raise self.failure
+        return bool(came)
 
     # ---- failures ----
 
