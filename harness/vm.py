@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .agent import Agent, AgentError
+from .agent.protocol import Op
 from .build.image import GuestImage
 from .build.kernel import Kernel
 from .machine import VMError, rundir
@@ -45,15 +46,15 @@ class Target:
     transport: str = "serial"
 
 
-class Resumable(Protocol):
-    """A saved guest to start from instead of booting (harness.run.snapshot.Snapshot)."""
+class Saved(Protocol):
+    """A guest saved stopped (QMP migrate to a file) to start from instead of booting
+    (harness.run.snapshot.Snapshot)."""
     path: Path
-
-    def resume(self, vm: "VM", deadline: Deadline) -> dict: ...
+    hello: dict  # the agent's HELLO from the boot that was saved
 
 
 class VM:
-    def __init__(self, target: Target, artifacts: Path, snapshot: Resumable | None = None):
+    def __init__(self, target: Target, artifacts: Path, snapshot: Saved | None = None):
         self.target, self.artifacts, self.snapshot = target, artifacts, snapshot
         self.kernel, self.nic, self.settings = target.kernel, target.nic, target.settings
         self.nic_id = NIC_ID
@@ -120,8 +121,7 @@ class VM:
             reach = Reach(pairs["agent"][0], self.monitor, self.artifacts / "agent.log", self._console_line,
                           self.notes.append)
             self._attach(self.transport.open_agent(reach, deadline))
-            self.hello = (self.snapshot.resume(self, deadline) if self.snapshot
-                          else self.agent.wait_ready(max(deadline.left(), 1)))
+            self.hello = self._restore(deadline) if self.snapshot else self.agent.wait_ready(max(deadline.left(), 1))
         except (AgentError, MonitorError, TransportError) as e:
             raise self.diagnose(e) from None
         self.boot_seconds = time.monotonic() - self.qemu.started
@@ -137,6 +137,21 @@ class VM:
         if self.failure is not None:
             raise self.failure
         return bool(came)
+
+    def _restore(self, deadline: Deadline) -> dict:
+        """Wait until QEMU (started with `-incoming file:`) has loaded the saved guest, resume it,
+        and wait until the agent answers; the saved boot's HELLO.  Nothing is sent before: bytes
+        that reach the UART while it loads would be overwritten."""
+        path = self.snapshot.path
+        status = until(lambda: (s := self.monitor.command("query-status")["status"]) != "inmigrate" and s,
+                       deadline.left(), interval=0.002)
+        if not status:
+            raise VMError(f"restoring {path} took more than {deadline.seconds:g} s", self.console_log)
+        if status != "paused":  # the guest was saved stopped, so it comes back paused
+            raise VMError(f"restoring {path} left the guest {status!r}", self.console_log)
+        self.monitor.command("cont")
+        self.agent.call(Op.PING, timeout=max(deadline.left(), 1))
+        return self.snapshot.hello
 
     # ---- failures ----
 
