@@ -25,9 +25,8 @@ from . import config as config_mod
 from .errors import UsageError
 from .machine.qemu import TIME_MODES
 from .run import runner
-from .scenario import Skip
-from .scenario.guest import Guest
-from .scenario.trace import Trace
+from .scenario import Guest, Skip
+from .trace import Trace
 
 CONFIG = pytest.StashKey[config_mod.Config]()
 SEEN = pytest.StashKey[tuple]()  # (trace, console log) of the test's guest, for its report

@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Protocol
 
 from .agent import Agent, AgentError
+from .agent.protocol import Op
 from .build.image import GuestImage
 from .build.kernel import Kernel
 from .machine import VMError, rundir
 from .machine.console import Console
 from .machine.monitor import Monitor, MonitorError
 from .machine.qemu import CMDLINE, NIC_ID, Qemu, QemuSettings, qemu_command
-from .transport import TransportError, by_name
+from .transport import Reach, TransportError, by_name
 from .wait import Deadline, until
 
 
@@ -45,15 +46,15 @@ class Target:
     transport: str = "serial"
 
 
-class Resumable(Protocol):
-    """A saved guest to start from instead of booting (harness.run.snapshot.Snapshot)."""
+class Saved(Protocol):
+    """A guest saved stopped (QMP migrate to a file) to start from instead of booting
+    (harness.run.snapshot.Snapshot)."""
     path: Path
-
-    def resume(self, vm: "VM", deadline: Deadline) -> dict: ...
+    hello: dict  # the agent's HELLO from the boot that was saved
 
 
 class VM:
-    def __init__(self, target: Target, artifacts: Path, snapshot: Resumable | None = None):
+    def __init__(self, target: Target, artifacts: Path, snapshot: Saved | None = None):
         self.target, self.artifacts, self.snapshot = target, artifacts, snapshot
         self.kernel, self.nic, self.settings = target.kernel, target.nic, target.settings
         self.nic_id = NIC_ID
@@ -64,7 +65,6 @@ class VM:
         self.console: Console | None = None
         self.monitor: Monitor | None = None
         self.agent: Agent | None = None
-        self.agent_socket: socket.socket | None = None  # the host end of the agent's serial port
         self.boot_seconds: float | None = None
         self.hello: dict = {}  # the agent's HELLO: VERSION, RELEASE, PID
         self.notes: list[str] = []  # what happened on the way to a ready guest, for the trace
@@ -109,8 +109,8 @@ class VM:
                 guest_end.close()
         stack.callback(self._end_threads, [p[0] for p in pairs.values()])
         stack.callback(self.qemu.kill)
-        self.console = Console(pairs["console"][0], self.console_log, self.qemu.started, self._fail)
-        self.agent_socket = pairs["agent"][0]
+        self.console = Console(pairs["console"][0], self.console_log, self.qemu.started, self._fail,
+                               self.transport.console_fatal, self.transport.console_signals)
         self.monitor = Monitor(pairs["qmp"][0], self.artifacts / "qmp.log")
         stack.callback(self.monitor.close)
         stack.callback(self._close_agent)
@@ -118,9 +118,10 @@ class VM:
         deadline = Deadline(self.settings.boot_timeout)
         try:
             self.monitor.connect()
-            self._attach(self.transport.open_agent(self, deadline))
-            self.hello = (self.snapshot.resume(self, deadline) if self.snapshot
-                          else self.agent.wait_ready(max(deadline.left(), 1)))
+            reach = Reach(pairs["agent"][0], self.monitor, self.artifacts / "agent.log", self._console_line,
+                          self.notes.append)
+            self._attach(self.transport.open_agent(reach, deadline))
+            self.hello = self._restore(deadline) if self.snapshot else self.agent.wait_ready(max(deadline.left(), 1))
         except (AgentError, MonitorError, TransportError) as e:
             raise self.diagnose(e) from None
         self.boot_seconds = time.monotonic() - self.qemu.started
@@ -128,6 +129,29 @@ class VM:
             "kernel": self.kernel.name, "release": self.hello.get("RELEASE"), "nic": self.nic, "nic_id": self.nic_id,
             "transport": self.transport.name, "pid": os.getpid(), "qemu_pid": self.qemu.pid,
             "console_log": str(self.console_log)})
+
+    def _console_line(self, line: str, seconds: float) -> bool:
+        """Wait for a console line the transport asked the console to watch for (see Reach)."""
+        seen = self.console.seen[line]
+        came = until(lambda: self.failure is not None or seen.is_set(), seconds, 0.02)
+        if self.failure is not None:
+            raise self.failure
+        return bool(came)
+
+    def _restore(self, deadline: Deadline) -> dict:
+        """Wait until QEMU (started with `-incoming file:`) has loaded the saved guest, resume it,
+        and wait until the agent answers; the saved boot's HELLO.  Nothing is sent before: bytes
+        that reach the UART while it loads would be overwritten."""
+        path = self.snapshot.path
+        status = until(lambda: (s := self.monitor.command("query-status")["status"]) != "inmigrate" and s,
+                       deadline.left(), interval=0.002)
+        if not status:
+            raise VMError(f"restoring {path} took more than {deadline.seconds:g} s", self.console_log)
+        if status != "paused":  # the guest was saved stopped, so it comes back paused
+            raise VMError(f"restoring {path} left the guest {status!r}", self.console_log)
+        self.monitor.command("cont")
+        self.agent.call(Op.PING, timeout=max(deadline.left(), 1))
+        return self.snapshot.hello
 
     # ---- failures ----
 

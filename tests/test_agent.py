@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from harness.agent import Agent, AgentError
+from harness.agent import Agent, AgentError, Paused
 from harness.agent.protocol import Kind, Op, encode_frame
 from harness.netlink import MSG_DONTWAIT, MSG_OOB, NETLINK_ROUTE, SO_RCVBUF, SOL_SOCKET
 
@@ -27,6 +27,17 @@ def agent(agent_binary):
 def test_hello_and_ping_carry_version_and_monotonic_time(agent):
     r = agent.call(Op.PING)
     assert r.ret == 0 and r["VERSION"] == 1 and r["T_NS"] > 0
+
+
+def test_a_paused_guest_runs_again_before_the_next_wait_and_its_reply_is_handed_on(agent):
+    # a background request stands in for the AT that stopped the machine: its reply comes once it runs
+    happened = []
+    pending = agent.start(Op.RUN, cmd="sleep 0.1", background=1)
+    agent.pause(Paused(lambda: happened.append("cont"), pending, lambda r: happened.append(("resumed", r.ret))))
+    assert agent.call(Op.PING).ret == 0
+    assert happened == ["cont", ("resumed", 0)] and agent.paused is None
+    agent.call(Op.PING)
+    assert len(happened) == 2  # resumed once
 
 
 def test_socket_options_are_the_kernels_values(agent):

@@ -5,9 +5,9 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from harness.errors import UsageError
-from harness.results import Result, Verdict, cell_name, kcidb, report
+from harness.results import Result, Verdict, cell_name, differences, directory, html, kcidb, text, timeline_svg
 from harness.run import matrix
-from harness.scenario.trace import TraceEntry
+from harness.trace import TraceEntry
 
 CELLS = [(s, k, n) for s in ("carrier-qmp", "overrun", "flap-storm") for k in ("a", "b") for n in ("igb", "e1000")]
 META = {"started": "2026-11-22T10:00:00+00:00", "qemu": "QEMU emulator version 10.0.2",
@@ -21,7 +21,7 @@ def result(tmp_path, scenario, kernel, nic, verdict=Verdict.PASSED, observed="2"
     r = Result(scenario, kernel, nic, verdict, reason="" if verdict == Verdict.PASSED else "why",
                       version="6.1.192", accel="tcg", duration=1.5,
                       artifacts=str(tmp_path / "cells" / cell_name(scenario, kernel, nic)))
-    r.trace = [TraceEntry(0.1, "host", "QMP set_link nic0 off"),
+    r.trace = [TraceEntry(0.1, "host", "QMP set_link nic0 off", {"set_link": False}),
                TraceEntry(0.2, "guest", "  RTM_NEWLINK eth0", {"message": {"type": "RTM_NEWLINK", "ifname": "eth0",
                                                                            "ifi_flags": "UP|BROADCAST"}}),
                TraceEntry(0.3, "check", f"ok   messages: {observed}", {"ok": True, "check": "messages",
@@ -56,16 +56,16 @@ def test_publish_writes_junit_kcidb_and_a_report_that_shows_the_kernel_differenc
     results = [result(tmp_path, "flap-storm", "a", "igb", observed="2"),
                result(tmp_path, "flap-storm", "b", "igb", Verdict.FAILED, observed="4"),
                result(tmp_path, "overrun", "a", "igb", Verdict.ERROR)]
-    report.publish(tmp_path, META, results)
+    directory.publish(tmp_path, META, results)
     suite = ET.parse(tmp_path / "junit.xml").getroot()
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("3", "1", "1")
     failed = suite.find("testcase[@classname='b.igb'][@name='flap-storm']")
     assert "RTM_NEWLINK eth0" in failed.find("system-out").text and failed.find("failure") is not None
     data = json.loads((tmp_path / "kcidb.json").read_text())
     assert {t["status"] for t in data["tests"]} == {"PASS", "FAIL", "MISS"}
-    html = (tmp_path / "report.html").read_text()
-    assert "<svg" in html and "Infrastructure errors" in html
-    assert report.differences(results)[0][3] == [("verdict", {"a": "passed", "b": "failed: why"}),
+    page = (tmp_path / "report.html").read_text()
+    assert "<svg" in page and "Infrastructure errors" in page
+    assert differences.differences(results)[0][3] == [("verdict", {"a": "passed", "b": "failed: why"}),
                                                  ("messages", {"a": "2", "b": "4"})]
     assert json.loads((tmp_path / "run.json").read_text())["counts"] == {"passed": 1, "failed": 1, "skipped": 0,
                                                                         "error": 1}
@@ -74,9 +74,9 @@ def test_publish_writes_junit_kcidb_and_a_report_that_shows_the_kernel_differenc
 def test_merge_puts_shards_back_together(tmp_path):
     for i, cells in enumerate((CELLS[:5], CELLS[5:])):
         d = tmp_path / f"shard{i}"
-        report.publish(d, {**META, "cells": len(cells), "shard": f"{i + 1}/2"},
+        directory.publish(d, {**META, "cells": len(cells), "shard": f"{i + 1}/2"},
                        [result(d, *c) for c in cells])
-    meta, results = report.merge([tmp_path / "shard0", tmp_path / "shard1"], tmp_path / "merged")
+    meta, results = directory.merge([tmp_path / "shard0", tmp_path / "shard1"], tmp_path / "merged")
     assert len(results) == len(CELLS) and meta["cells"] == len(CELLS) and meta["complete"]
     assert len(list((tmp_path / "merged" / "cells").iterdir())) == len(CELLS)
     assert ET.parse(tmp_path / "merged" / "junit.xml").getroot().get("tests") == str(len(CELLS))
@@ -96,16 +96,16 @@ def test_differences_read_oldest_kernel_first_with_versions_and_the_source(tmp_p
         r.trace.append(TraceEntry(0.4, "check", "ok   portid", {"ok": True, "check": "portid", "incidental": True,
                                                               "observed": kernel}))
         results.append(r)
-    [(scenario, _, names, rows)] = report.differences(results)
+    [(scenario, _, names, rows)] = differences.differences(results)
     assert names == ["zz-old", "mm-mid", "aa-new"]
     assert [what for what, _ in rows] == ["messages"]  # the incidental portid differs too, and is left out
-    report.print_differences(results)
+    text.print_differences(results)
     out = capsys.readouterr().out
     assert "kernel source: net/core/rtnetlink.c:rtnetlink_event" in out
     assert out.index("zz-old (3.14.40)") < out.index("mm-mid (6.1.192)") < out.index("aa-new (6.12.95)")
     meta = {**META, "kernels": {k: {**META["kernels"]["a"], "release": v, "version": v} for k, v in eras.items()}}
-    html = report.html_report(meta, results, tmp_path)
-    table = html.read_text().split("What changed between kernels")[1]
+    html.write(meta, results, tmp_path)
+    table = (tmp_path / html.FILE).read_text().split("What changed between kernels")[1]
     assert table.index("3.14.40") < table.index("6.1.192") < table.index("6.12.95")
 
 
@@ -117,13 +117,22 @@ def test_differences_between_nics_on_one_kernel(tmp_path, capsys):
         results.append(r)
     results.append(result(tmp_path, "autobind", "k", None, observed="same"))  # no NIC: nothing to compare
     results[-1].version = "3.14.40"
-    assert report.axis(results) == "nic"
-    [(scenario, kernel, names, rows)] = report.differences(results, "nic")
+    assert differences.axis(results) == "nic"
+    [(scenario, kernel, names, rows)] = differences.differences(results, "nic")
     assert (scenario, kernel, names) == ("carrier-qmp", "k", ["e1000", "igb", "ixgbe"])
     assert rows == [("messages", {"e1000": "503 ms", "igb": "503 ms", "ixgbe": "2 ms"})]
-    report.print_differences(results)
+    text.print_differences(results)
     out = capsys.readouterr().out
     assert "what differs between the NICs (kernel k 3.14.40) e1000, igb, ixgbe" in out and "ixgbe  2 ms" in out
     meta = {**META, "kernels": {"k": {**META["kernels"]["a"], "release": "3.14.40", "version": "3.14.40"}}}
-    html = report.html_report(meta, results, tmp_path).read_text()
-    assert "2 ms" in html.split("What differed between NICs")[1]
+    html.write(meta, results, tmp_path)
+    assert "2 ms" in (tmp_path / html.FILE).read_text().split("What differed between NICs")[1]
+
+
+def test_the_timeline_is_drawn_from_the_trace_entries_data_not_their_text(tmp_path):
+    r = result(tmp_path, "carrier-qmp", "a", "igb")
+    r.trace[0] = TraceEntry(0.1, "host", "whatever the line says", {"set_link": True})
+    picture = timeline_svg.svg(r)
+    assert 'fill="#1565c0"' in picture and "#90caf9" not in picture  # the lane shows the link set on
+    r.trace[0] = TraceEntry(0.1, "host", "QMP set_link nic0 off")  # prose alone is not a QMP action
+    assert timeline_svg.svg(r) == ""

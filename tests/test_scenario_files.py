@@ -2,21 +2,22 @@
 naming the file and line (exit 2), testbed.yaml found as git finds its directory."""
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
 
 from harness import config
 from harness.errors import UsageError
-from harness.scenario import BUILTIN, load_catalogue, scenarios_in
+from harness.scenario import BUILTIN, Guest, load_catalogue, scenarios_in
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD = "kernels:\n  k:\n    debian-package: linux-image-amd64\nnics: [igb]\n"
-SCENARIO = '''from harness.scenario import scenario
+SCENARIO = '''from harness.scenario import Guest, scenario
 
 
 @scenario("{name}", "a scenario of the user's", source="-", needs_nic=False)
-def mine(g):
+def mine(g: Guest) -> None:
     g.note("ran")
 '''
 
@@ -43,6 +44,15 @@ def test_a_file_of_scenarios_is_loaded_with_where_each_is_defined(tmp_path):
     assert found["carrier-qmp"].origin.startswith(str(BUILTIN / "link.py") + ":")
     listing = run_testbed("list", "--scenarios-from", "s", cwd=tmp_path).stdout
     assert f"defined at {tmp_path / 's' / 'b.py'}:4" in listing
+
+
+def test_a_file_that_annotates_its_guest_loads_as_the_documented_import_says(tmp_path):
+    # evaluated when the function is defined: Guest must be importable at run time, not only for type checkers
+    project(tmp_path, {"hinted.py": SCENARIO.format(name="hinted")})
+    [info] = scenarios_in(tmp_path / "hinted.py")
+    assert typing.get_type_hints(info.func) == {"g": Guest, "return": type(None)}
+    r = run_testbed("list", "--scenarios-from", "hinted.py", cwd=tmp_path)
+    assert r.returncode == 0 and "hinted" in r.stdout, r.stderr
 
 
 @pytest.mark.parametrize("text,message", [

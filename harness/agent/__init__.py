@@ -10,6 +10,7 @@ import errno as errno_mod
 import itertools
 import socket
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -67,6 +68,16 @@ class Reply:
         return f"-1 {errname(self.errno)}" if self.ret < 0 else str(self.ret)
 
 
+@dataclass
+class Paused:
+    """The guest stopped by the host to act on it (harness.scenario.timeline), while `pending` (the
+    request that stopped it) waits for it to run again.  The agent lets it run before its next
+    wait on the guest: `cont` (QMP), then `pending`'s reply, which goes to `resumed`."""
+    cont: Callable[[], object]
+    pending: "Pending"
+    resumed: Callable[["Reply"], None]
+
+
 class Agent:
     def __init__(self, sock: socket.socket, transcript: Path | None = None):
         self._sock = sock
@@ -79,9 +90,8 @@ class Agent:
         self._failure: Exception | None = None
         self._transcript = Transcript(transcript)
         self.protocol_errors: list[str] = []
-        # Called before every wait on the guest: a guest the host stopped to act on (harness.
-        # scenario.timeline) runs again only once the host waits on it.
-        self.before_wait: Callable[[], None] = lambda: None
+        # A guest the host stopped to act on runs again only once the host waits on it.
+        self.paused: Paused | None = None
         self.latest_ns = 0  # the latest guest CLOCK_MONOTONIC any frame carried
         self._thread = threading.Thread(target=self._read_loop, name="agent-reader", daemon=True)
         self._thread.start()
@@ -125,7 +135,10 @@ class Agent:
     def _wait(self, ready, timeout: float, what: str):
         deadline = Deadline(timeout)
         if self._failure is None:
-            self.before_wait()
+            self.resume()
+        return self._await(ready, deadline, timeout, what)
+
+    def _await(self, ready, deadline: Deadline, timeout: float, what: str):
         with self._cond:
             while (result := ready()) is None:
                 if self._failure:
@@ -136,6 +149,21 @@ class Agent:
             return result
 
     # ---- public ----
+
+    def pause(self, paused: Paused):
+        """The guest is stopped until the host next waits on it (see Paused)."""
+        self.paused = paused
+
+    def resume(self):
+        """Let a paused guest run (nothing if it is not paused), and hand on the reply that says
+        it ran again."""
+        paused, self.paused = self.paused, None
+        if paused is None:
+            return
+        paused.cont()
+        ident, name, timeout = paused.pending.ident, paused.pending.name, 10.0 + paused.pending.guest_wait
+        frame = self._await(lambda: self._replies.pop(ident, None), Deadline(timeout), timeout, name)
+        paused.resumed(_reply(frame, name))
 
     @property
     def failure(self) -> Exception | None:
@@ -173,10 +201,7 @@ class Agent:
 
     def reply(self, ident: int, name: str, timeout: float) -> Reply:
         """The reply to request `ident`, waiting up to `timeout` seconds."""
-        frame = self._wait(lambda: self._replies.pop(ident, None), timeout, name)
-        if "ERROR" in frame.attrs:
-            raise AgentError(f"agent rejected {name}: {frame.attrs['ERROR']}")
-        return Reply(frame.attrs)
+        return _reply(self._wait(lambda: self._replies.pop(ident, None), timeout, name), name)
 
     def answered(self, ident: int) -> bool:
         with self._cond:
@@ -247,6 +272,12 @@ class Pending:
 
     def done(self) -> bool:
         return self.agent.answered(self.ident)
+
+
+def _reply(frame: Frame, name: str) -> Reply:
+    if "ERROR" in frame.attrs:
+        raise AgentError(f"agent rejected {name}: {frame.attrs['ERROR']}")
+    return Reply(frame.attrs)
 
 
 def _short(attrs: dict) -> str:

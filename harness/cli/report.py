@@ -4,21 +4,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UsageError
-from ..results import report
+from ..results import directory
 
 
 def cmd_report(args) -> int:
     try:
         if args.merge:
             out = args.out or Path("results/merged")
-            meta, results = report.merge(args.dirs, out)
+            meta, results = directory.merge(args.dirs, out)
         elif len(args.dirs) > 1 or args.out:
             raise UsageError("testbed report: several directories or --out need --merge")
         else:
             out = args.dirs[0]
-            meta, results = report.load(out)
-            report.publish(out, meta, results)
+            meta, results = directory.load(out)
+            directory.publish(out, meta, results)
     except FileNotFoundError as e:
         raise UsageError(f"testbed report: {e}") from None
-    print(f"testbed: {len(results)} cells: report.html, junit.xml, kcidb.json and run.json in {out}/")
+    print(f"testbed: {len(results)} cells: {directory.FILES} in {out}/")
     return 0

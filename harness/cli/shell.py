@@ -20,7 +20,7 @@ from ..errors import UsageError
 from ..machine import VMError
 from ..run import runner
 from ..scenario import Skip
-from ..transport import ssh
+from ..transport import by_name
 from ..wait import until
 
 ESCAPE = b"\x1d"  # Ctrl-]: leave the shell even if the guest no longer answers
@@ -48,8 +48,7 @@ def _console_shell_command(programs: list[Path]) -> str:
 def shell(cfg: Config, kernel_name: str | None, nic: str | None, cold: bool) -> int:
     if not sys.stdin.isatty():
         raise UsageError("testbed shell: standard input is not a terminal; run it from one")
-    if cfg.transport == "ssh" and not shutil.which("ssh"):
-        raise UsageError("testbed shell --transport ssh: no `ssh` on PATH; install openssh-client (`make setup` does)")
+    by_name(cfg.transport).check_login()
     kernel_name = kernel_name or cfg.default_kernel
     nic = cfg.nic(nic)
     try:
@@ -63,7 +62,10 @@ def shell(cfg: Config, kernel_name: str | None, nic: str | None, cold: bool) -> 
             for note in [*vm.notes, runner.ready_note(vm)]:
                 print(f"testbed: {note}")
             print(f"testbed: run directory {vm.run_dir}")
-            SESSIONS[vm.transport.name](vm, cfg.guest_binaries, nic)
+            if (login := vm.transport.login(vm.run_dir)) is not None:
+                _login_session(vm, login, cfg.guest_binaries, nic)
+            else:
+                _console_session(vm, cfg.guest_binaries, nic)
             if not vm.qemu.running():  # the session ended with QEMU: the cause may still be on its way
                 until(lambda: vm.agent.failure is not None, timeout=1)
             if vm.agent.failure:  # a panic, QEMU gone: say why
@@ -85,14 +87,13 @@ def _console_session(vm, programs: list[Path], nic: str) -> None:
     vm.console.echo = None
 
 
-def _ssh_session(vm, programs: list[Path], nic: str) -> None:
-    """A shell through the person's own ssh, as they would reach a remote test machine; the same
-    command logs in from other terminals while the guest runs."""
-    login = ssh.openssh_command(vm.transport.keys, vm.transport.port, vm.run_dir)
+def _login_session(vm, login: list[str], programs: list[Path], nic: str) -> None:
+    """A shell through the transport's login (SSH: the person's own ssh); the same command logs
+    in from other terminals while the guest runs."""
     print(f"testbed: more shells, from other terminals: {shlex.join(login)}")
     print(f"testbed: `testbed link down|up` in another terminal flips {nic}'s link; `exit` powers the guest "
           f"off; kernel messages go to {vm.console_log}")
-    subprocess.run([*login, "-t", f"{_shell_setup(programs)} exec sh -i"])
+    subprocess.run(vm.transport.login(vm.run_dir, f"{_shell_setup(programs)} exec sh -i"))
 
 
 def _relay(console: socket.socket, finished) -> None:
@@ -115,6 +116,3 @@ def _relay(console: socket.socket, finished) -> None:
         termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
         print()
 
-
-# What `testbed shell` hands the terminal to, by transport: the console, or the person's ssh.
-SESSIONS = {"serial": _console_session, "ssh": _ssh_session}

@@ -12,9 +12,9 @@ from typing import Callable
 
 from . import VMError
 
-# Kernel messages that mean the guest is broken; the scenario fails at once with the line.
-FATAL = re.compile(r"Kernel panic|BUG:|Oops|testbed-init: (agent exited|sshd exited|no management NIC)")
-SSHD_READY = "testbed-init: sshd ready"
+# Kernel messages that mean the guest is broken, and the init's word that the agent has gone; the
+# scenario fails at once with the line.  A transport adds lines of its own.
+FATAL = ("Kernel panic", "BUG:", "Oops", "testbed-init: agent exited")
 # After the kernel's first fatal line, the rest of its report (3.14's sysrq crash: BUG, the oops,
 # the call trace, "end trace", then the panic) belongs in console.log: the guest is stopped only
 # once the panic line is out (or QEMU exits), or after this long.  "end trace" is not the end:
@@ -25,14 +25,17 @@ REPORT_GRACE = 3.0
 
 class Console:
     """Reads the host end of the console socket until QEMU closes it.  `on_fatal` hears the first
-    fatal line as a VMError; `echo`, when set, gets every byte as well (testbed shell)."""
+    fatal line (FATAL, or one of `fatal`) as a VMError; `seen[line]` is set once a line of
+    `signals` has come; `echo`, when set, gets every byte as well (testbed shell)."""
 
-    def __init__(self, sock: socket.socket, log: Path, started: float, on_fatal: Callable[[VMError], None]):
+    def __init__(self, sock: socket.socket, log: Path, started: float, on_fatal: Callable[[VMError], None],
+                 fatal: tuple[str, ...] = (), signals: tuple[str, ...] = ()):
         self.sock, self.log, self.started, self.on_fatal = sock, log, started, on_fatal
         self.echo: Callable[[bytes], None] | None = None
         self.lines: collections.deque[str] = collections.deque(maxlen=200)
         self.fatal: str | None = None
-        self.sshd_ready = threading.Event()
+        self._fatal = re.compile("|".join(map(re.escape, (*FATAL, *fatal))))
+        self.seen = {line: threading.Event() for line in signals}
         self.report_done = threading.Event()
         self._thread = threading.Thread(target=self._drain, name="console", daemon=True)
         self._thread.start()
@@ -69,11 +72,11 @@ class Console:
 
     def _watch(self, line: str):
         self.lines.append(line)
-        if line == SSHD_READY:
-            self.sshd_ready.set()
+        if line in self.seen:
+            self.seen[line].set()
         if self.fatal is not None and REPORT_END.search(line):
             self.report_done.set()
-        if self.fatal is None and FATAL.search(line):
+        if self.fatal is None and self._fatal.search(line):
             self.fatal = line
             if line.startswith("testbed-init") or REPORT_END.search(line):
                 self.report_done.set()

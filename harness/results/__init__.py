@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..scenario.trace import TraceEntry
+from ..trace import TraceEntry
 
 
 class Verdict(enum.StrEnum):

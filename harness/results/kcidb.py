@@ -2,10 +2,14 @@
 one build per kernel image, one test per cell, so a lab can submit it with `kcidb-submit`."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import kcidb_io
 
 from . import Result, Verdict
 
+FILE = "kcidb.json"
 ORIGIN = "netlink_testbed"
 STATUS = {Verdict.PASSED: "PASS", Verdict.FAILED: "FAIL", Verdict.SKIPPED: "SKIP", Verdict.ERROR: "MISS"}  # MISS: the harness failed
 
@@ -38,3 +42,7 @@ def export(meta: dict, results: list[Result]) -> dict:
             "checkouts": checkouts, "builds": builds, "tests": tests}
     schema.validate(data)
     return data
+
+
+def write(meta: dict, results: list[Result], out: Path) -> None:
+    (out / FILE).write_text(json.dumps(export(meta, results), indent=1))

@@ -24,7 +24,7 @@ from pathlib import Path
 from ..config import Config
 from ..digest import file_hash
 from ..errors import UsageError
-from ..results import Result, Verdict, cell_name, report
+from ..results import Result, Verdict, cell_name, directory, text
 from ..scenario import Skip
 from . import runner
 
@@ -143,11 +143,11 @@ def run_matrix(cfg: Config, kernels: list[str] | None, nics: list[str] | None, s
     finally:  # interrupted: what finished is kept, and run.json says the run is incomplete
         progress.finish()
         meta["duration"] = round(time.monotonic() - started, 1)
-        counts = report.publish(out, meta, results)
+        counts = directory.publish(out, meta, results)
     status = exit_status(results)
     print(f"testbed: {len(results)} cells in {meta['duration']:.0f} s: "
           + ", ".join(f"{n} {v}" for v, n in counts.items() if n)
-          + f"; report.html, junit.xml, kcidb.json and run.json in {out}/")
+          + f"; {directory.FILES} in {out}/")
     return status, out
 
 
@@ -160,5 +160,5 @@ def run_diff(cfg: Config, kernels: list[str], nics: list[str] | None, scenarios:
                          "or one kernel and two NICs (--kernel K --nics igb ixgbe)")
     out = out or cfg.results / "diff" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     status, out = run_matrix(cfg, kernels, nics, scenarios, None, jobs, out)
-    report.print_differences(report.load(out)[1])
+    text.print_differences(directory.load(out)[1])
     return status

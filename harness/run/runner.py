@@ -20,9 +20,8 @@ from ..machine.monitor import MonitorError
 from ..machine.qemu import QemuSettings, stop_all
 from ..nic import resolve as resolve_nic
 from ..results import Result, Verdict, cell_name
-from ..scenario import Failed, ScenarioInfo, Skip, load_catalogue
-from ..scenario.guest import Guest
-from ..scenario.trace import Trace
+from ..scenario import Failed, Guest, ScenarioInfo, Skip, load_catalogue
+from ..trace import Trace
 from ..transport import by_name
 from ..vm import VM, Target
 from . import snapshot

@@ -19,12 +19,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..agent.protocol import Op
 from ..digest import content_hash, file_hash
 from ..machine import VMError
 from ..machine.qemu import qemu_command
 from ..vm import VM, Target
-from ..wait import Deadline, until
+from ..wait import until
 
 FORMAT = b"testbed-snapshot-1"
 # Snapshots of one kernel x NIC x clock for other guest images or command lines (another
@@ -34,23 +33,10 @@ STALE_SECONDS = 24 * 3600
 
 @dataclass
 class Snapshot:
+    """A saved guest (a VM restores it: harness.vm.Saved) and the boot it was saved from."""
     path: Path
     hello: dict  # the agent's HELLO from the boot that was saved (VERSION, RELEASE, PID)
     boot_seconds: float  # that boot's QEMU start to HELLO
-
-    def resume(self, vm: VM, deadline: Deadline) -> dict:
-        """Wait until QEMU (started with `-incoming file:`) has loaded the saved guest, resume it,
-        and wait until the agent answers.  Nothing is sent before: bytes that reach the UART while
-        it loads would be overwritten."""
-        status = until(lambda: (s := vm.monitor.command("query-status")["status"]) != "inmigrate" and s,
-                       deadline.left(), interval=0.002)
-        if not status:
-            raise VMError(f"restoring {self.path} took more than {deadline.seconds:g} s", vm.console_log)
-        if status != "paused":  # the guest was saved stopped, so it comes back paused
-            raise VMError(f"restoring {self.path} left the guest {status!r}", vm.console_log)
-        vm.monitor.command("cont")
-        vm.agent.call(Op.PING, timeout=max(deadline.left(), 1))
-        return self.hello
 
 
 SAVE_TIMEOUT = 60.0

@@ -2,8 +2,8 @@
 they agreed.  A failed expectation ends the scenario (Failed); a skip says why it cannot apply."""
 from __future__ import annotations
 
-from . import Failed, Skip
-from .trace import Trace
+from .outcome import Failed, Skip
+from ..trace import Trace
 
 
 def _show(value) -> str:

@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from typing import Callable
 
-from ..agent import Agent, AgentError, Pending, Reply
+from ..agent import Agent, AgentError, Paused, Reply
 from ..agent.protocol import Op
 from ..machine.monitor import Monitor
 
@@ -44,9 +44,6 @@ class Timeline:
         guest's clock stands still while the machine is stopped (TCG)."""
         self.agent, self.monitor, self.failure, self.clock_stops = agent, monitor, failure, clock_stops
         self.actions: list[Action] = []
-        # the stopped machine's AT request, its actions, and who hears where they were placed
-        self._unplaced: tuple[Pending, list[float], list[Action], Callable[[Action], None]] | None = None
-        agent.before_wait = self.resume
 
     def at(self, offsets: list[float], act: Callable[[int], str],
            placed: Callable[[Action], None] = lambda action: None) -> list[Action]:
@@ -54,7 +51,7 @@ class Timeline:
         act(i) on it, which says what it did; the machine stays stopped after the last one until
         the host next waits on the guest.  `placed` hears of each action once its instant on
         the guest's clock is known (when the machine runs again)."""
-        self.resume()
+        self.agent.resume()
         pending = self.agent.start(Op.AT, schedule=_packed(offsets), pause=1, background=1)
         def abandon():
             # an AT that answers before its last pause could not press the button (no ioperm)
@@ -67,17 +64,13 @@ class Timeline:
             self.monitor.wait_event(PAUSED_EVENT, offset + EVENT_SLACK, abandon)
             actions.append(Action(act(i)))
         self.actions += actions
-        self._unplaced = (pending, offsets, actions, placed)
+        self.agent.pause(Paused(lambda: self.monitor.command("cont"), pending,
+                                lambda reply: self._place(reply, offsets, actions, placed)))
         return actions
 
-    def resume(self):
-        """Let a stopped machine run, and place its actions on the guest's timeline."""
-        if self._unplaced is None:
-            return
-        pending, offsets, actions, placed = self._unplaced
-        self._unplaced = None
-        self.monitor.command("cont")
-        reply = pending.wait()
+    def _place(self, reply: Reply, offsets: list[float], actions: list[Action], placed: Callable[[Action], None]):
+        """The actions on the guest's timeline, from the reply of the AT request that stopped the
+        machine for them (it comes once the machine runs again)."""
         if reply.ret != len(actions):
             raise AgentError(f"the agent's AT op failed: {reply.outcome()}")
         times = struct.unpack(f"<{2 * len(actions)}q", reply["TIMES"])

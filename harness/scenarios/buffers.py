@@ -14,8 +14,7 @@ from ..netlink import (
     SOL_SOCKET,
     nlmsg_bytes,
 )
-from ..scenario import scenario
-from ..scenario.guest import Guest
+from ..scenario import Guest, scenario
 
 GROUP = 5                  # a NETLINK_USERSOCK multicast group
 GROUP_BIT = 1 << (GROUP - 1)

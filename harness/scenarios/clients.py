@@ -7,8 +7,7 @@ import re
 
 from ..agent.protocol import Op
 from ..netlink import RTMGRP_LINK
-from ..scenario import scenario
-from ..scenario.guest import Guest
+from ..scenario import Guest, scenario
 from .link import bring_up
 
 CLIENTS = {"ip monitor link": "/usr/sbin/ip monitor link", "nl-monitor link": "/usr/bin/nl-monitor link"}

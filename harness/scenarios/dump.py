@@ -22,8 +22,7 @@ from ..netlink import (
     getlink_request,
     link_request,
 )
-from ..scenario import scenario
-from ..scenario.guest import Guest
+from ..scenario import Guest, scenario
 
 LINKS = 24  # dummies: with lo that is ~25 x 1.3 KB, several datagrams of a 16 KB buffer
 

@@ -24,9 +24,16 @@ from ..netlink import (
     flag_names,
     getlink_request,
 )
-from ..scenario import scenario
-from ..scenario.guest import Guest
-from .changes import CAP_ACK, DUMP_SIZE, EXT_ACK, MTU_EVENTS, SETLINK_NOTIFY, Version, expect_by_change
+from ..scenario import Guest, scenario
+from .changes import (
+    CAP_ACK,
+    DUMP_SIZE,
+    EXT_ACK,
+    MTU_EVENTS,
+    SETLINK_NOTIFY,
+    Version,
+    expect_by_change,
+)
 from .dump import add_dummies
 
 PAGE = 4096

@@ -6,8 +6,7 @@ from __future__ import annotations
 import re
 
 from ..netlink import RTMGRP_LINK
-from ..scenario import scenario
-from ..scenario.guest import Guest
+from ..scenario import Guest, scenario
 from .link import bring_up
 
 ONLY = ("ixgbe",)

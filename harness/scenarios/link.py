@@ -4,8 +4,7 @@ from __future__ import annotations
 from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_NEWLINK
 
 from ..netlink import IFF, RTMGRP_LINK, iff_names
-from ..scenario import scenario
-from ..scenario.guest import Guest
+from ..scenario import Guest, scenario
 from .changes import CARRIER_CHANGES, expect_by_change
 
 SILENCE = 3.0  # seconds of required quiet when the kernel is expected to say nothing

@@ -1,9 +1,16 @@
 """Multicast overrun: ENOBUFS, Drops and how many notifications fit (README, "Scenarios")."""
 from __future__ import annotations
 
-from ..netlink import MSG_DONTWAIT, MSG_PEEK, NETLINK_NO_ENOBUFS, RTMGRP_LINK, SO_RCVBUF, SOL_NETLINK, SOL_SOCKET
-from ..scenario import scenario
-from ..scenario.guest import Guest
+from ..netlink import (
+    MSG_DONTWAIT,
+    MSG_PEEK,
+    NETLINK_NO_ENOBUFS,
+    RTMGRP_LINK,
+    SO_RCVBUF,
+    SOL_NETLINK,
+    SOL_SOCKET,
+)
+from ..scenario import Guest, scenario
 from .changes import RMEM_ADMISSION, UNICAST_FULL, Version
 from .link import bring_up
 

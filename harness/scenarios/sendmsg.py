@@ -22,8 +22,7 @@ from ..netlink import (
     link_request,
     nlmsg_bytes,
 )
-from ..scenario import scenario
-from ..scenario.guest import Guest
+from ..scenario import Guest, scenario
 
 NOBODY = 65534
 NOOP = nlmsg_bytes(NLMSG_NOOP)  # a message the kernel accepts and ignores

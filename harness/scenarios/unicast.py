@@ -5,9 +5,15 @@ from __future__ import annotations
 import struct
 from socket import SO_SNDTIMEO
 
-from ..netlink import MSG_DONTWAIT, NETLINK_USERSOCK, NLMSG_NOOP, SO_RCVBUF, SOL_SOCKET, nlmsg_bytes
-from ..scenario import scenario
-from ..scenario.guest import Guest
+from ..netlink import (
+    MSG_DONTWAIT,
+    NETLINK_USERSOCK,
+    NLMSG_NOOP,
+    SO_RCVBUF,
+    SOL_SOCKET,
+    nlmsg_bytes,
+)
+from ..scenario import Guest, scenario
 from .changes import TIMER_WHEEL
 from .overrun import admission
 

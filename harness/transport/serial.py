@@ -1,15 +1,19 @@
-"""The agent on the guest's second serial port (ttyS1): nothing to add to the image or to QEMU's
-command line, and a snapshot can serve it."""
+"""The agent on the guest's second serial port (ttyS1): nothing to add to the image, to QEMU's
+command line or to the console's watch, a snapshot can serve it, and a person logs in on the
+console."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..agent import Agent
 from ..build.image import GuestAdditions
+from . import Reach
 
 
 class SerialTransport:
     name, restorable = "serial", True
+    console_fatal: tuple[str, ...] = ()
+    console_signals: tuple[str, ...] = ()
 
     @staticmethod
     def guest_additions() -> GuestAdditions:
@@ -24,8 +28,15 @@ class SerialTransport:
     def kernel_args(self) -> str:
         return ""
 
-    def open_agent(self, vm, deadline) -> Agent:
-        return Agent(vm.agent_socket, vm.artifacts / "agent.log")
+    def open_agent(self, reach: Reach, deadline) -> Agent:
+        return Agent(reach.serial, reach.agent_log)
+
+    @staticmethod
+    def check_login() -> None:
+        pass
+
+    def login(self, directory: Path, command: str | None = None) -> None:
+        return None
 
     def close(self):
         pass

@@ -28,11 +28,10 @@ from ..build.cpio import Cpio
 from ..build.image import GuestAdditions
 from ..errors import UsageError
 from ..machine import VMError
-from ..machine.console import SSHD_READY
 from ..machine.monitor import Monitor
 from ..nic import NICS
-from ..wait import Deadline, until
-from . import TransportError
+from ..wait import Deadline
+from . import Reach, TransportError
 
 MGMT_ID = "mgmt"
 MGMT_MODEL = "e1000"  # a driver every kernel the testbed runs has (kernel-config/net.config)
@@ -44,6 +43,10 @@ DROPBEARKEY = Path("/usr/bin/dropbearkey")
 # The agent's stderr goes to the console, as on the serial port, and its end is announced there
 # the way the init announces it: the console watcher turns that line into the run's failure.
 AGENT_COMMAND = '/agent - 2>/dev/console; echo "testbed-init: agent exited with status $?" >/dev/console'
+
+# What the guest's init says on the console about its sshd (guest/init).
+SSHD_READY = "testbed-init: sshd ready"
+SSHD_BROKEN = ("testbed-init: sshd exited", "testbed-init: no management NIC")
 
 logging.getLogger("paramiko").setLevel(logging.CRITICAL)  # failures reach the run as SSHError lines
 
@@ -205,6 +208,7 @@ class SshTransport:
     """This run's keys in the initramfs, a management NIC with the forward, and the agent in an
     SSH session.  Never from a snapshot: it would carry the keys of the boot it was taken from."""
     name, restorable = "ssh", False
+    console_fatal, console_signals = SSHD_BROKEN, (SSHD_READY,)
 
     @staticmethod
     def guest_additions() -> GuestAdditions:
@@ -235,19 +239,27 @@ class SshTransport:
     def kernel_args(self) -> str:
         return KERNEL_ARGS
 
-    def open_agent(self, vm, deadline: Deadline) -> Agent:
+    def open_agent(self, reach: Reach, deadline: Deadline) -> Agent:
         """Wait for the guest's sshd, log in with the run's keys and start the agent in the session."""
-        ready = until(lambda: vm.failure is not None or vm.console.sshd_ready.is_set(), deadline.left(), 0.02)
-        if vm.failure is not None:
-            raise vm.failure
-        if not ready:
+        if not reach.console_line(SSHD_READY, deadline.left()):
             raise AgentError(f"no {SSHD_READY!r} on the console within {deadline.seconds:g} s")
-        self.port = forwarded_port(vm.monitor)
+        self.port = forwarded_port(reach.monitor)
         self.client = connect(self.port, self.keys, timeout=max(deadline.left(), 1))
         channel = agent_channel(self.client, timeout=max(deadline.left(), 1))
-        vm.notes.append(f"agent over SSH: root@127.0.0.1:{self.port}, host key {self.keys.fingerprint()} "
-                        "made for this run and pinned")
-        return Agent(channel, vm.artifacts / "agent.log")
+        reach.note(f"agent over SSH: root@127.0.0.1:{self.port}, host key {self.keys.fingerprint()} "
+                   "made for this run and pinned")
+        return Agent(channel, reach.agent_log)
+
+    @staticmethod
+    def check_login() -> None:
+        if not shutil.which("ssh"):
+            raise UsageError("testbed shell --transport ssh: no `ssh` on PATH; install openssh-client "
+                             "(`make setup` does)")
+
+    def login(self, directory: Path, command: str | None = None) -> list[str]:
+        """The person's own ssh, as they would reach a remote test machine (see openssh_command)."""
+        login = openssh_command(self.keys, self.port, directory)
+        return [*login, "-t", command] if command else login
 
     def close(self):
         if self.client:

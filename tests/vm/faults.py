@@ -4,8 +4,7 @@ import os
 import signal
 
 from harness.agent.protocol import Op
-from harness.scenario import scenario
-from harness.scenario.guest import Guest
+from harness.scenario import Guest, scenario
 
 
 @scenario("fault-agent-crash", "the agent is killed", source="-", needs_nic=False)

@@ -9,11 +9,11 @@ import pytest
 
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]
-OUTCOMES = '''from harness.scenario import scenario
+OUTCOMES = '''from harness.scenario import Guest, scenario
 
 
 @scenario("b-good", "passes", source="-", needs_nic=False)
-def good(g):
+def good(g: Guest) -> None:  # a user's file with type hints: Guest is importable at run time
     g.expect("the kernel answers", g.read_file("/proc/version").ret > 0, True)
 
 

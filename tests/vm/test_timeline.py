@@ -9,8 +9,8 @@ import pytest
 from harness.agent.protocol import Op
 from harness.machine.qemu import NIC_ID
 from harness.run import runner
-from harness.scenario.guest import Guest
-from harness.scenario.trace import Trace
+from harness.scenario import Guest
+from harness.trace import Trace
 from harness.vm import VM
 
 pytestmark = pytest.mark.vm

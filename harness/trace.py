@@ -6,7 +6,7 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..show import show_attrs
+from .show import show_attrs
 
 
 @dataclass
