@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.build.kbuild import LocalTree
+
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]
 OUTCOMES = '''from harness.scenario import Guest, scenario
@@ -50,8 +52,8 @@ def test_verdicts_become_git_bisect_statuses(tmp_path, vm_kernel, name, status, 
 
 
 def test_a_tree_testbed_yaml_builds_is_its_cached_kernel(cfg):
-    [(name, spec)] = [(n, s) for n, s in cfg.kernels.items() if s.build and isinstance(s.build.source, Path)][:1]
-    r = bisect_run("send-oob", "--kernel-source", str(spec.build.source))
+    [(name, spec)] = [(n, s) for n, s in cfg.kernels.items() if s.build and isinstance(s.build.source, LocalTree)][:1]
+    r = bisect_run("send-oob", "--kernel-source", str(spec.build.source.path))
     assert r.returncode == 0 and f"PASSED: send-oob on {name}" in r.stdout, r.stdout + r.stderr
     assert "already built" in r.stderr
 
