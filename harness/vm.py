@@ -72,7 +72,7 @@ class VM:
         self._failure_lock = threading.Lock()
         self._stack = contextlib.ExitStack()
 
-    def __enter__(self) -> "VM":
+    def __enter__(self) -> VM:
         try:
             self.launch()
         except BaseException:

@@ -36,7 +36,7 @@ class QtestMachine:
         self._stack = contextlib.ExitStack()
         self._buffer = b""
 
-    def __enter__(self) -> "QtestMachine":
+    def __enter__(self) -> QtestMachine:
         try:
             self._launch()
         except BaseException:
@@ -73,7 +73,7 @@ class QtestMachine:
         try:
             self.sock, _ = listeners["qtest"].accept()
             qmp, _ = listeners["qmp"].accept()
-        except socket.timeout:
+        except TimeoutError:
             raise QtestError(f"QEMU did not connect within {TIMEOUT:g} s: {self.log.read_text()}") from None
         stack.callback(self.sock.close)
         self.monitor = Monitor(qmp, self.dir / "qmp.log")

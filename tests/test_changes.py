@@ -71,7 +71,7 @@ def readme_table() -> tuple[list[tuple[int, int, int]], list[list[str]]]:
 def test_readmes_table_is_the_rules():
     versions, rows = readme_table()
     assert len(rows) == len(CHANGES)
-    for change, row in zip(CHANGES, rows):
+    for change, row in zip(CHANGES, rows, strict=True):
         assert row[1] == change.since() and row[2] == f"`{change.commit.split()[0]}`", (row, change)
         assert [cell.startswith("yes") for cell in row[3:]] == [change.present(v) for v in versions], (row, change)
 

@@ -2,6 +2,7 @@
 socket, the host's readers return frames, messages or named errors — no exception, no hang,
 bounded memory.  Property-based (hypothesis), with the frames and messages the kernel really
 sends as seeds for the mutations."""
+import itertools
 import struct
 
 from hypothesis import HealthCheck, given, settings
@@ -35,7 +36,7 @@ def feed_all(chunks: list[bytes]) -> tuple[list, FrameReader]:
 
 def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    return [data[a:b] for a, b in zip(points, points[1:])]
+    return [data[a:b] for a, b in itertools.pairwise(points)]
 
 
 @FUZZ

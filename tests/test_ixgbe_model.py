@@ -111,7 +111,7 @@ class Nic:
         while time.monotonic() < deadline:
             try:
                 frames.append(self.wire.recv(65536))
-            except socket.timeout:
+            except TimeoutError:
                 if frames:
                     break
         return frames

@@ -74,7 +74,7 @@ def fake_tree(where: Path, version: tuple[int, int, int], gcc_headers=(), make_c
     (where / "include/linux").mkdir(parents=True)
     (where / "scripts").mkdir()
     (where / "scripts/Kbuild.include").write_text(make_cmd)
-    (where / "Makefile").write_text("VERSION = %d\nPATCHLEVEL = %d\nSUBLEVEL = %d\nEXTRAVERSION =\n" % version)
+    (where / "Makefile").write_text("VERSION = {}\nPATCHLEVEL = {}\nSUBLEVEL = {}\nEXTRAVERSION =\n".format(*version))
     for n in gcc_headers:
         (where / f"include/linux/compiler-gcc{n}.h").write_text("")
     return where

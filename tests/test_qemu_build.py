@@ -33,7 +33,7 @@ def test_debians_orig_tarball_by_the_installed_version_and_its_pinned_sha256():
     assert src.sha256 == "0901da33844a331bf8b3602b9c1fbd178e60b737c8e3ade678255bd090c9b9f1"
     assert Source("10.0.2+dfsg-1").upstream == "10.0.2"  # no epoch
     with pytest.raises(QemuBuildError) as e:
-        Source("1:10.1.0+ds-1").sha256
+        _ = Source("1:10.1.0+ds-1").sha256
     assert e.value.step == "source" and "\n" not in str(e.value)
     assert 'add "10.1.0"' in str(e.value) and "SHA256 in harness/build/qemu.py" in str(e.value)
 

@@ -217,7 +217,7 @@ def tarball_version(tarball: Path, fingerprint: str, cache: Path) -> tuple[int, 
             makefile = next((m for m in tar if re.fullmatch(r"[^/]+/Makefile", m.name) and m.isfile()), None)
             head = tar.extractfile(makefile).read(2000).decode(errors="replace") if makefile else ""
     except (OSError, tarfile.TarError) as e:
-        raise UsageError(f"{tarball}: cannot read it as a tarball ({e})")
+        raise UsageError(f"{tarball}: cannot read it as a tarball ({e})") from e
     version = kcompat.makefile_version(head, f"{tarball}: its top-level Makefile")
     memo.parent.mkdir(parents=True, exist_ok=True)
     memo.write_text(".".join(map(str, version)))
@@ -240,7 +240,7 @@ def _compiler(spec: BuildSpec) -> bytes:
     try:
         return subprocess.run([*cc, "--version"], capture_output=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError) as e:
-        raise UsageError(f"kernels.{spec.name}.make.CC: {' '.join(cc)!r} does not run ({e}); give a compiler")
+        raise UsageError(f"kernels.{spec.name}.make.CC: {' '.join(cc)!r} does not run ({e}); give a compiler") from e
 
 
 def build_key(spec: BuildSpec, cache: Path, tree: bool = True) -> str:

@@ -28,7 +28,7 @@ def bzimage_banner(path: Path) -> str:
         with open(path, "rb") as f:
             head = f.read(0x10000)
     except OSError as e:
-        raise UsageError(f"kernel image {path}: {e.strerror}; give the path to a bzImage")
+        raise UsageError(f"kernel image {path}: {e.strerror}; give the path to a bzImage") from e
     if len(head) < 0x210 or head[0x202:0x206] != b"HdrS":
         raise UsageError(f"kernel image {path}: not a bzImage (no 'HdrS' boot header); "
                          "give arch/x86/boot/bzImage or /boot/vmlinuz-*")

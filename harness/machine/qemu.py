@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from ..children import die_with_parent
 from ..nic import resolve as resolve_nic
@@ -78,7 +78,7 @@ def qemu_command(settings: QemuSettings, kernel_image: Path, initrd: Path, nic: 
     return cmd + list(extra)
 
 
-_live: set["Qemu"] = set()
+_live: set[Qemu] = set()
 _live_lock = threading.Lock()
 _stopping = False
 

@@ -82,7 +82,7 @@ class Keys:
     client: paramiko.PKey
 
     @classmethod
-    def generate(cls, directory: Path) -> "Keys":
+    def generate(cls, directory: Path) -> Keys:
         path = directory / "ssh_host_ed25519_key"
         try:
             out = subprocess.run([str(DROPBEARKEY), "-t", "ed25519", "-f", str(path)],

@@ -2,6 +2,7 @@
 stops itself at an instant of its clock, the host acts, and the guest's clock stands still
 however long the host takes."""
 import dataclasses
+import itertools
 import time
 
 import pytest
@@ -48,7 +49,7 @@ def test_scheduled_actions_keep_their_guest_clock_spacing(target, tmp_path):
         actions = g.timeline.at([0.0, 0.05, 0.1, 0.15], slowly("step", 0.1))
         vm.agent.call(Op.PING)
         late = [a.reached_ns - a.scheduled_ns for a in actions]  # the schedule is absolute: lateness does not add up
-        gaps = [b.reached_ns - a.reached_ns for a, b in zip(actions, actions[1:])]
+        gaps = [b.reached_ns - a.reached_ns for a, b in itertools.pairwise(actions)]
         assert all(0 <= ns for ns in late), late  # never early
         if target.settings.time == "virtual":
             assert all(ns <= JIFFY_NS for ns in late), late
