@@ -40,9 +40,9 @@ from pathlib import Path
 import yaml
 
 from . import nic as nic_mod
-from .build.kbuild import BuildSpec, DebianSource, LocalTree, ReleaseTarball, TreeSource
-from .build.kernel import BuiltKernel, DebianKernel, KernelSource, PrebuiltKernel
-from .build.mirrors import KERNEL_ORG, is_url
+from .provision.kbuild import BuildSpec, DebianSource, LocalTree, ReleaseTarball, TreeSource
+from .provision.kernel import BuiltKernel, DebianKernel, KernelSource, PrebuiltKernel
+from .provision.mirrors import KERNEL_ORG, is_url
 from .errors import UsageError, did_you_mean
 from .machine.qemu import TIME_MODES
 from .transport import NAMES as TRANSPORT_NAMES

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from harness.build import qemu as qemu_build
+from harness.provision import qemu as qemu_build
 from harness.config import Config
 from tests.qtest import QtestMachine
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.build import kbuild, kcompat
-from harness.build.kbuild import BuildError, BuildSpec, LocalTree
+from harness.provision import kbuild, kcompat
+from harness.provision.kbuild import BuildError, BuildSpec, LocalTree
 from harness.errors import UsageError
 
 TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from harness import cli
-from harness.build import qemu
-from harness.build.qemu import QemuBuildError, Source
+from harness.provision import qemu
+from harness.provision.qemu import QemuBuildError, Source
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTALLED = "1:10.0.2+ds-2+deb13u1~bpo12+1"  # bookworm-backports' qemu-system-x86 as dpkg names it
@@ -35,7 +35,7 @@ def test_debians_orig_tarball_by_the_installed_version_and_its_pinned_sha256():
     with pytest.raises(QemuBuildError) as e:
         _ = Source("1:10.1.0+ds-1").sha256
     assert e.value.step == "source" and "\n" not in str(e.value)
-    assert 'add "10.1.0"' in str(e.value) and "SHA256 in harness/build/qemu.py" in str(e.value)
+    assert 'add "10.1.0"' in str(e.value) and "SHA256 in harness/provision/qemu.py" in str(e.value)
 
 
 def fake_qemu_tree(where: Path) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ..build import kbuild
+from ..provision import kbuild
 from ..errors import UsageError
 
 

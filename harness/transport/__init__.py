@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 if TYPE_CHECKING:
     from ..agent import Agent
-    from ..build.image import GuestAdditions
+    from ..provision.image import GuestAdditions
     from ..machine.monitor import Monitor
     from ..wait import Deadline
 

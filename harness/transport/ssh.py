@@ -24,8 +24,8 @@ from pathlib import Path
 import paramiko
 
 from ..agent import Agent, AgentError
-from ..build.cpio import Cpio
-from ..build.image import GuestAdditions
+from ..provision.cpio import Cpio
+from ..provision.image import GuestAdditions
 from ..errors import UsageError
 from ..machine import VMError
 from ..machine.monitor import Monitor

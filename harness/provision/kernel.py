@@ -2,7 +2,7 @@
 
 One class per kind of entry in testbed.yaml's kernels: a Debian linux-image package unpacked
 into the cache (`DebianKernel`), a kernel built from source with kernel-config/ (`BuiltKernel`,
-harness/build/kbuild.py), and a prebuilt bzImage (`PrebuiltKernel`).  Each can `fetch` what it
+harness/provision/kbuild.py), and a prebuilt bzImage (`PrebuiltKernel`).  Each can `fetch` what it
 needs and `resolve` to a `Kernel`; the version comes from the bzImage header, never from a name.
 """
 from __future__ import annotations
@@ -129,7 +129,7 @@ class PrebuiltKernel(KernelSource):
 
 @dataclass
 class BuiltKernel(KernelSource):
-    """A kernel built from source with kernel-config/ (harness/build/kbuild.py)."""
+    """A kernel built from source with kernel-config/ (harness/provision/kbuild.py)."""
     name: str
     build: BuildSpec
 
@@ -151,7 +151,7 @@ class BuiltKernel(KernelSource):
 
 @dataclass
 class DebianKernel(KernelSource):
-    """A Debian linux-image package (`package` or `package/suite`, harness/build/apt.py),
+    """A Debian linux-image package (`package` or `package/suite`, harness/provision/apt.py),
     unpacked into the cache with its modules."""
     name: str
     package: str
