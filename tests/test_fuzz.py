@@ -30,7 +30,7 @@ def feed_all(chunks: list[bytes]) -> tuple[list, FrameReader]:
     reader, out = FrameReader(), []
     for c in chunks:
         out += reader.feed(c)
-        assert len(reader._buf) <= HEADER.size + MAX_PAYLOAD  # memory stays bounded
+        assert reader.pending <= HEADER.size + MAX_PAYLOAD  # memory stays bounded
     return out, reader
 
 
@@ -74,7 +74,7 @@ def test_a_flipped_byte_or_truncation_never_yields_a_wrong_frame(where, value, k
 
 def test_oversized_length_is_rejected_at_once_not_buffered():
     out, reader = feed_all([raw_frame(Kind.REPLY, 1, b"", length=MAX_PAYLOAD + 1) + b"x" * 100])
-    assert any("bad header" in str(e) for e in out) and len(reader._buf) < HEADER.size
+    assert any("bad header" in str(e) for e in out) and reader.pending < HEADER.size
 
 
 def test_attribute_claiming_more_than_the_frame_is_a_named_error():
