@@ -4,9 +4,9 @@ import itertools
 import re
 from pathlib import Path
 
-from harness.scenarios.changes import CHANGES, RMEM_ADMISSION, TIMER_WHEEL, Change
-from harness.scenarios.eras import mtu_notifications
-from harness.scenarios.overrun import AFTER, AFTER_STRICT, BEFORE, admission_rule, messages_that_fit
+from harness.builtin.changes import CHANGES, RMEM_ADMISSION, TIMER_WHEEL, Change
+from harness.builtin.eras import mtu_notifications
+from harness.builtin.overrun import AFTER, AFTER_STRICT, BEFORE, admission_rule, messages_that_fit
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

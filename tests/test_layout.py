@@ -72,9 +72,9 @@ def test_no_two_packages_import_each_other():
 
 
 # README, Architecture: `cli` -> `run` -> `vm` -> `machine`, `transport`, `agent`;
-# `scenarios` -> `scenario` -> `agent`, `netlink`; the pytest plugin drives the runner as the CLI does.
+# `builtin` -> `scenario` -> `agent`, `netlink`; the pytest plugin drives the runner as the CLI does.
 ORDER = [("cli", "run"), ("pytest_plugin", "run"), ("run", "vm"), ("vm", "machine"), ("vm", "transport"),
-         ("vm", "agent"), ("transport", "machine"), ("transport", "agent"), ("scenarios", "scenario"),
+         ("vm", "agent"), ("transport", "machine"), ("transport", "agent"), ("builtin", "scenario"),
          ("scenario", "agent"), ("scenario", "netlink"), ("netlink", "agent")]
 
 

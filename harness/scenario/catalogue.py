@@ -46,7 +46,7 @@ def scenario(name: str, description: str, source: str, needs_nic: bool = True, n
 
 
 PACKAGE = Path(__file__).resolve().parents[1]  # harness/
-BUILTIN = PACKAGE / "scenarios"
+BUILTIN = PACKAGE / "builtin"
 
 
 def _import(path: Path) -> ModuleType:
