@@ -52,7 +52,7 @@ def unicast_full_nonblock(g: Guest):
     queued = [receiver.recv(flags=MSG_DONTWAIT) for _ in range(accepted)]
     g.expect("the queued messages, each intact (no ENOBUFS before them)",
              [got.reply.get("DATA") == MESSAGE or got.describe() for got in queued], [True] * accepted)
-    g.expect("then the queue is empty", receiver.recv(flags=MSG_DONTWAIT).errno, "EAGAIN")
+    g.expect("then the queue is empty", receiver.recv(flags=MSG_DONTWAIT).errname, "EAGAIN")
 
 
 @scenario("unicast-full-block",

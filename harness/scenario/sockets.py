@@ -269,7 +269,7 @@ class Received:
         return self.reply.ret >= 0 and not self.reply.timed_out
 
     @property
-    def errno(self) -> str:
+    def errname(self) -> str:
         return errname(self.reply.errno) if self.reply.ret < 0 and not self.reply.timed_out else "0"
 
     def describe(self) -> str:
