@@ -31,7 +31,8 @@ class QtestError(Exception):
 
 class QtestMachine:
     def __init__(self, binary: Path, firmware_options: list[str], device_args: list[str], incoming: Path | None = None):
-        self.binary, self.firmware_options, self.device_args, self.incoming = binary, firmware_options, device_args, incoming
+        self.binary, self.firmware_options = binary, firmware_options
+        self.device_args, self.incoming = device_args, incoming
         self.irqs: deque[tuple[str, int]] = deque()  # ("raise" | "lower", line), in order
         self._stack = contextlib.ExitStack()
         self._buffer = b""

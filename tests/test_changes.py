@@ -37,7 +37,8 @@ def test_the_admission_rule_and_how_many_messages_it_admits():
     # unicast: strictly below rcvbuf from the fix until its follow-up reached the series
     assert [admission_rule(v, unicast=True) for v in [(6, 1, 145), (6, 1, 146), (6, 1, 148), (6, 1, 149)]] == \
         [BEFORE, AFTER_STRICT, AFTER_STRICT, AFTER]
-    assert admission_rule((5, 10, 240), unicast=True) == AFTER_STRICT and admission_rule((5, 10, 262), unicast=True) == AFTER
+    assert admission_rule((5, 10, 240), unicast=True) == AFTER_STRICT
+    assert admission_rule((5, 10, 262), unicast=True) == AFTER
     # rcvbuf 2.5 messages: before adding, a third still goes in; after adding, two fit
     assert messages_that_fit(2500, 1000, BEFORE) == 3 and messages_that_fit(2500, 1000, AFTER) == 2
     # exactly three: the strict rule leaves the third out

@@ -29,7 +29,8 @@ def fill(g: Guest):
     sender = g.socket(NETLINK_USERSOCK)
     sender.bind(portid=SENDER)
     # Both admission rules take the first message into an empty queue: its Rmem is T.
-    g.expect("the first send to the empty receiver", sender.send(MESSAGE, flags=MSG_DONTWAIT, dst=(RECEIVER, 0)).outcome(),
+    g.expect("the first send to the empty receiver",
+             sender.send(MESSAGE, flags=MSG_DONTWAIT, dst=(RECEIVER, 0)).outcome(),
              str(len(MESSAGE)))
     truesize = g.netlink_table()[receiver.inode]["Rmem"]
     fits = admission(g, receiver.getsockopt(SOL_SOCKET, SO_RCVBUF), truesize, unicast=True)

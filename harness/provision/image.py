@@ -104,7 +104,8 @@ def build(kernel: Kernel, nic: str | None, cache: Path, host_programs: list[Path
         **host_files(list(host_programs)),
     }
     applets = [a for a in _busybox_applets() if a not in files]
-    digest = content_hash(*(name.encode() + bytes([mode & 0xFF]) + data for name, (data, mode) in sorted(files.items())),
+    digest = content_hash(*(name.encode() + bytes([mode & 0xFF]) + data
+                            for name, (data, mode) in sorted(files.items())),
                      "\n".join(applets).encode())[:16]
     path = cache / "initramfs" / f"{digest}.cpio"
     if not path.exists():

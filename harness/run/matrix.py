@@ -156,7 +156,8 @@ def run_diff(cfg: Config, kernels: list[str], nics: list[str] | None, scenarios:
     """The catalogue on two (or more) kernels, or on one kernel with two (or more) NICs, then what
     they did differently."""
     if len(set(kernels)) < 2 and len(set(nics or ())) < 2:
-        raise UsageError(f"--kernel {' '.join(kernels)}: give two different kernels to compare (--kernel A --kernel B), "
+        raise UsageError(f"--kernel {' '.join(kernels)}: give two different kernels to compare "
+                         "(--kernel A --kernel B), "
                          "or one kernel and two NICs (--kernel K --nics igb ixgbe)")
     out = out or cfg.results / "diff" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     status, out = run_matrix(cfg, kernels, nics, scenarios, None, jobs, out)

@@ -109,7 +109,8 @@ class Keys:
         cpio.dir("root/.ssh", 0o700)
         cpio.file("root/.ssh/authorized_keys",
                   f"{self.client.get_name()} {self.client.get_base64()} testbed-harness\n".encode(), 0o600)
-        cpio.file("etc/testbed-ssh", f"MGMT_MAC={MGMT_MAC}\nMGMT_ADDR={GUEST_ADDR}/24\nMGMT_GATEWAY={GATEWAY_ADDR}\n".encode())
+        cpio.file("etc/testbed-ssh",
+                  f"MGMT_MAC={MGMT_MAC}\nMGMT_ADDR={GUEST_ADDR}/24\nMGMT_GATEWAY={GATEWAY_ADDR}\n".encode())
         return cpio.finish()
 
 

@@ -108,7 +108,8 @@ def test_frames_pass_both_ways_through_the_model(cfg, vm_kernel, tmp_path):
         frames = pcap_frames(pcap)
         sent = [f for f in frames if f[6:12] == mac]
         received = [f for f in frames if f[0:6] == mac]
-        assert sent and received, f"{len(frames)} frames in the capture: {len(sent)} from the guest, {len(received)} to it"
+        assert sent and received, \
+            f"{len(frames)} frames in the capture: {len(sent)} from the guest, {len(received)} to it"
         assert max(len(f) for f in sent) <= 1514, "a frame larger than the MTU left the model (TSO not segmented)"
         tx_bytes = int(sh(vm, "cat /sys/class/net/eth0/statistics/tx_bytes"))
         assert tx_bytes >= 256 * 1024

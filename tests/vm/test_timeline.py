@@ -74,7 +74,8 @@ def test_a_set_link_is_traced_where_the_guest_stopped_and_its_latency_on_the_gue
         got = [e for e in trace.entries if "RTM_NEWLINK eth0" in e.text][-1]
         assert got.t >= entry.t
         # every attribute decoded, and the line says what changed since the previous message about eth0
-        assert got.data["message"]["attrs"]["IFLA_OPERSTATE"] == "DOWN" and got.data["message"]["attrs"]["IFLA_MTU"] == 1500
+        attrs = got.data["message"]["attrs"]
+        assert attrs["IFLA_OPERSTATE"] == "DOWN" and attrs["IFLA_MTU"] == 1500
         assert "changed: " in got.text and "IFLA_OPERSTATE=DOWN" in got.text and "IFLA_MTU" not in got.text
         if "after QMP set_link" in got.text:  # only when the datagram was waited for
             latency = int(got.text.rsplit("(+", 1)[1].split(" ms")[0])
