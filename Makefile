@@ -32,7 +32,7 @@ $(VENV)/.installed: pyproject.toml
 	./scripts/setup-system.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -e .[test]
 	touch $@
 
 test: $(VENV)/.installed

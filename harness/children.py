@@ -6,7 +6,7 @@ import ctypes
 import os
 import signal
 import subprocess
-from typing import Iterator
+from collections.abc import Iterator
 
 from .wait import until
 

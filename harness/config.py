@@ -40,9 +40,9 @@ from pathlib import Path
 import yaml
 
 from . import nic as nic_mod
-from .build.kbuild import BuildSpec, DebianSource, LocalTree, ReleaseTarball, TreeSource
-from .build.kernel import BuiltKernel, DebianKernel, KernelSource, PrebuiltKernel
-from .build.mirrors import KERNEL_ORG, is_url
+from .provision.kbuild import BuildSpec, DebianSource, LocalTree, ReleaseTarball, TreeSource
+from .provision.kernel import BuiltKernel, DebianKernel, KernelSource, PrebuiltKernel
+from .provision.mirrors import KERNEL_ORG, is_url
 from .errors import UsageError, did_you_mean
 from .machine.qemu import TIME_MODES
 from .transport import NAMES as TRANSPORT_NAMES
@@ -210,15 +210,15 @@ def load(path: Path | str = NAME) -> Config:
         text = path.read_text()
     except OSError as e:
         raise UsageError(f"{path}: cannot read the configuration: {e.strerror}; "
-                         "run from the project directory or pass --config PATH")
+                         "run from the project directory or pass --config PATH") from e
     except UnicodeDecodeError as e:
-        raise UsageError(f"{path}: byte {e.start} is not UTF-8 ({e.reason}); save the file as UTF-8")
+        raise UsageError(f"{path}: byte {e.start} is not UTF-8 ({e.reason}); save the file as UTF-8") from e
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        raise UsageError(f"{path}:{where}: not valid YAML: {getattr(e, 'problem', None) or e}")
+        raise UsageError(f"{path}:{where}: not valid YAML: {getattr(e, 'problem', None) or e}") from e
     r = _Reader(path)
     data = r.mapping("", data if data is not None else {}, TOP_KEYS)
     base = path.resolve().parent

@@ -2,7 +2,7 @@
 
 The emulated ones are QEMU models: igb, e1000e and e1000 are upstream QEMU's; ixgbe (an Intel
 82598AF) is the testbed's own, qemu-model/ixgbe.c, and runs only on the QEMU the testbed builds
-with it (harness/build/qemu.py).  A real card given to the guest by VFIO pass-through is named
+with it (harness/provision/qemu.py).  A real card given to the guest by VFIO pass-through is named
 `vfio:DOMAIN:BUS:DEV.FN` (e.g. `vfio:0000:03:00.0`, an 82598 for ixgbe, which no emulator models);
 its driver comes from its PCI ids in sysfs, and it must be bound to vfio-pci on the host.  Its
 link is a real cable: QMP set_link cannot flip it, and a guest holding it cannot be migrated to a

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterator
 
 import pytest
 
@@ -78,7 +79,7 @@ def pytest_generate_tests(metafunc):
 
 
 @pytest.fixture
-def testbed_guest(request, testbed_cell) -> Guest:
+def testbed_guest(request, testbed_cell) -> Iterator[Guest]:
     cfg = _config(request.config)
     kernel_name, nic = testbed_cell
     try:

@@ -25,8 +25,8 @@ from typing import Protocol
 
 from .agent import Agent, AgentError
 from .agent.protocol import Op
-from .build.image import GuestImage
-from .build.kernel import Kernel
+from .provision.image import GuestImage
+from .provision.kernel import Kernel
 from .machine import VMError, rundir
 from .machine.console import Console
 from .machine.monitor import Monitor, MonitorError
@@ -72,7 +72,7 @@ class VM:
         self._failure_lock = threading.Lock()
         self._stack = contextlib.ExitStack()
 
-    def __enter__(self) -> "VM":
+    def __enter__(self) -> VM:
         try:
             self.launch()
         except BaseException:

@@ -7,7 +7,7 @@ set -euo pipefail
 backports=/etc/apt/sources.list.d/bookworm-backports.sources
 # line 2: building the minimal kernel from kernel-config/; line 3: the real clients copied into guests,
 # the sshd (with its key generator) of guests reached over SSH, and the ssh a person uses to log in to one;
-# line 4: building QEMU with the 82598 model (harness/build/qemu.py; meson comes from PyPI into a venv)
+# line 4: building QEMU with the 82598 model (harness/provision/qemu.py; meson comes from PyPI into a venv)
 packages=(qemu-system-x86 qemu-system-data busybox-static gcc libc6-dev make kmod python3-venv ca-certificates
           linux-source-6.1 bc flex bison libelf-dev libssl-dev xz-utils patch
           iproute2 libnl-utils dropbear-bin openssh-client

@@ -28,7 +28,7 @@ def vm_kernel(request) -> str:
 
 @pytest.fixture(scope="session")
 def agent_binary(cfg):
-    from harness.build.image import build_agent
+    from harness.provision.image import build_agent
     return build_agent(cfg.cache)
 
 

@@ -31,12 +31,13 @@ class QtestError(Exception):
 
 class QtestMachine:
     def __init__(self, binary: Path, firmware_options: list[str], device_args: list[str], incoming: Path | None = None):
-        self.binary, self.firmware_options, self.device_args, self.incoming = binary, firmware_options, device_args, incoming
+        self.binary, self.firmware_options = binary, firmware_options
+        self.device_args, self.incoming = device_args, incoming
         self.irqs: deque[tuple[str, int]] = deque()  # ("raise" | "lower", line), in order
         self._stack = contextlib.ExitStack()
         self._buffer = b""
 
-    def __enter__(self) -> "QtestMachine":
+    def __enter__(self) -> QtestMachine:
         try:
             self._launch()
         except BaseException:
@@ -73,7 +74,7 @@ class QtestMachine:
         try:
             self.sock, _ = listeners["qtest"].accept()
             qmp, _ = listeners["qmp"].accept()
-        except socket.timeout:
+        except TimeoutError:
             raise QtestError(f"QEMU did not connect within {TIMEOUT:g} s: {self.log.read_text()}") from None
         stack.callback(self.sock.close)
         self.monitor = Monitor(qmp, self.dir / "qmp.log")

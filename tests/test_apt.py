@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.build import apt
+from harness.provision import apt
 from harness.errors import UsageError
 
 

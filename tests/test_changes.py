@@ -4,9 +4,9 @@ import itertools
 import re
 from pathlib import Path
 
-from harness.scenarios.changes import CHANGES, RMEM_ADMISSION, TIMER_WHEEL, Change
-from harness.scenarios.eras import mtu_notifications
-from harness.scenarios.overrun import AFTER, AFTER_STRICT, BEFORE, admission_rule, messages_that_fit
+from harness.builtin.changes import CHANGES, RMEM_ADMISSION, TIMER_WHEEL, Change
+from harness.builtin.eras import mtu_notifications
+from harness.builtin.overrun import AFTER, AFTER_STRICT, BEFORE, admission_rule, messages_that_fit
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -37,7 +37,8 @@ def test_the_admission_rule_and_how_many_messages_it_admits():
     # unicast: strictly below rcvbuf from the fix until its follow-up reached the series
     assert [admission_rule(v, unicast=True) for v in [(6, 1, 145), (6, 1, 146), (6, 1, 148), (6, 1, 149)]] == \
         [BEFORE, AFTER_STRICT, AFTER_STRICT, AFTER]
-    assert admission_rule((5, 10, 240), unicast=True) == AFTER_STRICT and admission_rule((5, 10, 262), unicast=True) == AFTER
+    assert admission_rule((5, 10, 240), unicast=True) == AFTER_STRICT
+    assert admission_rule((5, 10, 262), unicast=True) == AFTER
     # rcvbuf 2.5 messages: before adding, a third still goes in; after adding, two fit
     assert messages_that_fit(2500, 1000, BEFORE) == 3 and messages_that_fit(2500, 1000, AFTER) == 2
     # exactly three: the strict rule leaves the third out
@@ -71,7 +72,7 @@ def readme_table() -> tuple[list[tuple[int, int, int]], list[list[str]]]:
 def test_readmes_table_is_the_rules():
     versions, rows = readme_table()
     assert len(rows) == len(CHANGES)
-    for change, row in zip(CHANGES, rows):
+    for change, row in zip(CHANGES, rows, strict=True):
         assert row[1] == change.since() and row[2] == f"`{change.commit.split()[0]}`", (row, change)
         assert [cell.startswith("yes") for cell in row[3:]] == [change.present(v) for v in versions], (row, change)
 

@@ -8,6 +8,7 @@ from harness.agent import AgentError
 from harness.machine import VMError
 from harness.machine.console import Console
 from harness.vm import VM
+from tests.test_snapshot import target
 
 ORDER = [b"[    1.5] BUG: unable to handle kernel NULL pointer dereference at (null)\n",
          b"[    1.5] Oops: 0002 [#1]\n",
@@ -45,8 +46,7 @@ class ExitedQemu:
 
 def test_the_consoles_last_words_name_the_cause_when_qemu_is_already_gone(tmp_path):
     host, guest = socket.socketpair()
-    vm = VM.__new__(VM)  # only what diagnose reads: a real console, a QEMU that has exited
-    vm.failure, vm.agent, vm._failure_lock, vm.console_log = None, None, threading.Lock(), tmp_path / "console.log"
+    vm = VM(target(tmp_path), tmp_path)  # not launched: what diagnose reads is a real console and a QEMU that exited
     vm.qemu = ExitedQemu()
     vm.console = Console(host, vm.console_log, time.monotonic(), vm._fail)
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.build.cpio import Cpio
-from harness.build.kernel import Kernel, bzimage_banner, upstream_version
+from harness.provision.cpio import Cpio
+from harness.provision.kernel import Kernel, bzimage_banner, upstream_version
 from harness.errors import UsageError
 from harness.machine.qemu import NIC_ID, QemuSettings, qemu_command
 
@@ -83,7 +83,7 @@ def test_qemu_command_line():
 
 
 def test_host_programs_come_with_the_shared_objects_ldd_finds():
-    from harness.build.image import host_files
+    from harness.provision.image import host_files
     files = host_files([Path("/usr/sbin/ip")])
     assert "usr/sbin/ip" in files and "lib64/ld-linux-x86-64.so.2" in files
     assert any(name.endswith("/libc.so.6") for name in files) and any("libmnl" in name for name in files)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from harness.build import qemu as qemu_build
+from harness.provision import qemu as qemu_build
 from harness.config import Config
 from tests.qtest import QtestMachine
 
@@ -111,7 +111,7 @@ class Nic:
         while time.monotonic() < deadline:
             try:
                 frames.append(self.wire.recv(65536))
-            except socket.timeout:
+            except TimeoutError:
                 if frames:
                     break
         return frames

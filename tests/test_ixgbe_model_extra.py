@@ -15,7 +15,7 @@ from tests.test_ixgbe_model import (BAR3, BINARY, CTRL, EIAC, EICR, EICS, EIMS, 
                                     LINKS, LINKS_UP_10G, LSC, MAC, RDH, RDT, RST, RX_BUF, RX_RING, RXCTRL, SRRCTL0,
                                     TDH, TDT, TX_BUF, TX_RING, VLNCTRL, Nic, frame, machine, nic, restored,  # noqa: F401
                                     rx_ring, save, tx_descriptor, tx_ring)
-from harness.build import qemu as qemu_build
+from harness.provision import qemu as qemu_build
 from harness.config import Config
 
 CACHE = Config.__dataclass_fields__["cache"].default_factory()

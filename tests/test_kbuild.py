@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.build import kbuild, kcompat
-from harness.build.kbuild import BuildError, BuildSpec, LocalTree
+from harness.provision import kbuild, kcompat
+from harness.provision.kbuild import BuildError, BuildSpec, LocalTree
 from harness.errors import UsageError
 
 TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
@@ -74,7 +74,7 @@ def fake_tree(where: Path, version: tuple[int, int, int], gcc_headers=(), make_c
     (where / "include/linux").mkdir(parents=True)
     (where / "scripts").mkdir()
     (where / "scripts/Kbuild.include").write_text(make_cmd)
-    (where / "Makefile").write_text("VERSION = %d\nPATCHLEVEL = %d\nSUBLEVEL = %d\nEXTRAVERSION =\n" % version)
+    (where / "Makefile").write_text("VERSION = {}\nPATCHLEVEL = {}\nSUBLEVEL = {}\nEXTRAVERSION =\n".format(*version))
     for n in gcc_headers:
         (where / f"include/linux/compiler-gcc{n}.h").write_text("")
     return where

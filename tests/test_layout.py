@@ -1,5 +1,6 @@
 """The house's layout: imports run one way.  No module imports itself back through others, no
-two packages import each other, and reading results loads neither a VM nor the catalogue."""
+two packages import each other, the packages import in the order README's Architecture section
+draws, and reading results loads neither a VM nor the catalogue."""
 import ast
 import subprocess
 import sys
@@ -68,6 +69,41 @@ def test_no_module_imports_itself_back():
 def test_no_two_packages_import_each_other():
     edges = {(package(m), package(d)) for m, deps in import_graph().items() for d in deps if package(m) != package(d)}
     assert sorted((a, b) for a, b in edges if (b, a) in edges) == []
+
+
+# README, Architecture: `cli` -> `run` -> `vm` -> `machine`, `transport`, `agent`;
+# `builtin` -> `scenario` -> `agent`, `netlink`; the pytest plugin drives the runner as the CLI does.
+ORDER = [("cli", "run"), ("pytest_plugin", "run"), ("run", "vm"), ("vm", "machine"), ("vm", "transport"),
+         ("vm", "agent"), ("transport", "machine"), ("transport", "agent"), ("builtin", "scenario"),
+         ("scenario", "agent"), ("scenario", "netlink"), ("netlink", "agent")]
+
+
+def package_reach(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Package -> every package it imports, directly or through others."""
+    direct: dict[str, set[str]] = {}
+    for m, deps in graph.items():
+        direct.setdefault(package(m), set()).update(package(d) for d in deps if package(d) != package(m))
+    reach = {}
+    for start in direct:
+        seen, todo = set(), [start]
+        while todo:
+            for dep in direct.get(todo.pop(), ()):
+                if dep not in seen:
+                    seen.add(dep)
+                    todo.append(dep)
+        reach[start] = seen - {start}
+    return reach
+
+
+def test_packages_import_in_the_documented_order():
+    reach = package_reach(import_graph())
+    assert [(a, b) for a, b in ORDER if b not in reach.get(a, ())] == []  # each arrow is there
+    assert [(a, b) for a, b in ORDER if a in reach.get(b, ())] == []  # and none runs back
+
+
+def test_results_import_only_the_trace():
+    reach = package_reach(import_graph())
+    assert reach["results"] <= {"trace", "show"}, reach["results"]
 
 
 def test_the_checks_find_a_cycle(tmp_path):

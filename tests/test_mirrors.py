@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.build import mirrors
+from harness.provision import mirrors
 from harness.errors import NetworkError, UsageError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -94,7 +94,8 @@ def test_the_other_rtnetlink_families_and_generic_netlink_are_decoded():
     from pyroute2.netlink.rtnl.ndmsg import ndmsg
     from pyroute2.netlink.rtnl.rtmsg import rtmsg
     from pyroute2.netlink.rtnl.tcmsg import tcmsg
-    cases = [(ifaddrmsg, RTM_NEWADDR, [("IFA_ADDRESS", "10.0.2.15"), ("IFA_LABEL", "eth0")], dict(family=2, index=2, prefixlen=24),
+    cases = [(ifaddrmsg, RTM_NEWADDR, [("IFA_ADDRESS", "10.0.2.15"), ("IFA_LABEL", "eth0")],
+              dict(family=2, index=2, prefixlen=24),
               "RTM_NEWADDR index=2 prefixlen=24 IFA_ADDRESS=10.0.2.15 IFA_LABEL=eth0"),
              (rtmsg, RTM_NEWROUTE, [("RTA_DST", "10.0.2.0"), ("RTA_OIF", 2)], dict(family=2, dst_len=24, table=254),
               "RTM_NEWROUTE table=254 dst_len=24 RTA_DST=10.0.2.0 RTA_OIF=2"),
@@ -107,7 +108,8 @@ def test_the_other_rtnetlink_families_and_generic_netlink_are_decoded():
     for cls, mtype, attrs, fields, line in cases:
         [m] = decode(encoded(cls, mtype, attrs, **fields))
         assert m.problem is None and str(m) == line, (m, m.problem)
-    [g] = decode(encoded(ctrlmsg, GENL_ID_CTRL, [("CTRL_ATTR_FAMILY_NAME", "nlctrl")], cmd=1, version=2), NETLINK_GENERIC)
+    [g] = decode(encoded(ctrlmsg, GENL_ID_CTRL, [("CTRL_ATTR_FAMILY_NAME", "nlctrl")], cmd=1, version=2),
+                 NETLINK_GENERIC)
     assert (g.type_name, g.body["cmd"], g.attrs["CTRL_ATTR_FAMILY_NAME"]) == ("GENL_ID_CTRL", 1, "nlctrl")
 
 

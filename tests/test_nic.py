@@ -104,7 +104,7 @@ def test_the_testbeds_82598_runs_on_the_qemu_the_testbed_builds(tmp_path):
 
 def test_a_cell_whose_qemu_is_not_built_skips_with_the_reason(tmp_path, monkeypatch):
     from harness import config
-    from harness.build import qemu as qemu_build
+    from harness.provision import qemu as qemu_build
     from harness.run import runner
     from harness.scenario import Skip
     (tmp_path / "bz").write_bytes(b"")

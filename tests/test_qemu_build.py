@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from harness import cli
-from harness.build import qemu
-from harness.build.qemu import QemuBuildError, Source
+from harness.provision import qemu
+from harness.provision.qemu import QemuBuildError, Source
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTALLED = "1:10.0.2+ds-2+deb13u1~bpo12+1"  # bookworm-backports' qemu-system-x86 as dpkg names it
@@ -33,9 +33,9 @@ def test_debians_orig_tarball_by_the_installed_version_and_its_pinned_sha256():
     assert src.sha256 == "0901da33844a331bf8b3602b9c1fbd178e60b737c8e3ade678255bd090c9b9f1"
     assert Source("10.0.2+dfsg-1").upstream == "10.0.2"  # no epoch
     with pytest.raises(QemuBuildError) as e:
-        Source("1:10.1.0+ds-1").sha256
+        _ = Source("1:10.1.0+ds-1").sha256
     assert e.value.step == "source" and "\n" not in str(e.value)
-    assert 'add "10.1.0"' in str(e.value) and "SHA256 in harness/build/qemu.py" in str(e.value)
+    assert 'add "10.1.0"' in str(e.value) and "SHA256 in harness/provision/qemu.py" in str(e.value)
 
 
 def fake_qemu_tree(where: Path) -> Path:
@@ -72,7 +72,8 @@ def test_the_glue_is_applied_once_to_the_private_copy_only(tmp_path):
     assert ("files('igb.c', 'igbvf.c', 'igb_core.c'))\nsystem_ss.add(when: 'CONFIG_IXGBE_PCI_EXPRESS', "
             "if_true: files('net_tx_pkt.c', 'net_rx_pkt.c', 'ixgbe.c'))\nsystem_ss.add(when: 'CONFIG_RTL8139") in meson
     assert ("MSI_NONBROKEN\n\nconfig IXGBE_PCI_EXPRESS\n    bool\n    default y if PCI_DEVICES || PCIE_DEVICES\n"
-            "    depends on PCI_EXPRESS && MSI_NONBROKEN\n\nconfig RTL8139_PCI") in (tree / "hw/net/Kconfig").read_text()
+            "    depends on PCI_EXPRESS && MSI_NONBROKEN\n\nconfig RTL8139_PCI") in \
+        (tree / "hw/net/Kconfig").read_text()
     assert "unpack_edk2_blobs = bzip2.found() and fs.exists('pc-bios/edk2-x86_64-code.fd.bz2')\n" in \
         (tree / "meson.build").read_text()
     assert {p: p.read_text() for p in before} == before  # the hard links were replaced, not written through
@@ -154,7 +155,8 @@ def test_missing_build_dependencies_are_named_by_their_debian_packages(monkeypat
     with pytest.raises(QemuBuildError) as e:
         qemu.check_dependencies("10.0.2")
     assert e.value.step == "dependencies"
-    assert "missing no-such-package (testbed-no-such-program), libno-such-dev (testbed-no-such-module.pc)" in str(e.value)
+    assert ("missing no-such-package (testbed-no-such-program), libno-such-dev (testbed-no-such-module.pc)"
+            in str(e.value))
 
 
 def test_the_cli_exits_3_on_a_failed_build_and_status_repeats_the_reason(model, tmp_path, monkeypatch, capsys):

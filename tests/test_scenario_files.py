@@ -57,7 +57,8 @@ def test_a_file_that_annotates_its_guest_loads_as_the_documented_import_says(tmp
 
 @pytest.mark.parametrize("text,message", [
     ("def broken(:\n", "bad.py:1: SyntaxError"),
-    ("import os\n\nraise RuntimeError('no network here')\n", "bad.py:3: cannot load scenarios: RuntimeError: no network here"),
+    ("import os\n\nraise RuntimeError('no network here')\n",
+     "bad.py:3: cannot load scenarios: RuntimeError: no network here"),
     ("from harness.scenario import nothing_like_this\n", "bad.py:1: cannot load scenarios: ImportError"),
 ])
 def test_a_scenario_file_with_an_error_is_one_line_with_its_file_and_line(tmp_path, text, message):
@@ -71,14 +72,16 @@ def test_a_scenario_file_with_an_error_is_one_line_with_its_file_and_line(tmp_pa
 def test_two_scenarios_with_one_name_name_both_places(tmp_path):
     project(tmp_path, {"one.py": SCENARIO.format(name="same"), "two.py": SCENARIO.format(name="same"),
                        "clash.py": SCENARIO.format(name="carrier-qmp")})
-    with pytest.raises(UsageError, match=f"'same' is defined twice: {tmp_path / 'one.py'}:4 and {tmp_path / 'two.py'}:4"):
+    with pytest.raises(UsageError,
+                       match=f"'same' is defined twice: {tmp_path / 'one.py'}:4 and {tmp_path / 'two.py'}:4"):
         load_catalogue((tmp_path / "one.py", tmp_path / "two.py"))
     r = run_testbed("list", "--scenarios-from", "clash.py", cwd=tmp_path)
     assert r.returncode == 2 and "'carrier-qmp' is defined twice" in r.stderr and "link.py:" in r.stderr
 
 
 def test_file_py_names_a_scenario_and_a_missing_file_is_a_usage_error(tmp_path):
-    project(tmp_path, {"two.py": SCENARIO.format(name="first") + SCENARIO.format(name="second").replace("mine", "other")})
+    project(tmp_path,
+            {"two.py": SCENARIO.format(name="first") + SCENARIO.format(name="second").replace("mine", "other")})
     r = run_testbed("run", "two.py", cwd=tmp_path)
     assert r.returncode == 2 and "defines 2 scenarios (first, second); name one as two.py::NAME" in r.stderr
     r = run_testbed("run", "two.py::third", cwd=tmp_path)

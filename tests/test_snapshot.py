@@ -18,21 +18,21 @@ def target(tmp_path, kernel=b"kernel", initramfs=b"initramfs", nic="igb", memory
 
 
 def test_same_inputs_same_key(tmp_path):
-    assert snapshot._key(target(tmp_path / "a")) == snapshot._key(target(tmp_path / "b"))
+    assert snapshot.key(target(tmp_path / "a")) == snapshot.key(target(tmp_path / "b"))
 
 
 def test_key_follows_every_input(tmp_path):
-    base = snapshot._key(target(tmp_path / "base"))
+    base = snapshot.key(target(tmp_path / "base"))
     variants = [target(tmp_path / "k", kernel=b"other kernel"), target(tmp_path / "i", initramfs=b"other image"),
                 target(tmp_path / "n", nic="e1000e"), target(tmp_path / "m", memory_mb=512)]
-    keys = [snapshot._key(t) for t in variants]
+    keys = [snapshot.key(t) for t in variants]
     assert base not in keys and len(set(keys)) == len(keys)
 
 
 def test_qemu_binary_is_part_of_the_key(tmp_path):
     t = target(tmp_path)
     other = dataclasses.replace(t, settings=dataclasses.replace(t.settings, binary="/bin/echo"))
-    assert snapshot._key(t) != snapshot._key(other)
+    assert snapshot.key(t) != snapshot.key(other)
 
 
 def test_other_configurations_snapshots_stay_until_unused_for_a_day(tmp_path, monkeypatch):

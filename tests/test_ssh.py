@@ -27,7 +27,8 @@ def test_the_guest_is_handed_the_host_key_and_the_client_key_only(tmp_path):
     assert names == [b"etc/dropbear", b"etc/dropbear/host_key", b"root/.ssh", b"root/.ssh/authorized_keys",
                      b"etc/testbed-ssh", b"TRAILER!!!"]
     assert keys.host_key_file.read_bytes() in archive
-    assert f"{keys.client.get_name()} {keys.client.get_base64()} testbed-harness\n".encode() in archive  # the client's public half
+    # the client's public half
+    assert f"{keys.client.get_name()} {keys.client.get_base64()} testbed-harness\n".encode() in archive
 
 
 def test_the_forward_listens_on_loopback_only_and_the_network_is_restricted(tmp_path):

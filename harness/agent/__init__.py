@@ -12,7 +12,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from ..transcript import Transcript
 from ..wait import Deadline
@@ -74,8 +74,8 @@ class Paused:
     request that stopped it) waits for it to run again.  The agent lets it run before its next
     wait on the guest: `cont` (QMP), then `pending`'s reply, which goes to `resumed`."""
     cont: Callable[[], object]
-    pending: "Pending"
-    resumed: Callable[["Reply"], None]
+    pending: Pending
+    resumed: Callable[[Reply], None]
 
 
 class Agent:
@@ -186,7 +186,7 @@ class Agent:
         """Send one request and wait for its reply; a request-level ERROR raises AgentError."""
         return self.start(op, **attrs).wait(timeout)
 
-    def start(self, op: Op | int, **attrs) -> "Pending":
+    def start(self, op: Op | int, **attrs) -> Pending:
         """Send one request without waiting; with background=1 the agent runs it in a child
         process and keeps serving other requests meanwhile (a blocking sendmsg, say)."""
         ident = next(self._ids)
@@ -223,7 +223,7 @@ class Agent:
         with self._cond:
             return [Reply(frame.attrs) for frame in self._events.pop(ident)]
 
-    def stream(self, fd: int, bufsize: int | None = None) -> "Stream":
+    def stream(self, fd: int, bufsize: int | None = None) -> Stream:
         """From now on the agent sends everything `fd` receives as it arrives (Op.STREAM); the
         host keeps issuing other requests meanwhile.  Nothing else may read `fd` until stop()."""
         pending = self.start(Op.STREAM, fd=fd, bufsize=bufsize)

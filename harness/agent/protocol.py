@@ -192,6 +192,11 @@ class FrameReader:
         self._buf = bytearray()
         self._offset = 0  # stream offset of _buf[0]
 
+    @property
+    def pending(self) -> int:
+        """Bytes held for a frame not yet complete (bounded: at most one header and its payload)."""
+        return len(self._buf)
+
     def _drop(self, n: int):
         del self._buf[:n]
         self._offset += n

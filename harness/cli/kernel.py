@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ..build import kbuild
+from ..provision import kbuild
 from ..errors import UsageError
 
 
@@ -16,7 +16,8 @@ def cmd_kernel(cfg, args) -> int:
     if args.source:
         if not args.source.exists():
             raise UsageError(f"--source {args.source}: does not exist; give a kernel tree or a .tar.* of one")
-        specs = [kbuild.BuildSpec(args.name or args.source.name.split(".tar")[0], kbuild.LocalTree(args.source.resolve()))]
+        specs = [kbuild.BuildSpec(args.name or args.source.name.split(".tar")[0],
+                                  kbuild.LocalTree(args.source.resolve()))]
     else:
         names = args.names or [n for n, s in cfg.kernels.items() if s.build]
         specs = []

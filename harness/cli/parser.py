@@ -16,17 +16,20 @@ class _Parser(argparse.ArgumentParser):
 
 def _option_groups() -> dict[str, argparse.ArgumentParser]:
     """The options several commands share, each declared once (argparse parents)."""
-    groups = {name: _Parser(add_help=False) for name in ("guest", "transport", "cells", "jobs", "time", "scenarios", "qemu")}
+    groups = {name: _Parser(add_help=False)
+              for name in ("guest", "transport", "cells", "jobs", "time", "scenarios", "qemu")}
     groups["scenarios"].add_argument("--scenarios-from", type=Path, action="append", metavar="PATH",
                                      help="scenario files or directories besides testbed.yaml's (repeatable)")
     groups["guest"].add_argument("--kernel", help="a kernel named in testbed.yaml")
-    groups["guest"].add_argument("--nic", help="NIC model: igb, e1000e, e1000, ixgbe (the testbed's 82598), or vfio:DOMAIN:BUS:DEV.FN")
+    groups["guest"].add_argument("--nic", help="NIC model: igb, e1000e, e1000, ixgbe (the testbed's 82598), "
+                                               "or vfio:DOMAIN:BUS:DEV.FN")
     groups["transport"].add_argument("--transport", choices=TRANSPORTS,
                                      help="reach the agent over the serial port or SSH to the guest's sshd "
                                           "(default: testbed.yaml's)")
     groups["cells"].add_argument("--nics", nargs="+", help="NIC models (default: those in testbed.yaml)")
     groups["cells"].add_argument("--scenarios", nargs="+", help="scenario names (default: all)")
-    groups["cells"].add_argument("--results", type=Path, help="results directory (default: results/<command>/<date-time>)")
+    groups["cells"].add_argument("--results", type=Path,
+                                 help="results directory (default: results/<command>/<date-time>)")
     groups["jobs"].add_argument("--jobs", type=int, help="guests at a time (default: by the guest clock: "
                                                          "the CPUs for virtual, twice them for real)")
     groups["time"].add_argument("--time", choices=TIMES,
@@ -68,7 +71,8 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("dirs", nargs="+", type=Path, help="results directories of `testbed matrix`")
     rep.add_argument("--merge", action="store_true", help="merge the directories (CI shards) into --out")
     rep.add_argument("--out", type=Path, help="where the merged results go (default: results/merged)")
-    df = sub.add_parser("diff", help="run the catalogue on several kernels (or NICs) and print what they did differently",
+    df = sub.add_parser("diff",
+                        help="run the catalogue on several kernels (or NICs) and print what they did differently",
                         parents=[g["cells"], g["jobs"], g["time"], g["scenarios"], g["qemu"]])
     df.add_argument("--kernel", action="append", required=True,
                     help="a kernel named in testbed.yaml: twice or more to compare kernels, once with --nics A B to "
@@ -101,7 +105,8 @@ def parser() -> argparse.ArgumentParser:
     qbuild.add_argument("--jobs", type=int, help="parallel jobs (default: the number of CPUs)")
     qsub.add_parser("status", help="the binary built from the current model, or why there is none")
     bench = sub.add_parser("bench", help="measure boot, restore, per-scenario, catalogue and matrix times per "
-                                         "kernel x NIC, virtual and real clock side by side", parents=[g["jobs"], g["qemu"]])
+                                         "kernel x NIC, virtual and real clock side by side",
+                           parents=[g["jobs"], g["qemu"]])
     bench.add_argument("--time", choices=TIMES[1:], action="append",
                        help="measure this clock only (repeatable; default: both where the accelerator allows)")
     bench.add_argument("--runs", type=int, default=3)

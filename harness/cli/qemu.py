@@ -1,10 +1,10 @@
-"""`testbed qemu build|status`: the QEMU with the testbed's 82598 model (harness/build/qemu.py).
+"""`testbed qemu build|status`: the QEMU with the testbed's 82598 model (harness/provision/qemu.py).
 Both exit 3 when there is no such QEMU, so `make setup` can carry on without it."""
 from __future__ import annotations
 
 import sys
 
-from ..build import qemu
+from ..provision import qemu
 from ..errors import UsageError
 
 

@@ -6,8 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from ..build import kbuild
-from ..build.kernel import BuiltKernel
+from ..provision import kbuild
+from ..provision.kernel import BuiltKernel
 from ..config import Config
 from ..errors import UsageError
 from ..results import Verdict

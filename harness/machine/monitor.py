@@ -5,12 +5,11 @@ what the host did with what the guest kernel reported.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import threading
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from qemu.qmp import QMPError
 from qemu.qmp.legacy import QEMUMonitorProtocol
@@ -47,7 +46,7 @@ class Monitor:
         except ExecuteError as e:
             self._transcript.write(f"<- error {e.error_class}: {e.error_desc}")
             raise MonitorError(f"QMP {name} {args}: {e.error_class}: {e.error_desc}") from e
-        except (QMPError, OSError, EOFError, asyncio.TimeoutError) as e:
+        except (TimeoutError, QMPError, OSError, EOFError) as e:
             self._transcript.write(f"<- failed: {e!r}")
             raise MonitorError(f"QMP {name}: no answer from QEMU ({type(e).__name__}: {e})") from e
         self._transcript.write(f"<- {json.dumps(result)}")
@@ -65,7 +64,7 @@ class Monitor:
             try:
                 with self._lock:
                     event = self._qmp.pull_event(wait=max(min(0.1, deadline.left()), 0.001))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             except (QMPError, OSError, EOFError) as e:
                 raise MonitorError(f"QEMU's monitor closed while waiting for {name}: {e!r}") from e

@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable, Sequence
 
 from ..children import die_with_parent
 from ..nic import resolve as resolve_nic
@@ -49,7 +49,7 @@ class QemuSettings:
 
 
 def qemu_command(settings: QemuSettings, kernel_image: Path, initrd: Path, nic: str | None,
-                 fds: dict[str, int], run_dir: Path, append: str = CMDLINE, extra: list[str] = ()) -> list[str]:
+                 fds: dict[str, int], run_dir: Path, append: str = CMDLINE, extra: Sequence[str] = ()) -> list[str]:
     """The QEMU command line.  `fds` maps 'console', 'agent' and 'qmp' to socket fds QEMU inherits;
     `extra` is what the transport adds (the SSH transport's management NIC)."""
     cmd = [settings.binary, "-name", f"testbed-{nic or 'nonic'}", "-machine", "q35", "-accel", settings.accel,
@@ -78,7 +78,7 @@ def qemu_command(settings: QemuSettings, kernel_image: Path, initrd: Path, nic: 
     return cmd + list(extra)
 
 
-_live: set["Qemu"] = set()
+_live: set[Qemu] = set()
 _live_lock = threading.Lock()
 _stopping = False
 

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 PREFIX = "testbed-run-"
 

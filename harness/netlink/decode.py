@@ -14,8 +14,8 @@ import struct
 from pyroute2.netlink import GENL_ID_CTRL, ctrlmsg, genlmsg, nlmsgerr
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
-from .constants import (NETLINK_GENERIC, NETLINK_PKTINFO, NETLINK_ROUTE, NLMSG_DONE, NLMSG_ERROR, NLMSG_HEADER, OPERSTATES,
-                        SOL_NETLINK)
+from .constants import (NETLINK_GENERIC, NETLINK_PKTINFO, NETLINK_ROUTE, NLMSG_DONE, NLMSG_ERROR, NLMSG_HEADER,
+                        OPERSTATES, SOL_NETLINK)
 from .message import Message
 
 # pyroute2 logs a traceback for every attribute it cannot decode; a kernel under test may send

@@ -14,7 +14,7 @@ def proc_net_netlink(text: str) -> dict[int, dict]:
         cells = line.split()
         if len(cells) != len(columns):
             continue
-        row = dict(zip(columns, cells))
+        row = dict(zip(columns, cells, strict=True))
         try:
             for c in ("Eth", "Pid", "Rmem", "Wmem", "Drops", "Inode"):
                 row[c] = int(row[c])

@@ -1,6 +1,8 @@
 """Requests to the guest kernel, as the bytes a sendmsg carries."""
 from __future__ import annotations
 
+from typing import Any
+
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from .constants import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_HEADER, RTM_GETLINK
@@ -21,7 +23,7 @@ def link_request(mtype: int, seq: int, ifindex: int = 0, ifname: str | None = No
     m["header"]["flags"] = NLM_F_REQUEST | nlm_flags
     m["header"]["sequence_number"] = seq
     m["index"], m["flags"], m["change"] = ifindex, flags, change
-    attrs = []
+    attrs: list[tuple[str, Any]] = []
     if ifname:
         attrs.append(("IFLA_IFNAME", ifname))
     if carrier is not None:

@@ -61,7 +61,7 @@ class Result:
         return d
 
     @classmethod
-    def load(cls, path: Path) -> "Result":
+    def load(cls, path: Path) -> Result:
         """A result.json written by save()."""
         d = json.loads(path.read_text())
         trace = [TraceEntry(e.pop("t"), e.pop("actor"), e.pop("text"), e) for e in d.pop("trace")]

@@ -51,7 +51,8 @@ def write(meta: dict, results: list[Result], out: Path) -> None:
          f'({meta["host"]["cpus"]} CPUs, Linux {_esc(meta["host"]["kernel"])}) · started {_esc(meta["started"])} · '
          f'{meta.get("duration", 0):.0f} s' + ("" if meta.get("complete") else " · <b>INCOMPLETE (interrupted)</b>")
          + "<br>" + " · ".join(f'<b>{_esc(k)}</b> {_esc(v["release"])} (upstream {_esc(v["version"])}, '
-                               f'{_esc(v["accel"]).upper()}, sha256 {v["sha256"][:12]})' for k, v in meta["kernels"].items())
+                               f'{_esc(v["accel"]).upper()}, sha256 {v["sha256"][:12]})'
+                               for k, v in meta["kernels"].items())
          + "</p>",
          '<p class="counts">' + "".join(f'<span style="color:{COLOURS[v]}">{n} {v}</span>'
                                         for v, n in counts.items() if n) + "</p>"]
@@ -82,7 +83,8 @@ def write(meta: dict, results: list[Result], out: Path) -> None:
             rel = Path(r.artifacts).relative_to(out) if Path(r.artifacts).is_relative_to(out) else Path(r.artifacts)
             logs = " · ".join(f'<a href="{_esc(rel / f)}">{f}</a>' for f in
                               ("trace.txt", "console.log", "qmp.log", "agent.log", "result.json"))
-            h.append(f'<details id="{r.cell}"{" open" if r.verdict in (Verdict.FAILED, Verdict.ERROR) else ""}><summary>'
+            h.append(f'<details id="{r.cell}"'
+                     f'{" open" if r.verdict in (Verdict.FAILED, Verdict.ERROR) else ""}><summary>'
                      f'<span style="color:{COLOURS[r.verdict]}">{r.verdict.upper()}</span> {_esc(r.kernel)} · '
                      f'{_esc(r.nic or "no NIC")} · {r.duration:.1f} s</summary>'
                      + (f"<p><b>{_esc(r.reason)}</b></p>" if r.reason else "") + svg(r)
@@ -98,7 +100,8 @@ def write(meta: dict, results: list[Result], out: Path) -> None:
         h.append(f'<h3><a href="#s-{scenario}">{_esc(scenario)}</a>{" · " + _esc(nic) if nic else ""}</h3>'
                  '<table class="diff"><tr><th>observed</th>'
                  + "".join(f"<th>{_esc(k)}<br><small>{_esc(versions[k])}</small></th>" for k in names) + "</tr>"
-                 + "".join(f"<tr><td>{_esc(what)}</td>" + "".join(f'<td class="differs">{_esc(v[k])}</td>' for k in names)
+                 + "".join(f"<tr><td>{_esc(what)}</td>"
+                           + "".join(f'<td class="differs">{_esc(v[k])}</td>' for k in names)
                            + "</tr>" for what, v in rows) + "</table>")
     nics = sorted({r.nic for r in results if r.nic})
     if len(nics) > 1:

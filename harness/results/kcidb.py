@@ -11,7 +11,8 @@ from . import Result, Verdict
 
 FILE = "kcidb.json"
 ORIGIN = "netlink_testbed"
-STATUS = {Verdict.PASSED: "PASS", Verdict.FAILED: "FAIL", Verdict.SKIPPED: "SKIP", Verdict.ERROR: "MISS"}  # MISS: the harness failed
+# MISS: the harness failed
+STATUS = {Verdict.PASSED: "PASS", Verdict.FAILED: "FAIL", Verdict.SKIPPED: "SKIP", Verdict.ERROR: "MISS"}
 
 
 def export(meta: dict, results: list[Result]) -> dict:

@@ -16,7 +16,8 @@ def print_differences(results: list[Result]) -> None:
         columns = {n: n for n in sorted({r.nic for r in results if r.nic})}
         what = f"NICs (kernel {', '.join(f'{k} {v}' for k, v in versions.items())})"
     if not diffs:
-        print(f"testbed: the {what} {', '.join(columns.values())} behaved the same in every scenario run on all of them")
+        print(f"testbed: the {what} {', '.join(columns.values())} "
+              "behaved the same in every scenario run on all of them")
         return
     print(f"testbed: what differs between the {what} {', '.join(columns.values())}, per scenario"
           + (", oldest kernel first" if across == "kernel" else ""))

@@ -49,6 +49,7 @@ def svg(r: Result) -> str:
                f"carrier={m.get('carrier')}")
         parts.append(f'<g><title>{_esc(tip)}</title>'
                      f'<circle cx="{x(e.t):.1f}" cy="75" r="6" fill="{CARRIER if up else NO_CARRIER}"/>'
-                     f'<text x="{x(e.t) + 8:.1f}" y="{62 if len(parts) % 2 else 92}" class="lbl">{_esc(label)}</text></g>')
+                     f'<text x="{x(e.t) + 8:.1f}" y="{62 if len(parts) % 2 else 92}" class="lbl">'
+                     f'{_esc(label)}</text></g>')
     parts.append("</svg>")
     return "".join(parts)

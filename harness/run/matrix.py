@@ -104,7 +104,7 @@ def metadata(cfg: Config, cells: list[tuple], shard_spec: str | None) -> dict:
         kernels[name] = {"release": target.kernel.release, "version": target.kernel.version_str,
                          "image": str(target.kernel.image), "sha256": file_hash(target.kernel.image),
                          "accel": target.settings.accel, "time": target.settings.time}
-    return {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    return {"started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "qemu": qemu_versions(cfg, sorted({n for _, _, n in cells}, key=str)), "kernels": kernels,
             "nics": sorted({n for _, _, n in cells if n}), "shard": shard_spec, "transport": cfg.transport,
             "host": {"name": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(),
@@ -125,7 +125,7 @@ def run_matrix(cfg: Config, kernels: list[str] | None, nics: list[str] | None, s
         (out / ".writable").touch()
         (out / ".writable").unlink()
     except OSError as e:
-        raise UsageError(f"results directory {out}: not writable ({e.strerror}); choose another with --results")
+        raise UsageError(f"results directory {out}: not writable ({e.strerror}); choose another with --results") from e
     meta = metadata(cfg, cells, shard_spec)
     jobs = runner.jobs_for(cfg, cells, jobs)
     clocks = "/".join(sorted({k["time"] for k in meta["kernels"].values()}))
@@ -156,7 +156,8 @@ def run_diff(cfg: Config, kernels: list[str], nics: list[str] | None, scenarios:
     """The catalogue on two (or more) kernels, or on one kernel with two (or more) NICs, then what
     they did differently."""
     if len(set(kernels)) < 2 and len(set(nics or ())) < 2:
-        raise UsageError(f"--kernel {' '.join(kernels)}: give two different kernels to compare (--kernel A --kernel B), "
+        raise UsageError(f"--kernel {' '.join(kernels)}: give two different kernels to compare "
+                         "(--kernel A --kernel B), "
                          "or one kernel and two NICs (--kernel K --nics igb ixgbe)")
     out = out or cfg.results / "diff" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     status, out = run_matrix(cfg, kernels, nics, scenarios, None, jobs, out)

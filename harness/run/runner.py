@@ -7,12 +7,12 @@ import os
 import time
 import traceback
 from pathlib import Path
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from ..agent import AgentError
 from ..agent.protocol import Op
-from ..build import image
-from ..build import qemu as qemu_build
+from ..provision import image
+from ..provision import qemu as qemu_build
 from ..config import Config
 from ..errors import UsageError, did_you_mean
 from ..machine import VMError, accel

@@ -69,7 +69,8 @@ def _contents(path: Path) -> bytes:
     return _file_hash(path, st.st_size, st.st_mtime_ns)
 
 
-def _key(target: Target) -> str:
+def key(target: Target) -> str:
+    """What a snapshot is valid for: the QEMU, its command line, the kernel and the image, hashed."""
     s = target.settings
     placeholder = {"console": 0, "agent": 0, "qmp": 0}
     cmd = qemu_command(s, Path("KERNEL"), Path("INITRD"), target.nic, placeholder, Path("RUN"))
@@ -84,7 +85,7 @@ def ensure(target: Target, cache: Path, artifacts: Path) -> Snapshot:
     directory = cache / "snapshots" / re.sub(r"[^\w.-]", "_", f"{target.kernel.name}-{target.nic or 'nonic'}"
                                                                f"-{target.settings.time}")
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{_key(target)[:16]}.state"
+    path = directory / f"{key(target)[:16]}.state"
     meta = path.with_suffix(".json")
     # parallel workers wanting the same snapshot: one boots, the others wait for it
     with open(directory / "lock", "w") as lock:

@@ -1,6 +1,6 @@
 """Writing scenarios: a scenario is a Python function that drives the guest and the monitor
 through a `Guest` and states what the kernel must have done.  It can live in any file: the
-built-in catalogue (harness/scenarios/), a file or directory named in testbed.yaml's
+built-in catalogue (harness/builtin/), a file or directory named in testbed.yaml's
 `scenarios:`, by `--scenarios-from`, or as `testbed run path/to/file.py::name`.
 
     from harness.scenario import scenario

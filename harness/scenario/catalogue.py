@@ -12,7 +12,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from ..errors import UsageError
 
@@ -26,7 +27,7 @@ class ScenarioInfo:
     description: str
     source: str            # the kernel source the scenario is about (file:function, ...)
     needs_nic: bool
-    func: Callable[["Guest"], None]
+    func: Callable[[Guest], None]
     origin: str = ""       # where it is defined, file:line
     nics: tuple[str, ...] = ()  # the NIC models it is about, if not every one (a matrix runs it on those)
 
@@ -45,7 +46,7 @@ def scenario(name: str, description: str, source: str, needs_nic: bool = True, n
 
 
 PACKAGE = Path(__file__).resolve().parents[1]  # harness/
-BUILTIN = PACKAGE / "scenarios"
+BUILTIN = PACKAGE / "builtin"
 
 
 def _import(path: Path) -> ModuleType:

@@ -4,7 +4,7 @@ from the host (NicLink) and the guest's clock (Timeline).  Guest keeps the short
 writes (g.socket, g.expect, g.sh, g.set_link, g.note, ...) and hands each to its part."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..agent import Agent, Reply
 from ..agent.protocol import Op

@@ -3,7 +3,7 @@ what it received decoded."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 from ..agent import Reply, Stream, errname
 from ..agent.protocol import Op
@@ -80,7 +80,7 @@ class NetlinkSocket:
         self.checks.require("the kernel answers the request", got.ok and got.messages, got.describe())
         return got.messages[0]
 
-    def dump(self, request: bytes, bufsize: int = 32768, timeout: float = 5.0) -> list["Received"]:
+    def dump(self, request: bytes, bufsize: int = 32768, timeout: float = 5.0) -> list[Received]:
         """Send a dump request and read datagrams until NLMSG_DONE or NLMSG_ERROR."""
         self.send(request)
         datagrams = []
@@ -120,7 +120,7 @@ class NetlinkSocket:
         return self._call(Op.SENDMSG, f"sendmsg(fd {self.fd}, {len(data)} bytes{where}, flags "
                                       f"{msg_flag_names(flags)})", data=data, flags=flags, **_destination(dst, family))
 
-    def send_in_background(self, data: bytes, dst: tuple[int, int] | None = None) -> "BackgroundSend":
+    def send_in_background(self, data: bytes, dst: tuple[int, int] | None = None) -> BackgroundSend:
         """A blocking sendmsg run by a child of the agent, so it may sleep while the scenario
         goes on (e.g. until a receiver makes room)."""
         pending = self.calls.start(Op.SENDMSG, fd=self.fd, data=data, uid=self.uid, background=1,
@@ -128,7 +128,7 @@ class NetlinkSocket:
         self.calls.said(f"sendmsg(fd {self.fd}, {len(data)} bytes) started in a child process")
         return BackgroundSend(self, pending, len(data))
 
-    def recv(self, bufsize: int = 65536, flags: int = 0, timeout: float = 5.0) -> "Received":
+    def recv(self, bufsize: int = 65536, flags: int = 0, timeout: float = 5.0) -> Received:
         """recvmsg; waits up to `timeout` for something to read unless MSG_DONTWAIT is given."""
         r = self.calls.call(Op.RECVMSG, fd=self.fd, bufsize=bufsize, flags=flags, uid=self.uid,
                         timeout_ms=None if flags & MSG_DONTWAIT else int(timeout * 1000))
@@ -137,7 +137,7 @@ class NetlinkSocket:
             return Received(r, [])
         return self.received(r, f"recvmsg(fd {self.fd}, {bufsize}, {msg_flag_names(flags)})")
 
-    def received(self, r: Reply, call: str) -> "Received":
+    def received(self, r: Reply, call: str) -> Received:
         """A recvmsg result (a reply or a stream event), decoded and traced."""
         got = Received(r, decode(r.get("DATA", b""), self.protocol) if r.ret >= 0 else [])
         text = f"{call} → {r.outcome()}"
@@ -152,7 +152,7 @@ class NetlinkSocket:
             self.calls.traced(r, f"  {m}{latency}{self.uses.changes.since_last(m)}", message=m.as_dict())
         return got
 
-    def stream(self, bufsize: int = 65536) -> "EventStream":
+    def stream(self, bufsize: int = 65536) -> EventStream:
         """Have the agent read this socket continuously and forward each datagram the moment it
         arrives, while the scenario goes on acting (timestamps are the guest's recvmsg times)."""
         s = EventStream(self, self.calls.stream(self.fd, bufsize))
@@ -209,10 +209,10 @@ class EventStream:
     sock: NetlinkSocket
     stream: Stream
 
-    def _received(self, r: Reply) -> "Received":
+    def _received(self, r: Reply) -> Received:
         return self.sock.received(r, f"event fd {self.sock.fd}")
 
-    def stop(self, quiet: float | None = None) -> list["Received"]:
+    def stop(self, quiet: float | None = None) -> list[Received]:
         """Stop streaming, with `quiet` once nothing has arrived for that many seconds of the
         guest's clock (the agent keeps the window, so no datagram falls between streaming and
         reading); every event not yet taken."""
@@ -269,7 +269,7 @@ class Received:
         return self.reply.ret >= 0 and not self.reply.timed_out
 
     @property
-    def errno(self) -> str:
+    def errname(self) -> str:
         return errname(self.reply.errno) if self.reply.ret < 0 and not self.reply.timed_out else "0"
 
     def describe(self) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 from ..agent import Agent, AgentError, Paused, Reply
 from ..agent.protocol import Op

@@ -8,11 +8,12 @@ import importlib
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
+from collections.abc import Callable
 
 if TYPE_CHECKING:
     from ..agent import Agent
-    from ..build.image import GuestAdditions
+    from ..provision.image import GuestAdditions
     from ..machine.monitor import Monitor
     from ..wait import Deadline
 
@@ -28,7 +29,7 @@ class TransportError(Exception):
 class Reach:
     """What a transport is given to reach the agent of a started guest."""
     serial: socket.socket  # the host end of the guest's second serial port
-    monitor: "Monitor"     # to ask QEMU about what the transport added to its command line
+    monitor: Monitor     # to ask QEMU about what the transport added to its command line
     agent_log: Path
     # wait up to `seconds` for one of the transport's console_signals; false if it did not come,
     # the guest's failure raised if it broke meanwhile
@@ -43,7 +44,7 @@ class Transport(Protocol):
     console_signals: ClassVar[tuple[str, ...]]  # console lines open_agent waits for
 
     @staticmethod
-    def guest_additions() -> "GuestAdditions":
+    def guest_additions() -> GuestAdditions:
         """What the guest image needs for this transport (a UsageError if the host lacks it)."""
 
     def initrd(self, image: Path, run_dir: Path) -> Path:
@@ -53,7 +54,7 @@ class Transport(Protocol):
 
     def kernel_args(self) -> str: ...
 
-    def open_agent(self, reach: Reach, deadline: "Deadline") -> "Agent":
+    def open_agent(self, reach: Reach, deadline: Deadline) -> Agent:
         """The agent of the started guest, not yet known to be ready."""
 
     @staticmethod

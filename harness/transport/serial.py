@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..agent import Agent
-from ..build.image import GuestAdditions
+from ..provision.image import GuestAdditions
 from . import Reach
 
 

@@ -24,8 +24,8 @@ from pathlib import Path
 import paramiko
 
 from ..agent import Agent, AgentError
-from ..build.cpio import Cpio
-from ..build.image import GuestAdditions
+from ..provision.cpio import Cpio
+from ..provision.image import GuestAdditions
 from ..errors import UsageError
 from ..machine import VMError
 from ..machine.monitor import Monitor
@@ -82,7 +82,7 @@ class Keys:
     client: paramiko.PKey
 
     @classmethod
-    def generate(cls, directory: Path) -> "Keys":
+    def generate(cls, directory: Path) -> Keys:
         path = directory / "ssh_host_ed25519_key"
         try:
             out = subprocess.run([str(DROPBEARKEY), "-t", "ed25519", "-f", str(path)],
@@ -109,7 +109,8 @@ class Keys:
         cpio.dir("root/.ssh", 0o700)
         cpio.file("root/.ssh/authorized_keys",
                   f"{self.client.get_name()} {self.client.get_base64()} testbed-harness\n".encode(), 0o600)
-        cpio.file("etc/testbed-ssh", f"MGMT_MAC={MGMT_MAC}\nMGMT_ADDR={GUEST_ADDR}/24\nMGMT_GATEWAY={GATEWAY_ADDR}\n".encode())
+        cpio.file("etc/testbed-ssh",
+                  f"MGMT_MAC={MGMT_MAC}\nMGMT_ADDR={GUEST_ADDR}/24\nMGMT_GATEWAY={GATEWAY_ADDR}\n".encode())
         return cpio.finish()
 
 

@@ -108,7 +108,8 @@ def test_frames_pass_both_ways_through_the_model(cfg, vm_kernel, tmp_path):
         frames = pcap_frames(pcap)
         sent = [f for f in frames if f[6:12] == mac]
         received = [f for f in frames if f[0:6] == mac]
-        assert sent and received, f"{len(frames)} frames in the capture: {len(sent)} from the guest, {len(received)} to it"
+        assert sent and received, \
+            f"{len(frames)} frames in the capture: {len(sent)} from the guest, {len(received)} to it"
         assert max(len(f) for f in sent) <= 1514, "a frame larger than the MTU left the model (TSO not segmented)"
         tx_bytes = int(sh(vm, "cat /sys/class/net/eth0/statistics/tx_bytes"))
         assert tx_bytes >= 256 * 1024
@@ -138,7 +139,7 @@ def test_the_link_and_traffic_in_each_interrupt_mode(cfg, vm_kernel, tmp_path, m
         for up in (False, True):
             vm.monitor.set_link(vm.nic_id, up)
             want = b"1" if up else b"0"
-            assert until(lambda: vm.agent.call(Op.READ_FILE, path="/sys/class/net/eth0/carrier")
+            assert until(lambda want=want: vm.agent.call(Op.READ_FILE, path="/sys/class/net/eth0/carrier")
                          .get("DATA", b"").strip() == want, timeout=20, interval=0.1), f"carrier after set_link {up}"
         assert "3 packets received" in sh(vm, "ping -c 3 -W 2 10.0.2.2")
         log = sh(vm, "dmesg")

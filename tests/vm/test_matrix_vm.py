@@ -53,7 +53,8 @@ def test_interrupted_matrix_keeps_what_finished_and_says_incomplete(vm_kernel, t
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (out / "cells" / f"carrier-admin-down-{kernel}-igb" / "agent.log").exists():
+    started = out / "cells" / f"carrier-admin-down-{kernel}-igb" / "agent.log"
+    while time.monotonic() < deadline and not started.exists():
         time.sleep(0.2)
     time.sleep(2)  # inside carrier-admin-down's 3 s silences (on the real clock)
     proc.send_signal(signal.SIGINT)

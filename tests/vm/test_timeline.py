@@ -2,6 +2,7 @@
 stops itself at an instant of its clock, the host acts, and the guest's clock stands still
 however long the host takes."""
 import dataclasses
+import itertools
 import time
 
 import pytest
@@ -48,7 +49,7 @@ def test_scheduled_actions_keep_their_guest_clock_spacing(target, tmp_path):
         actions = g.timeline.at([0.0, 0.05, 0.1, 0.15], slowly("step", 0.1))
         vm.agent.call(Op.PING)
         late = [a.reached_ns - a.scheduled_ns for a in actions]  # the schedule is absolute: lateness does not add up
-        gaps = [b.reached_ns - a.reached_ns for a, b in zip(actions, actions[1:])]
+        gaps = [b.reached_ns - a.reached_ns for a, b in itertools.pairwise(actions)]
         assert all(0 <= ns for ns in late), late  # never early
         if target.settings.time == "virtual":
             assert all(ns <= JIFFY_NS for ns in late), late
@@ -73,7 +74,8 @@ def test_a_set_link_is_traced_where_the_guest_stopped_and_its_latency_on_the_gue
         got = [e for e in trace.entries if "RTM_NEWLINK eth0" in e.text][-1]
         assert got.t >= entry.t
         # every attribute decoded, and the line says what changed since the previous message about eth0
-        assert got.data["message"]["attrs"]["IFLA_OPERSTATE"] == "DOWN" and got.data["message"]["attrs"]["IFLA_MTU"] == 1500
+        attrs = got.data["message"]["attrs"]
+        assert attrs["IFLA_OPERSTATE"] == "DOWN" and attrs["IFLA_MTU"] == 1500
         assert "changed: " in got.text and "IFLA_OPERSTATE=DOWN" in got.text and "IFLA_MTU" not in got.text
         if "after QMP set_link" in got.text:  # only when the datagram was waited for
             latency = int(got.text.rsplit("(+", 1)[1].split(" ms")[0])

@@ -29,7 +29,8 @@ def fill(g: Guest):
     sender = g.socket(NETLINK_USERSOCK)
     sender.bind(portid=SENDER)
     # Both admission rules take the first message into an empty queue: its Rmem is T.
-    g.expect("the first send to the empty receiver", sender.send(MESSAGE, flags=MSG_DONTWAIT, dst=(RECEIVER, 0)).outcome(),
+    g.expect("the first send to the empty receiver",
+             sender.send(MESSAGE, flags=MSG_DONTWAIT, dst=(RECEIVER, 0)).outcome(),
              str(len(MESSAGE)))
     truesize = g.netlink_table()[receiver.inode]["Rmem"]
     fits = admission(g, receiver.getsockopt(SOL_SOCKET, SO_RCVBUF), truesize, unicast=True)
@@ -52,7 +53,7 @@ def unicast_full_nonblock(g: Guest):
     queued = [receiver.recv(flags=MSG_DONTWAIT) for _ in range(accepted)]
     g.expect("the queued messages, each intact (no ENOBUFS before them)",
              [got.reply.get("DATA") == MESSAGE or got.describe() for got in queued], [True] * accepted)
-    g.expect("then the queue is empty", receiver.recv(flags=MSG_DONTWAIT).errno, "EAGAIN")
+    g.expect("then the queue is empty", receiver.recv(flags=MSG_DONTWAIT).errname, "EAGAIN")
 
 
 @scenario("unicast-full-block",

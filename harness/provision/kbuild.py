@@ -7,7 +7,7 @@ know them or Kconfig dropped them (an unmet dependency).  where-available.config
 only some versions know; they are reported, not required.
 
 The tree is a path, or a release tarball named by file and sha256 and fetched from the mirrors
-(harness/build/mirrors.py).  Old trees get the compatibility fixes of harness/build/kcompat.py, chosen by
+(harness/provision/mirrors.py).  Old trees get the compatibility fixes of harness/provision/kcompat.py, chosen by
 their version.  The build is out of tree (O=): the source tree is never written to.  Patches
 are applied to a private copy.  The result is cached by (tree, fragments, compiler, make
 variables, extra files, patches, compatibility fixes), so a second build of the same inputs is
@@ -103,7 +103,7 @@ class ReleaseTarball(TreeSource):
 
 @dataclass(frozen=True)
 class DebianSource(TreeSource):
-    """The source tarball in a Debian package (linux-source-5.10/bullseye: harness/build/apt.py),
+    """The source tarball in a Debian package (linux-source-5.10/bullseye: harness/provision/apt.py),
     taken out of the .deb into the cache."""
     package: str
     fetchable = True
@@ -217,7 +217,7 @@ def tarball_version(tarball: Path, fingerprint: str, cache: Path) -> tuple[int, 
             makefile = next((m for m in tar if re.fullmatch(r"[^/]+/Makefile", m.name) and m.isfile()), None)
             head = tar.extractfile(makefile).read(2000).decode(errors="replace") if makefile else ""
     except (OSError, tarfile.TarError) as e:
-        raise UsageError(f"{tarball}: cannot read it as a tarball ({e})")
+        raise UsageError(f"{tarball}: cannot read it as a tarball ({e})") from e
     version = kcompat.makefile_version(head, f"{tarball}: its top-level Makefile")
     memo.parent.mkdir(parents=True, exist_ok=True)
     memo.write_text(".".join(map(str, version)))
@@ -240,7 +240,7 @@ def _compiler(spec: BuildSpec) -> bytes:
     try:
         return subprocess.run([*cc, "--version"], capture_output=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError) as e:
-        raise UsageError(f"kernels.{spec.name}.make.CC: {' '.join(cc)!r} does not run ({e}); give a compiler")
+        raise UsageError(f"kernels.{spec.name}.make.CC: {' '.join(cc)!r} does not run ({e}); give a compiler") from e
 
 
 def build_key(spec: BuildSpec, cache: Path, tree: bool = True) -> str:

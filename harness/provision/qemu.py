@@ -93,7 +93,8 @@ class QemuBuildError(Exception):
     """A step of the build failed; the message names the step and the reason (and the log)."""
 
     def __init__(self, step: str, reason: str, version: str | None = None):
-        super().__init__(f"QEMU {version + ' ' if version else ''}with the ixgbe model: the {step} step failed: {reason}")
+        super().__init__(f"QEMU {version + ' ' if version else ''}with the ixgbe model: "
+                         f"the {step} step failed: {reason}")
         self.step, self.reason = step, reason
 
 
@@ -288,7 +289,8 @@ def _build_python(cache: Path, src: Source) -> Path:
     shutil.rmtree(venv, ignore_errors=True)
     venv.mkdir(parents=True)
     log = venv.parent / "venv.log"
-    if _run([sys.executable, "-m", "venv", venv], log) or _run([python, "-m", "pip", "install", "-q", *BUILD_PYTHON], log):
+    if (_run([sys.executable, "-m", "venv", venv], log)
+            or _run([python, "-m", "pip", "install", "-q", *BUILD_PYTHON], log)):
         shutil.rmtree(venv, ignore_errors=True)
         raise QemuBuildError("python", f"a venv with {' '.join(BUILD_PYTHON)}: {_first(log, r'(?i)error')} "
                                        f"(log: {log})", src.upstream)
@@ -321,7 +323,8 @@ def _compile(build: Path, jobs: int, log: Path, src: Source):
         now = time.monotonic()
         if step and (tty or now - last_report > 60):
             elapsed = now - started
-            print(f"\r  building qemu {src.upstream}: {step[1]}/{step[2]} steps, {elapsed // 60:.0f}:{elapsed % 60:02.0f}",
+            print(f"\r  building qemu {src.upstream}: {step[1]}/{step[2]} steps, "
+                  f"{elapsed // 60:.0f}:{elapsed % 60:02.0f}",
                   end="" if tty else "\n", file=sys.stderr, flush=True)
             last_report = now
     status = _run(["ninja", "-C", build, f"-j{jobs}", TARGET], log, progress=progress)
@@ -385,15 +388,17 @@ def _build(cache: Path, src: Source, jobs: int, say) -> Path:
     try:
         listed = devices(staged / TARGET)
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise QemuBuildError("check", f"{staged / TARGET} {' '.join(firmware_options())} -device help: {e}", src.upstream) from None
+        raise QemuBuildError("check", f"{staged / TARGET} {' '.join(firmware_options())} -device help: {e}",
+                             src.upstream) from None
     missing = [d for d in ("ixgbe", "igb", "e1000e", "e1000", "pvpanic", "virtio-serial-pci") if d not in listed]
     if missing:
         raise QemuBuildError("check", f"{TARGET} lacks the devices {', '.join(missing)}", src.upstream)
-    (staged / "meta.json").write_text(json.dumps({"version": src.upstream, "debian": src.debian, "seconds": round(seconds, 1),
-                                                  "model": model_hash()}))
+    (staged / "meta.json").write_text(json.dumps({"version": src.upstream, "debian": src.debian,
+                                                  "seconds": round(seconds, 1), "model": model_hash()}))
     staged.rename(out)
     _remove_others(cache, [out, work, pristine.parent])
-    say(f"qemu {src.upstream} with the ixgbe model {model_hash()}: built in {seconds // 60:.0f} min {seconds % 60:.0f} s "
+    say(f"qemu {src.upstream} with the ixgbe model {model_hash()}: "
+        f"built in {seconds // 60:.0f} min {seconds % 60:.0f} s "
         f"-> {out / TARGET}; run it with {' '.join(firmware_options())}")
     return out / TARGET
 

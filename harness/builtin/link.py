@@ -204,7 +204,7 @@ def flap_storm(g: Guest):
     g.set_links([(i * FLAP_GAP, i % 2 == 1) for i in range(2 * FLAPS)])  # off, on, off, ...
     # QEMU's autonegotiation (0.5 s) and the drivers' 2 s watchdog: wait until 3 s pass quietly
     received = events.stop(quiet=3.0)
-    g.expect("recvmsg errors during the storm", [got.errno for got in received if not got.ok], [])
+    g.expect("recvmsg errors during the storm", [got.errname for got in received if not got.ok], [])
     messages = [m for got in received for m in got.messages if m.ifname == g.ifname]
     downs = sum(not m.has("LOWER_UP") for m in messages)
     g.note(f"{2 * FLAPS} flips produced {len(messages)} RTM_NEWLINK for {g.ifname} ({downs} down, "

@@ -105,7 +105,7 @@ def ixgbe_admin_down(g: Guest):
                       f"{'on' if holds else 'off'} while eth0 is down", got.reply.timed_out, got.describe())
         g.expect("link lines while eth0 is down", link_lines(driver_log(g))[before:], [])
         g.sh(f"ip link set {g.ifname} up")
-        seen = mon.wait_link(g.ifname, lambda m: m.operstate in ("UP", "DOWN") and m.has("UP") and
+        seen = mon.wait_link(g.ifname, lambda m, holds=holds: m.operstate in ("UP", "DOWN") and m.has("UP") and
                              m.has("LOWER_UP") == holds and (m.operstate == "UP") == holds)
         g.expect(f"the carrier eth0 reports once up, QEMU holding the link {'on' if holds else 'off'}",
                  (seen.has("LOWER_UP"), seen.carrier), (holds, int(holds)))

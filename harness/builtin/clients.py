@@ -22,7 +22,7 @@ def subscribers(g: Guest) -> int:
           "decodes for a set_link off/on",
           source="iproute2 ip/ipmonitor.c, libnl src/nl-monitor.c; net/core/rtnetlink.c:rtmsg_ifinfo")
 def real_clients(g: Guest):
-    for name, cmd in CLIENTS.items():
+    for cmd in CLIENTS.values():
         program = cmd.split()[0]
         if g.call(Op.READ_FILE, path=program, maxlen=4).ret < 0:
             g.skip(f"{program} is not in the guest (add it to guest-binaries in testbed.yaml)")

@@ -65,7 +65,7 @@ def _from_url(url: str, dest: Path, sha256: str, timeout: float) -> None:
             _copy_checked(response, dest, sha256)
     except urllib.error.HTTPError as e:
         raise _Miss(f"HTTP {e.code} {e.reason}", network=e.code >= 500) from None
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         raise _Miss(f"no data for {timeout:g} s", network=True) from None
     except urllib.error.URLError as e:
         reason = e.reason

@@ -2,7 +2,7 @@
 
 One class per kind of entry in testbed.yaml's kernels: a Debian linux-image package unpacked
 into the cache (`DebianKernel`), a kernel built from source with kernel-config/ (`BuiltKernel`,
-harness/build/kbuild.py), and a prebuilt bzImage (`PrebuiltKernel`).  Each can `fetch` what it
+harness/provision/kbuild.py), and a prebuilt bzImage (`PrebuiltKernel`).  Each can `fetch` what it
 needs and `resolve` to a `Kernel`; the version comes from the bzImage header, never from a name.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ def bzimage_banner(path: Path) -> str:
         with open(path, "rb") as f:
             head = f.read(0x10000)
     except OSError as e:
-        raise UsageError(f"kernel image {path}: {e.strerror}; give the path to a bzImage")
+        raise UsageError(f"kernel image {path}: {e.strerror}; give the path to a bzImage") from e
     if len(head) < 0x210 or head[0x202:0x206] != b"HdrS":
         raise UsageError(f"kernel image {path}: not a bzImage (no 'HdrS' boot header); "
                          "give arch/x86/boot/bzImage or /boot/vmlinuz-*")
@@ -129,7 +129,7 @@ class PrebuiltKernel(KernelSource):
 
 @dataclass
 class BuiltKernel(KernelSource):
-    """A kernel built from source with kernel-config/ (harness/build/kbuild.py)."""
+    """A kernel built from source with kernel-config/ (harness/provision/kbuild.py)."""
     name: str
     build: BuildSpec
 
@@ -151,7 +151,7 @@ class BuiltKernel(KernelSource):
 
 @dataclass
 class DebianKernel(KernelSource):
-    """A Debian linux-image package (`package` or `package/suite`, harness/build/apt.py),
+    """A Debian linux-image package (`package` or `package/suite`, harness/provision/apt.py),
     unpacked into the cache with its modules."""
     name: str
     package: str

@@ -54,7 +54,8 @@ def mtu_notifications(version: Version, old: int, new: int) -> list[int]:
           "(NETDEV_PRECHANGEMTU falls through rtnetlink_event's switch to its default), then after it "
           "(and from 3.18 once more from do_setlink); since 4.12 once, after it",
           source="net/core/dev.c:dev_set_mtu (NETDEV_PRECHANGEMTU, then NETDEV_CHANGEMTU); "
-                 "net/core/rtnetlink.c:rtnetlink_event (3.14: default sends; 6.x: rtnl_event_type lists CHANGEMTU only), "
+                 "net/core/rtnetlink.c:rtnetlink_event (3.14: default sends; "
+                 "6.x: rtnl_event_type lists CHANGEMTU only), "
                  "do_setlink (DO_SETLINK_NOTIFY)",
           needs_nic=False)
 def mtu_notify(g: Guest):
@@ -72,7 +73,8 @@ def mtu_notify(g: Guest):
 
 @scenario("dump-datagram-size",
           "a dump read with 32 KB buffers: 3.14 fills each datagram only up to NLMSG_GOODSIZE (one page); since "
-          "3.15 every round after the first is sized by the largest recvmsg buffer seen, up to 32 KB (16 KB before 4.9)",
+          "3.15 every round after the first is sized by the largest recvmsg buffer seen, "
+          "up to 32 KB (16 KB before 4.9)",
           source="net/netlink/af_netlink.c:netlink_dump (3.14: max(min_dump_alloc, NLMSG_GOODSIZE); "
                  "3.15+: nlk->max_recvmsg_len), netlink_recvmsg (3.15+ records max_recvmsg_len)",
           needs_nic=False)
@@ -130,7 +132,8 @@ def ack_options(g: Guest):
     request = mtu_request(g.next_seq(), lo, b"\0")
     plain = g.socket()
     accepted = plain.request(mtu_request(g.next_seq(), lo, struct.pack("=I", g.getlink("lo").mtu)))
-    g.expect("setting lo's MTU to what it is: acked", (accepted.type_name, errname(accepted.error)), ("NLMSG_ERROR", "0"))
+    g.expect("setting lo's MTU to what it is: acked", (accepted.type_name, errname(accepted.error)),
+             ("NLMSG_ERROR", "0"))
     expect_by_change(g, EXT_ACK, "a success ack's flags", flag_names(accepted.flags, {"NLM_F_CAPPED": NLM_F_CAPPED}),
                      before="0", after="NLM_F_CAPPED")
     refused = plain.request(request)

@@ -70,7 +70,8 @@ class Apt:
             r = subprocess.run(["apt-get", *self._options(cache), "-q", "update"], capture_output=True, text=True,
                                timeout=UPDATE_TIMEOUT, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
-            raise NetworkError(f"apt {self.suite}: no package lists after {UPDATE_TIMEOUT:g} s from {ARCHIVE}")
+            raise NetworkError(f"apt {self.suite}: no package lists after {UPDATE_TIMEOUT:g} s "
+                               f"from {ARCHIVE}") from None
         failed = [line for line in (r.stdout + r.stderr).splitlines() if re.match(r"(E:|W: Failed|Err:)", line)]
         if any("does not have a Release file" in line for line in failed):
             raise UsageError(f"Debian suite {self.suite}: not in Debian's archive ({ARCHIVE}); "

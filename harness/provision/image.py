@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,7 +88,7 @@ class GuestAdditions:
     drivers: tuple[str, ...] = ()
 
 
-def build(kernel: Kernel, nic: str | None, cache: Path, host_programs: list[Path] = (),
+def build(kernel: Kernel, nic: str | None, cache: Path, host_programs: Sequence[Path] = (),
           additions: GuestAdditions = GuestAdditions()) -> GuestImage:
     drivers = [resolve_nic(nic).driver, *additions.drivers] if nic else list(additions.drivers)
     host_programs = [*host_programs, *additions.programs]
@@ -104,7 +105,8 @@ def build(kernel: Kernel, nic: str | None, cache: Path, host_programs: list[Path
         **host_files(list(host_programs)),
     }
     applets = [a for a in _busybox_applets() if a not in files]
-    digest = content_hash(*(name.encode() + bytes([mode & 0xFF]) + data for name, (data, mode) in sorted(files.items())),
+    digest = content_hash(*(name.encode() + bytes([mode & 0xFF]) + data
+                            for name, (data, mode) in sorted(files.items())),
                      "\n".join(applets).encode())[:16]
     path = cache / "initramfs" / f"{digest}.cpio"
     if not path.exists():
