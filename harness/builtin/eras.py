@@ -126,7 +126,8 @@ def tlvs(payload: bytes) -> dict[int, bytes]:
           "4.12 says so (NLM_F_CAPPED, on success acks too) and with EXT_ACK adds the reason as attributes "
           "(NLM_F_ACK_TLVS)",
           source="net/netlink/af_netlink.c:netlink_ack (NETLINK_F_CAP_ACK since 4.3; NLM_F_CAPPED, "
-                 "NLM_F_ACK_TLVS since 4.12), netlink_setsockopt (NETLINK_CAP_ACK 4.3, NETLINK_EXT_ACK 4.12)", needs_nic=False)
+                 "NLM_F_ACK_TLVS since 4.12), netlink_setsockopt (NETLINK_CAP_ACK 4.3, NETLINK_EXT_ACK 4.12)",
+          needs_nic=False)
 def ack_options(g: Guest):
     lo = g.ifindex("lo")
     request = mtu_request(g.next_seq(), lo, b"\0")

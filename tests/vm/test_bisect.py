@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.build.kbuild import LocalTree
+from harness.provision.kbuild import LocalTree
 
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]
