@@ -200,6 +200,10 @@ def start_build(cache: Path, name: str, tarball: Path) -> subprocess.Popen:
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
 
 
+def saved_command(obj: Path) -> Path:
+    return obj.with_name(f".{obj.name}.cmd")
+
+
 def compiled(log: Path) -> list[str]:
     return re.findall(r"^\s+CC\s+(\S+\.o)$", log.read_text(), re.M) if log.exists() else []
 
@@ -230,8 +234,11 @@ def test_an_interrupted_build_stops_make_and_the_next_one_resumes(cfg):
         assert status == 130
         assert subprocess.run(["pgrep", "-g", str(make)], capture_output=True).stdout == b""  # no make, no gcc
         assert not kbuild.output_dir(cfg.cache, spec).exists()  # nothing looks built
+        # built: an object with its saved command line (.o.cmd, written after the .o). One whose
+        # compiler finished but whose make was killed before that (a loaded machine: past the stop's
+        # grace) has none, and kbuild rightly compiles it again.
         built = {o: (work / "build" / o).stat().st_mtime_ns for o in compiled(work / "build.log")
-                 if (work / "build" / o).exists()}
+                 if (work / "build" / o).exists() and saved_command(work / "build" / o).exists()}
         assert built
         (work / "build.log").unlink()  # the next build writes its own
         status, out, make = interrupt_while_compiling(start_build(cfg.cache, name, tarball), work, signal.SIGTERM)
