@@ -2,11 +2,13 @@
 each upstream change, the admission rule it implies, and README's table of them."""
 import itertools
 import re
+import struct
 from pathlib import Path
 
 from harness.builtin.changes import CHANGES, RMEM_ADMISSION, TIMER_WHEEL, Change
-from harness.builtin.eras import mtu_notifications
+from harness.builtin.eras import echoed_bytes, mtu_notifications, mtu_request
 from harness.builtin.overrun import AFTER, AFTER_STRICT, BEFORE, admission_rule, messages_that_fit
+from harness.netlink import NLMSG_HEADER
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -76,3 +78,13 @@ def test_readmes_table_is_the_rules():
         assert row[1] == change.since() and row[2] == f"`{change.commit.split()[0]}`", (row, change)
         assert [cell.startswith("yes") for cell in row[3:]] == [change.present(v) for v in versions], (row, change)
 
+
+
+def test_how_much_of_a_request_an_error_ack_echoes():
+    request = mtu_request(7, 1, b"\0")
+    error = struct.pack("=i", -34)
+    whole = NLMSG_HEADER.pack(20 + len(request), 2, 0, 7, 0) + error + request
+    attr = struct.pack("=HHI", 8, 2, 32)  # NLMSGERR_ATTR_OFFS
+    capped = NLMSG_HEADER.pack(36 + len(attr), 2, 0x300, 7, 0) + error + request[:16] + attr
+    broken = NLMSG_HEADER.pack(39, 2, 0x300, 7, 0) + error + request[:16] + b"xyz"  # no attribute fits
+    assert [echoed_bytes(m, request) for m in (whole, capped, broken)] == [len(request), 16, -1]

@@ -103,9 +103,17 @@ def mtu_request(seq: int, ifindex: int, mtu: bytes) -> bytes:
     return NLMSG_HEADER.pack(NLMSG_HEADER.size + len(body), RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body
 
 
-def tlv_bytes(payload: bytes) -> int:
-    """The length of the attributes after an NLMSG_ERROR's capped echo."""
-    return max(0, NLMSG_HEADER.unpack_from(payload)[0] - (NLMSG_HEADER.size + 4 + NLMSG_HEADER.size))
+def echoed_bytes(payload: bytes, request: bytes) -> int:
+    """How much of `request` the NLMSG_ERROR at the start of `payload` echoes: all of it, or only
+    its header with well-formed attributes after it up to the message's end; -1 for neither."""
+    end = NLMSG_HEADER.unpack_from(payload)[0]
+    echo = payload[NLMSG_HEADER.size + 4:end]
+    if echo == request:
+        return len(request)
+    pos = NLMSG_HEADER.size
+    while pos + 4 <= len(echo) and (length := struct.unpack_from("=H", echo, pos)[0]) >= 4:
+        pos += (length + 3) & ~3
+    return NLMSG_HEADER.size if echo[:NLMSG_HEADER.size] == request[:NLMSG_HEADER.size] and pos == len(echo) else -1
 
 
 def tlvs(payload: bytes) -> dict[int, bytes]:
@@ -154,10 +162,8 @@ def ack_options(g: Guest):
     g.require("the kernel answers the request", got.ok and got.messages, got.describe())
     ack, payload = got.messages[0], got.reply.get("DATA", b"")
     g.expect("with the options, the same errno", errname(ack.error), errname(refused.error))
-    # NLMSG_ERROR: its header, the errno, the echo, then (NLM_F_ACK_TLVS) attributes after a header-only echo
-    echoed = ack.length - NLMSG_HEADER.size - 4 - (tlv_bytes(payload) if ack.flags & NLM_F_ACK_TLVS else 0)
-    expect_by_change(g, CAP_ACK, "with the options, the bytes of the request the error echoes", echoed,
-                     before=len(request), after=NLMSG_HEADER.size)
+    expect_by_change(g, CAP_ACK, "with the options, the bytes of the request the error echoes",
+                     echoed_bytes(payload, request), before=len(request), after=NLMSG_HEADER.size)
     flags = flag_names(ack.flags, {"NLM_F_CAPPED": NLM_F_CAPPED, "NLM_F_ACK_TLVS": NLM_F_ACK_TLVS})
     expect_by_change(g, EXT_ACK, "with the options, the ack's flags", flags,
                      before="0", after="NLM_F_CAPPED|NLM_F_ACK_TLVS")
