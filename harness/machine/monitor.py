@@ -5,18 +5,24 @@ what the host did with what the guest kernel reported.
 """
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import socket
 import threading
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from collections.abc import Callable
+from typing import Any, TypeVar
 
-from qemu.qmp import QMPError
-from qemu.qmp.legacy import QEMUMonitorProtocol
+from qemu.qmp import QMPClient, QMPError
 from qemu.qmp.qmp_client import ExecuteError
 
 from ..transcript import Transcript
 from ..wait import Deadline
+
+T = TypeVar("T")
+
+logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)  # failures reach the run as MonitorError lines
 
 
 class MonitorError(Exception):
@@ -24,25 +30,48 @@ class MonitorError(Exception):
 
 
 class Monitor:
+    """A synchronous face on qemu.qmp's asyncio client, on an event loop of its own.
+
+    Its own loop, rather than qemu.qmp's legacy wrapper, so that an interrupt (Ctrl-C) landing in
+    the middle of a call cancels that call's task before it propagates: a half-done `connect`
+    left pending would otherwise run again inside `close()` and fail there, loudly."""
+
     def __init__(self, sock: socket.socket, transcript: Path | None = None, timeout: float = 10.0):
-        self._qmp = QEMUMonitorProtocol(sock)
-        self._qmp.settimeout(timeout)
-        self._lock = threading.Lock()  # the client is one event loop: one caller at a time
+        self._sock = sock
+        self._timeout = timeout
+        self._loop = asyncio.new_event_loop()
+        self._client = QMPClient()
+        self._lock = threading.Lock()  # one event loop: one caller at a time
         self._transcript = Transcript(transcript)
+
+    def _run(self, call: Coroutine[Any, Any, T], timeout: float | None) -> T:
+        task = self._loop.create_task(asyncio.wait_for(call, timeout))
+        try:
+            return self._loop.run_until_complete(task)
+        except BaseException:
+            if not task.done():  # interrupted: let the call unwind before the interrupt goes on
+                task.cancel()
+                self._loop.run_until_complete(asyncio.wait([task]))
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved here; what is raised is the interrupt or the error
+            raise
 
     def connect(self):
         try:
-            greeting = self._qmp.connect()
-        except (QMPError, OSError, EOFError) as e:
+            with self._lock:
+                self._run(self._client.connect(self._sock), self._timeout)
+        except (QMPError, OSError, EOFError, TimeoutError) as e:
             raise MonitorError(f"cannot talk to QEMU's monitor: {e}") from e
-        self._transcript.write(f"<- {json.dumps(greeting)}")
+        greeting = self._client.greeting
+        assert greeting is not None  # connect() awaits it
+        self._transcript.write(f"<- {json.dumps({'QMP': {'version': greeting.QMP.version}})}")
 
     def command(self, name: str, /, **args):
         """Run one QMP command; returns its 'return' value or raises MonitorError."""
         self._transcript.write(f"-> {json.dumps({'execute': name, 'arguments': args})}")
         try:
             with self._lock:
-                result = self._qmp.cmd(name, **args)
+                result = self._run(self._client.execute(name, args), self._timeout)
         except ExecuteError as e:
             self._transcript.write(f"<- error {e.error_class}: {e.error_desc}")
             raise MonitorError(f"QMP {name} {args}: {e.error_class}: {e.error_desc}") from e
@@ -63,7 +92,7 @@ class Monitor:
                 raise MonitorError(f"no {name} event from QEMU within {timeout:g} s")
             try:
                 with self._lock:
-                    event = self._qmp.pull_event(wait=max(min(0.1, deadline.left()), 0.001))
+                    event = dict(self._run(self._client.events.get(), max(min(0.1, deadline.left()), 0.001)))
             except TimeoutError:
                 continue
             except (QMPError, OSError, EOFError) as e:
@@ -80,8 +109,13 @@ class Monitor:
         self.command("quit")
 
     def close(self):
+        if self._loop.is_closed():
+            return
         try:
-            self._qmp.close()
-        except (QMPError, OSError, EOFError):
+            with self._lock:
+                self._run(self._client.disconnect(), self._timeout)
+        except (QMPError, OSError, EOFError, TimeoutError):
             pass
-        self._transcript.close()
+        finally:
+            self._loop.close()
+            self._transcript.close()
