@@ -2,7 +2,8 @@
 #                the QEMU with the 82598 model)
 # make test      every test, VM tests included
 # make test-vm   only the tests that boot real guests
-# make bench     boot, restore, per-scenario, catalogue and matrix times per kernel x NIC, both clocks
+# make bench     boot, restore and catalogue times and CPU seconds per kernel, both clocks (quick)
+# make bench-full  the same for every kernel x NIC, with scaling and the whole matrix
 # make soak      200 boot + scenario cycles: flakes, leftovers, the slowest cycle (CYCLES=N, TRANSPORT=ssh)
 # make kernel KERNEL_SRC=PATH   build a kernel tree (or tarball) with kernel-config/
 # make bisect-demo  a whole `git bisect run` over a small history made from 3.14.40 (about 3 min)
@@ -13,7 +14,7 @@ VENV   := .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
-.PHONY: setup test test-unit test-vm bench soak kernel bisect-demo clean
+.PHONY: setup test test-unit test-vm bench bench-full soak kernel bisect-demo clean
 
 # The QEMU with the 82598 model is optional: if it cannot be built, its one line says which step
 # failed and why (recorded for `testbed qemu status`), and everything else runs on Debian's QEMU.
@@ -45,7 +46,10 @@ test-vm: $(VENV)/.installed
 	$(PY) -m pytest -n $(JOBS) -m vm
 
 bench: $(VENV)/.installed
-	$(VENV)/bin/testbed bench --runs 3 --json results/bench.json
+	$(VENV)/bin/testbed bench --json results/bench.json
+
+bench-full: $(VENV)/.installed
+	$(VENV)/bin/testbed bench --full --json results/bench-full.json
 
 # not part of `make test`: 200 cold boots + carrier-qmp across the NICs (4.5 min here, virtual clock)
 soak: $(VENV)/.installed

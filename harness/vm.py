@@ -87,6 +87,12 @@ class VM:
         """Release everything launch took, last taken first (see launch); safe to call twice."""
         self._stack.close()
 
+    def cpu_seconds(self) -> tuple[float | None, float]:
+        """After shutdown, what this guest cost the host in CPU seconds: QEMU's (None if it could
+        not be read) and that of the harness threads that served it (console, agent channel)."""
+        qemu = self.qemu.cpu_seconds if self.qemu else None
+        return qemu, sum(part.cpu_seconds for part in (self.console, self.agent) if part)
+
     def launch(self):
         stack = self._stack
         self.artifacts.mkdir(parents=True, exist_ok=True)

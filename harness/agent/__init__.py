@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable
 
+from ..cpu import MeteredThread
 from ..transcript import Transcript
 from ..wait import Deadline
 from .protocol import Frame, FrameReader, Kind, Op, ProtocolError, encode_frame
@@ -93,7 +94,7 @@ class Agent:
         # A guest the host stopped to act on runs again only once the host waits on it.
         self.paused: Paused | None = None
         self.latest_ns = 0  # the latest guest CLOCK_MONOTONIC any frame carried
-        self._thread = threading.Thread(target=self._read_loop, name="agent-reader", daemon=True)
+        self._thread = MeteredThread(target=self._read_loop, name="agent-reader", daemon=True)
         self._thread.start()
 
     # ---- reading ----
@@ -233,6 +234,11 @@ class Agent:
         if reply.ret < 0:
             raise AgentError(f"cannot stream fd {fd}: {reply.outcome()}")
         return Stream(self, fd, pending.ident)
+
+    @property
+    def cpu_seconds(self) -> float:
+        """What reading the channel cost, once closed."""
+        return self._thread.cpu_seconds
 
     def close(self):
         try:

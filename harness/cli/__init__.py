@@ -15,7 +15,7 @@
     testbed kernel build [NAME ... | --source PATH] build kernels from source with kernel-config/
     testbed qemu build [--jobs N]                  build QEMU with the 82598 model (qemu-model/ixgbe.c)
     testbed qemu status                            the binary for the current model, or why there is none
-    testbed bench [--runs N] [--jobs J]            boot, restore, per-scenario and catalogue times
+    testbed bench [--full] [--runs N] [--jobs J]   boot, restore, per-scenario and catalogue times, CPU seconds
 
 Exit status: 0 as expected (or skipped, with the reason), 1 the kernel did not behave as
 expected, 2 bad usage or configuration, 3 infrastructure failure (QEMU, boot, agent; for a
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             from ..run.bench import bench
             return bench(cfg, args.runs, args.json, [cfg.kernel(k).name for k in args.kernels or []] or None,
-                         [cfg.nic(n) for n in args.nics or []] or None, jobs, args.time)
+                         [cfg.nic(n) for n in args.nics or []] or None, jobs, args.time, args.full)
     except UsageError as e:
         print(f"testbed: {e}", file=sys.stderr)
         # under `git bisect run` a mistake of the command's, not of the commit's: stop the bisection

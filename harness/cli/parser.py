@@ -109,7 +109,10 @@ def parser() -> argparse.ArgumentParser:
                            parents=[g["jobs"], g["qemu"]])
     bench.add_argument("--time", choices=TIMES[1:], action="append",
                        help="measure this clock only (repeatable; default: both where the accelerator allows)")
-    bench.add_argument("--runs", type=int, default=3)
+    bench.add_argument("--runs", type=int, help="repetitions of each figure (default: 1 quick, 3 with --full)")
+    bench.add_argument("--full", action="store_true",
+                       help="every kernel x NIC, SSH boots, scaling and the whole matrix per clock "
+                            "(default: quick, every kernel with the first NIC)")
     bench.add_argument("--kernels", nargs="+", help="kernels named in testbed.yaml (default: all)")
     bench.add_argument("--nics", nargs="+", help="NIC models (default: those in testbed.yaml)")
     bench.add_argument("--json", type=Path, help="also write the figures to this file")

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from collections.abc import Callable
 
+from ..cpu import MeteredThread
 from . import VMError
 
 # Kernel messages that mean the guest is broken, and the init's word that the agent has gone; the
@@ -37,7 +38,7 @@ class Console:
         self._fatal = re.compile("|".join(map(re.escape, (*FATAL, *fatal))))
         self.seen = {line: threading.Event() for line in signals}
         self.report_done = threading.Event()
-        self._thread = threading.Thread(target=self._drain, name="console", daemon=True)
+        self._thread = MeteredThread(target=self._drain, name="console", daemon=True)
         self._thread.start()
 
     def last_line(self) -> str:
@@ -50,6 +51,11 @@ class Console:
 
     def join(self):
         self._thread.join(timeout=5)
+
+    @property
+    def cpu_seconds(self) -> float:
+        """What reading the console cost, once it ended."""
+        return self._thread.cpu_seconds
 
     def _drain(self):
         with open(self.log, "wb") as log:

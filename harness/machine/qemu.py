@@ -3,6 +3,7 @@ gracefully (QMP quit) then hard (SIGKILL), always reaped; when it exits by itsel
 names its exit status and the last thing it said."""
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import threading
@@ -12,6 +13,7 @@ from pathlib import Path
 from collections.abc import Callable, Sequence
 
 from ..children import die_with_parent
+from ..cpu import MeteredThread, process_seconds
 from ..nic import resolve as resolve_nic
 from . import VMError
 from .monitor import Monitor, MonitorError
@@ -52,7 +54,7 @@ def qemu_command(settings: QemuSettings, kernel_image: Path, initrd: Path, nic: 
                  fds: dict[str, int], run_dir: Path, append: str = CMDLINE, extra: Sequence[str] = ()) -> list[str]:
     """The QEMU command line.  `fds` maps 'console', 'agent' and 'qmp' to socket fds QEMU inherits;
     `extra` is what the transport adds (the SSH transport's management NIC)."""
-    cmd = [settings.binary, "-name", f"testbed-{nic or 'nonic'}", "-machine", "q35", "-accel", settings.accel,
+    cmd = [settings.binary, "-name", f"testbed-{nic or 'nonic'}", "-machine", "q35,hpet=off", "-accel", settings.accel,
            "-m", str(settings.memory_mb), "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
            *PAUSE_BUTTON]
     for directory in settings.firmware:
@@ -90,16 +92,19 @@ def stop_all():
     with _live_lock:
         _stopping = True
         for qemu in _live:
-            if qemu.proc.poll() is None:
+            if qemu.running():
                 qemu.proc.kill()
 
 
 class Qemu:
-    """A started QEMU.  `on_exit` hears the error of an exit nobody asked for, from the reaper thread."""
+    """A started QEMU.  `on_exit` hears the error of an exit nobody asked for, from the reaper thread.
+    Only the reaper reaps, so that it can first read what the process cost (`cpu_seconds`)."""
 
     def __init__(self, cmd: list[str], log: Path, pass_fds: list[int], on_exit: Callable[[VMError], None],
                  console_log: Path | None = None):
         self.log, self.console_log = log, console_log
+        self.cpu_seconds: float | None = None  # QEMU's CPU time, all threads, once it has exited
+        self._reaped = threading.Event()
         with open(log, "w") as out:
             out.write(shlex.join(cmd) + "\n")
             out.flush()
@@ -114,16 +119,25 @@ class Qemu:
                 except OSError as e:
                     raise VMError(f"cannot start QEMU ({cmd[0]}): {e.strerror}") from None
                 _live.add(self)
-        self._reaper = threading.Thread(target=lambda: on_exit(self.exit_error(self.proc.wait())),
-                                        name="reaper", daemon=True)
+        self._reaper = MeteredThread(target=self._reap, args=(on_exit,), name="reaper", daemon=True)
         self._reaper.start()
+
+    def _reap(self, on_exit: Callable[[VMError], None]):
+        try:
+            os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOWAIT)  # exited; its /proc entry stays
+            self.cpu_seconds = process_seconds(self.proc.pid)
+        except OSError:  # unreadable /proc: the cost stays unknown, the exit is still reported
+            pass
+        status = self.proc.wait()
+        self._reaped.set()
+        on_exit(self.exit_error(status))
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
     def running(self) -> bool:
-        return self.proc.poll() is None
+        return not self._reaped.is_set()
 
     def exit_error(self, status: int) -> VMError:
         said = self.log.read_text(errors="replace").splitlines()[1:]  # line 1 is the command line
@@ -135,15 +149,15 @@ class Qemu:
         if self.running():
             try:
                 monitor.quit()
-                self.proc.wait(timeout=QUIT_WAIT)
-            except (MonitorError, subprocess.TimeoutExpired):
-                pass
+            except MonitorError:
+                return
+            self._reaped.wait(timeout=QUIT_WAIT)
 
     def kill(self):
-        """The hard stop, which always reaps: SIGKILL if still running, wait, join the reaper."""
+        """The hard stop, which always reaps: SIGKILL if still running, and wait for the reaper."""
         if self.running():
             self.proc.kill()
-        self.proc.wait()
+        self._reaped.wait()
         self._reaper.join(timeout=5)
         with _live_lock:
             _live.discard(self)

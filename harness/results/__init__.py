@@ -41,6 +41,10 @@ class Result:
     transport: str = "serial"  # how the host reached the agent: serial port or SSH
     duration: float = 0.0  # everything: preparing, starting the guest, the scenario, shutting down
     scenario_seconds: float = 0.0  # the scenario's own part of it
+    # host CPU time of the whole: QEMU's (all its threads) and the harness's (the threads that ran
+    # the cell and served its guest); None when not measured
+    qemu_cpu_seconds: float | None = None
+    harness_cpu_seconds: float | None = None
     artifacts: str = ""
     trace: list[TraceEntry] = field(default_factory=list)
 

@@ -43,12 +43,25 @@ def merge(directories: list[Path], out: Path) -> tuple[dict, list[Result]]:
     return json.loads((out / "run.json").read_text()), results
 
 
+def cost(results: list[Result]) -> dict:
+    """Each cell's wall time and host CPU seconds (QEMU's, the harness's), and their sums."""
+    def total(values) -> float | None:
+        known = [v for v in values if v is not None]
+        return round(sum(known), 2) if known else None
+    return {"wall_seconds": total(r.duration for r in results),
+            "qemu_cpu_seconds": total(r.qemu_cpu_seconds for r in results),
+            "harness_cpu_seconds": total(r.harness_cpu_seconds for r in results),
+            "cells": {r.cell: {"wall_seconds": round(r.duration, 3), "qemu_cpu_seconds": r.qemu_cpu_seconds,
+                               "harness_cpu_seconds": r.harness_cpu_seconds and round(r.harness_cpu_seconds, 3)}
+                      for r in sorted(results, key=lambda r: r.cell)}}
+
+
 def publish(out: Path, meta: dict, results: list[Result]) -> dict[str, int]:
     """Everything a results directory holds besides the cells: run.json (with the counts) and
     every format's file."""
     counts = {v: sum(r.verdict == v for r in results)
               for v in (Verdict.PASSED, Verdict.FAILED, Verdict.SKIPPED, Verdict.ERROR)}
-    meta = {**meta, "counts": counts}
+    meta = {**meta, "counts": counts, "cost": cost(results)}
     (out / "run.json").write_text(json.dumps(meta, indent=1))
     for fmt in FORMATS:
         fmt.write(meta, results, out)

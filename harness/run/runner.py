@@ -125,8 +125,9 @@ def run(cfg: Config, name: str, kernel_name: str | None = None, nic: str | None 
     nic = cfg.nic(nic) if info.needs_nic else None
     artifacts = artifacts or cfg.results / "runs" / cell_name(name, kernel_name, nic)
     result = Result(name, kernel_name, nic, description=info.description, source=info.source, artifacts=str(artifacts))
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.thread_time()
     trace = Trace()
+    vm = None
     try:
         try:
             if not info.applies_to(nic):
@@ -164,6 +165,9 @@ def run(cfg: Config, name: str, kernel_name: str | None = None, nic: str | None 
         result.verdict, result.reason = Verdict.ERROR, f"{type(e).__name__}: {e}"
         trace.add("note", traceback.format_exc())
     result.duration = time.monotonic() - started
+    if vm is not None:
+        result.qemu_cpu_seconds, served = vm.cpu_seconds()
+        result.harness_cpu_seconds = time.thread_time() - cpu_started + served
     result.trace = sorted(trace.entries, key=lambda e: e.t)  # streamed events interleave with host actions
     result.save()
     return result
