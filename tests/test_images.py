@@ -68,7 +68,7 @@ def test_qemu_command_line():
     cmd = qemu_command(QemuSettings(accel="tcg"), Path("/k"), Path("/i"), "igb",
                        {"console": 3, "agent": 4, "qmp": 5}, Path("/run"))
     joined = " ".join(cmd)
-    assert cmd[cmd.index("-machine") + 1] == "q35"
+    assert cmd[cmd.index("-machine") + 1] == "q35,hpet=off"
     assert f"-device igb,id={NIC_ID},netdev=net0" in joined and "restrict=on" in joined
     assert "-no-reboot" in cmd and "-nodefaults" in cmd and "panic=-1" in joined
     assert "socket,id=console,fd=3" in joined and "socket,id=agent,fd=4" in joined
