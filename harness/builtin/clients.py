@@ -28,8 +28,11 @@ def real_clients(g: Guest):
             g.skip(f"{program} is not in the guest (add it to guest-binaries in testbed.yaml)")
     mon = bring_up(g)
     before = subscribers(g)
-    # ended by the killall below; the guest-clock timeout only bounds a client that hangs
-    running = {name: g.agent.start(Op.RUN, cmd=cmd, pty=1, timeout_ms=300_000, background=1)
+    # Ended by the killall below, and a hang by the host's wait for them.  Their guest-clock limit
+    # is a guest day: while the host works between requests, an idle tickless guest on the virtual
+    # clock can pass hundreds of seconds (debian-5.10 under make test's load: 2,083 s in the
+    # 10 s of waiting for them to subscribe), and a 300 s limit killed them before they were seen.
+    running = {name: g.agent.start(Op.RUN, cmd=cmd, pty=1, timeout_ms=86_400_000, background=1)
                for name, cmd in CLIENTS.items()}
     # until both have joined RTNLGRP_LINK (seen in /proc/net/netlink)
     g.wait_until(lambda: subscribers(g) >= before + len(CLIENTS), timeout=10, interval=0.1)

@@ -13,7 +13,7 @@ from pathlib import Path
 from collections.abc import Callable, Sequence
 
 from ..children import die_with_parent
-from ..cpu import MeteredThread, process_seconds
+from ..cpu import process_seconds
 from ..nic import resolve as resolve_nic
 from . import VMError
 from .monitor import Monitor, MonitorError
@@ -123,7 +123,7 @@ class Qemu:
                 except OSError as e:
                     raise VMError(f"cannot start QEMU ({cmd[0]}): {e.strerror}") from None
                 _live.add(self)
-        self._reaper = MeteredThread(target=self._reap, args=(on_exit,), name="reaper", daemon=True)
+        self._reaper = threading.Thread(target=self._reap, args=(on_exit,), name="reaper", daemon=True)
         self._reaper.start()
 
     def _reap(self, on_exit: Callable[[VMError], None]):

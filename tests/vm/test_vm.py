@@ -37,12 +37,21 @@ def alive(pid: int) -> bool:
 
 
 def test_exit_reaps_qemu_and_removes_the_run_dir(target, tmp_path):
+    started = time.monotonic()
     with VM(target, tmp_path) as vm:
         pid, run_dir = vm.qemu.pid, vm.run_dir
         assert run_dir.is_dir() and oct(run_dir.stat().st_mode & 0o777) == "0o700"
         release = vm.agent.call(Op.PING)["RELEASE"]
         assert release == target.kernel.release  # the agent runs on the kernel we asked for
+        # the machine has no HPET (qemu.MACHINE): the guest kernel found none to use
+        clocks = vm.agent.call(Op.READ_FILE, path="/sys/devices/system/clocksource/clocksource0/"
+                                                  "available_clocksource")["DATA"]
+        assert b"tsc" in clocks and b"hpet" not in clocks
+    wall = time.monotonic() - started
     assert not alive(pid) and not run_dir.exists()
+    qemu_cpu, harness_cpu = vm.cpu_seconds()  # a boot costs QEMU CPU; no more than its cores could give
+    assert qemu_cpu is not None and 0 < qemu_cpu <= wall * (os.cpu_count() or 1)
+    assert 0 <= harness_cpu <= wall
     assert "testbed-init: starting agent" in (tmp_path / "console.log").read_text()
     assert '"quit"' in (tmp_path / "qmp.log").read_text()  # the soft shutdown was used
 
