@@ -77,6 +77,21 @@ static uint32_t crc32_update(uint32_t crc, const uint8_t *p, size_t n)
 	return ~crc;
 }
 
+/* Stop the machine at this instant by writing "panicked" to QEMU's pvpanic port, which QEMU
+ * (-action panic=pause) turns into a pause; the host continues it. */
+#define PVPANIC_PORT 0x505
+#define PVPANIC_PANICKED 1
+
+static void stop_machine(void)
+{
+	outb(PVPANIC_PANICKED, PVPANIC_PORT);
+}
+
+/* Whether a HOLD request is honoured: the channel is a tty, so a reply is wholly out of the
+ * guest once tcdrain returns (over a pipe it could still wait on a process that the stop would
+ * freeze), and the pvpanic port is ours. */
+static int can_hold;
+
 static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 
@@ -455,12 +470,8 @@ static void stream_event(int i)
 }
 
 /* At each time of the schedule (offsets from t_start), sleep until it; with PAUSE, then stop the
- * machine by writing "panicked" to QEMU's pvpanic port, which QEMU (-action panic=pause) turns
- * into a pause at exactly that guest instant.  The host acts on the stopped machine and continues
- * it; with the clock stopped meanwhile, "resumed" is a few instructions after "reached". */
-#define PVPANIC_PORT 0x505
-#define PVPANIC_PANICKED 1
-
+ * machine (see stop_machine).  The host acts on the stopped machine and continues it; with the
+ * clock stopped meanwhile, "resumed" is a few instructions after "reached". */
 static void op_at(void)
 {
 	size_t n = attr[A_SCHEDULE].len / 8;
@@ -479,7 +490,7 @@ static void op_at(void)
 			;
 		times[2 * i] = now_ns();
 		if (pause)
-			outb(PVPANIC_PANICKED, PVPANIC_PORT);
+			stop_machine();
 		times[2 * i + 1] = now_ns();
 	}
 	put_result(n);
@@ -627,10 +638,19 @@ static void become_root(void)
 
 /* Requests running in child processes: their replies arrive on pipes and are forwarded whole. */
 #define MAX_BACKGROUND 16
-static struct { pid_t pid; int fd; uint8_t *buf; size_t len; } bg[MAX_BACKGROUND];
+static struct { pid_t pid; int fd; uint8_t *buf; size_t len; int hold; } bg[MAX_BACKGROUND];
 static int is_background_child;
 
 static void handle_request(uint32_t id, const uint8_t *payload, uint32_t len);
+
+/* A reply to a HOLD request is out: stop until the host's next request (lock-step), so the
+ * guest's clock does not run on while the host works out what to ask next. */
+static void hold_after_reply(void)
+{
+	while (tcdrain(chan_out) < 0 && errno == EINTR)
+		;
+	stop_machine();
+}
 
 /* Fork a child that handles the request and writes its reply frame to a pipe. */
 static void start_background(uint32_t id, const uint8_t *payload, uint32_t len)
@@ -661,6 +681,7 @@ static void start_background(uint32_t id, const uint8_t *payload, uint32_t len)
 	bg[slot].pid = pid;
 	bg[slot].fd = p[0];
 	bg[slot].len = 0;
+	bg[slot].hold = can_hold && get_int(A_HOLD, 0);
 }
 
 /* A background child wrote to its pipe: collect, and at EOF forward the frame and reap it. */
@@ -682,6 +703,8 @@ static void collect_background(int slot)
 		;
 	bg[slot].pid = 0;
 	bg[slot].len = 0;
+	if (bg[slot].hold)
+		hold_after_reply();
 }
 
 static void handle_request(uint32_t id, const uint8_t *payload, uint32_t len)
@@ -727,10 +750,17 @@ static void handle_request(uint32_t id, const uint8_t *payload, uint32_t len)
 		}
 	if (as_user)
 		become_root();
-	if (reply_deferred)
+	if (reply_deferred) {
 		reply_deferred = 0;
-	else
-		send_frame(KIND_REPLY, id);
+		return;
+	}
+	/* a background child's reply is held by the parent, once it has forwarded it */
+	int hold = !err && can_hold && get_int(A_HOLD, 0);
+	if (hold)
+		put_int(A_HELD, 1);
+	send_frame(KIND_REPLY, id);
+	if (hold && !is_background_child)
+		hold_after_reply();
 }
 
 /* ---- the channel: frames in, resynchronising on the magic after garbage ---- */
@@ -846,6 +876,7 @@ int main(int argc, char **argv)
 		if (tcsetattr(chan_in, TCSANOW, &t) < 0)
 			die("tcsetattr");
 		tcflush(chan_in, TCIOFLUSH);
+		can_hold = ioperm(PVPANIC_PORT, 1, 1) == 0;
 	}
 	op_ping();
 	send_frame(KIND_HELLO, 0);

@@ -77,4 +77,6 @@
 #define A_PAUSE 47
 #define A_TIMES 48
 #define A_QUEUED 49
-#define A_MAX 49
+#define A_HOLD 50
+#define A_HELD 51
+#define A_MAX 51

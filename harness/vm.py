@@ -28,11 +28,15 @@ from .agent.protocol import Op
 from .provision.image import GuestImage
 from .provision.kernel import Kernel
 from .machine import VMError, rundir
+from .machine.brake import Brake
 from .machine.console import Console
 from .machine.monitor import Monitor, MonitorError
-from .machine.qemu import CMDLINE, NIC_ID, Qemu, QemuSettings, qemu_command
+from .machine.qemu import CMDLINE, IGNORE_SHARED, NIC_ID, Qemu, QemuSettings, qemu_command, ram_in_file
 from .transport import Reach, TransportError, by_name
 from .wait import Deadline, until
+
+
+STOP_WAIT = 10.0  # host seconds for a guest to stop itself once it has sent a held reply
 
 
 @dataclass
@@ -49,13 +53,16 @@ class Target:
 class Saved(Protocol):
     """A guest saved stopped (QMP migrate to a file) to start from instead of booting
     (harness.run.snapshot.Snapshot)."""
-    path: Path
+    path: Path  # the devices' state (QMP migrate with IGNORE_SHARED)
+    ram: Path  # the guest's RAM (ram_in_file)
     hello: dict  # the agent's HELLO from the boot that was saved
 
 
 class VM:
-    def __init__(self, target: Target, artifacts: Path, snapshot: Saved | None = None):
-        self.target, self.artifacts, self.snapshot = target, artifacts, snapshot
+    def __init__(self, target: Target, artifacts: Path, snapshot: Saved | None = None, ram: Path | None = None):
+        """Restored from `snapshot`, or booted, with its RAM in the file `ram` if given (a boot
+        that is to be saved: harness.run.snapshot)."""
+        self.target, self.artifacts, self.snapshot, self.ram = target, artifacts, snapshot, ram
         self.kernel, self.nic, self.settings = target.kernel, target.nic, target.settings
         self.nic_id = NIC_ID
         self.console_log = artifacts / "console.log"
@@ -64,6 +71,7 @@ class VM:
         self.qemu: Qemu | None = None
         self.console: Console | None = None
         self.monitor: Monitor | None = None
+        self.brake: Brake | None = None
         self.agent: Agent | None = None
         self.boot_seconds: float | None = None
         self.hello: dict = {}  # the agent's HELLO: VERSION, RELEASE, PID
@@ -97,7 +105,7 @@ class VM:
         stack = self._stack
         self.artifacts.mkdir(parents=True, exist_ok=True)
         self.run_dir = stack.enter_context(rundir.run_dir())
-        pairs = {name: socket.socketpair() for name in ("console", "agent", "qmp")}
+        pairs = {name: socket.socketpair() for name in ("console", "agent", "qmp", "brake")}
         for host_end, _ in pairs.values():
             stack.callback(host_end.close)
         initrd = self.transport.initrd(self.target.image.path, self.run_dir)
@@ -105,8 +113,10 @@ class VM:
         cmd = qemu_command(self.settings, self.kernel.boot_image, initrd, self.nic,
                            {name: p[1].fileno() for name, p in pairs.items()}, self.run_dir, append,
                            self.transport.qemu_options())
-        if self.snapshot:
-            cmd += ["-incoming", f"file:{self.snapshot.path}"]
+        if self.snapshot:  # loaded once the monitor can set IGNORE_SHARED (_restore)
+            cmd += ["-incoming", "defer", *ram_in_file(self.snapshot.ram, self.settings.memory_mb, saving=False)]
+        elif self.ram:
+            cmd += ram_in_file(self.ram, self.settings.memory_mb, saving=True)
         try:
             self.qemu = Qemu(cmd, self.artifacts / "qemu.log", [p[1].fileno() for p in pairs.values()],
                              on_exit=self._exited, console_log=self.console_log)
@@ -119,6 +129,8 @@ class VM:
                                self.transport.console_fatal, self.transport.console_signals)
         self.monitor = Monitor(pairs["qmp"][0], self.artifacts / "qmp.log")
         stack.callback(self.monitor.close)
+        self.brake = Brake(pairs["brake"][0], self.artifacts / "brake.log")
+        stack.callback(self.brake.close)
         stack.callback(self._close_agent)
         stack.callback(self._stop_gracefully)
         deadline = Deadline(self.settings.boot_timeout)
@@ -128,6 +140,7 @@ class VM:
                           self.notes.append)
             self._attach(self.transport.open_agent(reach, deadline))
             self.hello = self._restore(deadline) if self.snapshot else self.agent.wait_ready(max(deadline.left(), 1))
+            self.brake.engage(max(deadline.left(), 1))
         except (AgentError, MonitorError, TransportError) as e:
             raise self.diagnose(e) from None
         self.boot_seconds = time.monotonic() - self.qemu.started
@@ -135,6 +148,11 @@ class VM:
             "kernel": self.kernel.name, "release": self.hello.get("RELEASE"), "nic": self.nic, "nic_id": self.nic_id,
             "transport": self.transport.name, "pid": os.getpid(), "qemu_pid": self.qemu.pid,
             "console_log": str(self.console_log)})
+
+    def lock_step(self):
+        """From now on the guest runs only while the host waits on it (Agent.lock_step), so its
+        clock stands still while the host thinks; the brake continues it."""
+        self.agent.lock_step(lambda: self.brake.resume(STOP_WAIT, lambda: self.failure))
 
     def _console_line(self, line: str, seconds: float) -> bool:
         """Wait for a console line the transport asked the console to watch for (see Reach)."""
@@ -145,10 +163,12 @@ class VM:
         return bool(came)
 
     def _restore(self, deadline: Deadline) -> dict:
-        """Wait until QEMU (started with `-incoming file:`) has loaded the saved guest, resume it,
+        """Have QEMU (started with `-incoming defer`) load the saved guest, resume it once loaded,
         and wait until the agent answers; the saved boot's HELLO.  Nothing is sent before: bytes
         that reach the UART while it loads would be overwritten."""
         path = self.snapshot.path
+        self.monitor.command("migrate-set-capabilities", capabilities=IGNORE_SHARED)
+        self.monitor.command("migrate-incoming", uri=f"file:{path}")
         status = until(lambda: (s := self.monitor.command("query-status")["status"]) != "inmigrate" and s,
                        deadline.left(), interval=0.002)
         if not status:

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from harness.agent import Agent, AgentError, Paused
-from harness.agent.protocol import Kind, Op, encode_frame
+from harness.agent.protocol import FrameReader, Kind, Op, encode_frame
 from harness.netlink import MSG_DONTWAIT, MSG_OOB, NETLINK_ROUTE, SO_RCVBUF, SOL_SOCKET
 
 
@@ -170,3 +170,55 @@ def test_a_stream_stopped_when_quiet_keeps_delivering_until_its_window_passes(ag
     [event] = stream.stop(quiet=0.6)  # without the window, the stop would have come first
     later.join()
     assert sent[0].ret == 20 and event.ret == 20
+
+
+def scripted_agent(sock: socket.socket, answer):
+    """A stand-in for the agent in a guest that can stop itself: `answer(frame)` gives each
+    request's reply attributes, or None to send nothing."""
+    def serve():
+        reader = FrameReader()
+        with sock:
+            while data := sock.recv(65536):
+                for frame in reader.feed(data):
+                    if (attrs := answer(frame)) is not None:
+                        sock.sendall(encode_frame(Kind.REPLY, frame.id, attrs))
+    threading.Thread(target=serve, daemon=True).start()
+
+
+def held_if_asked(frame):
+    return {"RET": 0, **({"HELD": 1} if frame.attrs.get("HOLD") else {})}
+
+
+def test_in_lock_step_a_guest_that_stopped_after_a_reply_runs_again_only_at_the_next_wait():
+    host, guest = socket.socketpair()
+    scripted_agent(guest, held_if_asked)
+    agent = Agent(host)
+    resumed = []
+    agent.call(Op.PING)
+    agent.lock_step(lambda: resumed.append("cont"))
+    agent.call(Op.PING)
+    assert resumed == []  # stopped after its reply while the host does other things
+    agent.call(Op.PING)
+    assert resumed == ["cont"]
+    agent.close()
+
+
+def test_a_held_reply_that_comes_while_the_host_waits_for_another_lets_the_guest_run():
+    host, guest = socket.socketpair()
+    ran = threading.Event()
+
+    def answer(frame):  # the second request is answered only once the guest runs again
+        if frame.id == 2:
+            assert ran.wait(5)
+        return held_if_asked(frame)
+    scripted_agent(guest, answer)
+    agent = Agent(host)
+    agent.lock_step(ran.set)
+    agent.start(Op.PING, hold=1)  # a call whose reply the host stopped waiting for
+    assert agent.call(Op.PING, timeout=5).ret == 0 and ran.is_set()
+    agent.close()
+
+
+def test_the_real_agent_does_not_stop_a_machine_it_cannot_stop(agent):
+    # on a socketpair, not a serial port: HOLD is not honoured and the reply says so
+    assert "HELD" not in agent.start(Op.PING, hold=1).wait().attrs

@@ -66,7 +66,7 @@ def test_cpio_unpacks_with_busybox(tmp_path):
 
 def test_qemu_command_line():
     cmd = qemu_command(QemuSettings(accel="tcg"), Path("/k"), Path("/i"), "igb",
-                       {"console": 3, "agent": 4, "qmp": 5}, Path("/run"))
+                       {"console": 3, "agent": 4, "qmp": 5, "brake": 6}, Path("/run"))
     joined = " ".join(cmd)
     assert cmd[cmd.index("-machine") + 1] == "q35,hpet=off"
     assert f"-device igb,id={NIC_ID},netdev=net0" in joined and "restrict=on" in joined
@@ -77,7 +77,7 @@ def test_qemu_command_line():
     assert "-device pvpanic -action panic=pause" in joined  # the agent's pause button
     assert "-icount" not in cmd  # a real-time guest
     nonic = qemu_command(QemuSettings(time="virtual"), Path("/k"), Path("/i"), None,
-                         {"console": 3, "agent": 4, "qmp": 5}, Path("/run"))
+                         {"console": 3, "agent": 4, "qmp": 5, "brake": 6}, Path("/run"))
     assert "-netdev" not in nonic and [a for a in nonic if a.startswith(("igb", "e1000"))] == []
     assert nonic[nonic.index("-icount") + 1] == "shift=6,sleep=off"
 

@@ -32,7 +32,7 @@ def card(sysfs, device="10c6", driver="vfio-pci", iommu=True, vendor="0x8086"):
 
 
 def command(name: str, tmp_path) -> list[str]:
-    fds = {"console": 3, "agent": 4, "qmp": 5}
+    fds = {"console": 3, "agent": 4, "qmp": 5, "brake": 6}
     return vm.qemu_command(QemuSettings(), tmp_path / "bzImage", tmp_path / "initrd", name, fds, tmp_path)
 
 
@@ -98,7 +98,7 @@ def test_the_testbeds_82598_runs_on_the_qemu_the_testbed_builds(tmp_path):
     settings = QemuSettings(binary="/cache/qemu/x/qemu-system-x86_64", firmware=(tmp_path, tmp_path / "roms"),
                             nic_properties="msix=off")
     cmd = vm.qemu_command(settings, tmp_path / "bzImage", tmp_path / "initrd", "ixgbe",
-                          {"console": 3, "agent": 4, "qmp": 5}, tmp_path)
+                          {"console": 3, "agent": 4, "qmp": 5, "brake": 6}, tmp_path)
     assert nic_device(cmd) == f"ixgbe,id={vm.NIC_ID},netdev=net0,msix=off"
     assert [cmd[i + 1] for i, a in enumerate(cmd) if a == "-L"] == [str(tmp_path), str(tmp_path / "roms")]
 

@@ -41,16 +41,18 @@ def test_other_configurations_snapshots_stay_until_unused_for_a_day(tmp_path, mo
 
     def take(target, path, meta, artifacts):  # what a boot and save would leave
         path.write_bytes(b"state")
+        path.with_suffix(".ram").write_bytes(b"ram")
         meta.write_text('{"hello": {}, "boot_seconds": 1.0}')
     monkeypatch.setattr(snapshot, "_take", take)
     t = target(tmp_path / "t")
     directory = tmp_path / "cache" / "snapshots" / "k-igb-real"
     directory.mkdir(parents=True)
     recent, stale, partial = directory / "aaaa.state", directory / "bbbb.state", directory / "cccc.partial"
-    for f in (recent, stale, partial):
+    partial_ram = directory / "cccc.ram-partial"
+    for f in (recent, stale, partial, partial_ram):
         f.write_bytes(b"x")
     day_ago = time.time() - snapshot.STALE_SECONDS - 60
     os.utime(stale, (day_ago, day_ago))
     snap = snapshot.ensure(t, tmp_path / "cache", tmp_path / "boot")
     assert snap.path.parent == directory and snap.path.exists()
-    assert recent.exists() and not stale.exists() and not partial.exists()
+    assert recent.exists() and not stale.exists() and not partial.exists() and not partial_ram.exists()

@@ -73,7 +73,7 @@ class Reply:
 class Paused:
     """The guest stopped by the host to act on it (harness.scenario.timeline), while `pending` (the
     request that stopped it) waits for it to run again.  The agent lets it run before its next
-    wait on the guest: `cont` (QMP), then `pending`'s reply, which goes to `resumed`."""
+    wait on the guest: `cont` (the brake's), then `pending`'s reply, which goes to `resumed`."""
     cont: Callable[[], object]
     pending: Pending
     resumed: Callable[[Reply], None]
@@ -93,6 +93,10 @@ class Agent:
         self.protocol_errors: list[str] = []
         # A guest the host stopped to act on runs again only once the host waits on it.
         self.paused: Paused | None = None
+        # Lock-step: calls ask the guest to stop itself once it has replied (HOLD); `_held`: it
+        # said it would (HELD), and `_resume_held` lets it run again before the host next waits.
+        self._resume_held: Callable[[], None] | None = None
+        self._held = False
         self.latest_ns = 0  # the latest guest CLOCK_MONOTONIC any frame carried
         self._thread = MeteredThread(target=self._read_loop, name="agent-reader", daemon=True)
         self._thread.start()
@@ -127,6 +131,7 @@ class Agent:
                 self._hello = frame
             elif frame.kind == Kind.REPLY:
                 self._replies[frame.id] = frame
+                self._held = self._held or bool(frame.attrs.get("HELD"))
             elif frame.kind == Kind.EVENT:
                 self._events.setdefault(frame.id, collections.deque()).append(frame)
             elif frame.kind == Kind.ERROR:
@@ -146,8 +151,21 @@ class Agent:
                     raise self._failure
                 if deadline.passed():
                     raise AgentTimeout(f"no answer from the guest agent to {what} within {timeout:g} s")
+                if self._held:  # stopped after another reply (one that came late): let it run
+                    self._cond.release()
+                    try:
+                        self._release_held()
+                    finally:
+                        self._cond.acquire()
+                    continue
                 self._cond.wait(deadline.left())
             return result
+
+    def _release_held(self):
+        with self._cond:
+            held, self._held = self._held, False
+        if held and self._resume_held:
+            self._resume_held()
 
     # ---- public ----
 
@@ -155,11 +173,19 @@ class Agent:
         """The guest is stopped until the host next waits on it (see Paused)."""
         self.paused = paused
 
+    def lock_step(self, resume: Callable[[], None]):
+        """From now on the guest runs only while the host waits on it: each call asks it to stop
+        itself once it has replied, and `resume` (which waits for that stop, then continues the
+        guest) runs before the host next waits.  An agent that cannot stop its machine (not on a
+        serial port) says so by not marking its replies HELD, and simply runs on."""
+        self._resume_held = resume
+
     def resume(self):
-        """Let a paused guest run (nothing if it is not paused), and hand on the reply that says
-        it ran again."""
+        """Let a stopped guest run (nothing if it is running); for one the host paused, hand on
+        the reply that says it ran again."""
         paused, self.paused = self.paused, None
         if paused is None:
+            self._release_held()
             return
         paused.cont()
         ident, name, timeout = paused.pending.ident, paused.pending.name, 10.0 + paused.pending.guest_wait
@@ -184,8 +210,9 @@ class Agent:
         return self._wait(lambda: self._hello, timeout, "the boot (waiting for its HELLO)").attrs
 
     def call(self, op: Op | int, timeout: float = 10.0, **attrs) -> Reply:
-        """Send one request and wait for its reply; a request-level ERROR raises AgentError."""
-        return self.start(op, **attrs).wait(timeout)
+        """Send one request and wait for its reply; a request-level ERROR raises AgentError.
+        In lock-step the guest stops once it has replied, until the host next waits on it."""
+        return self.start(op, hold=1 if self._resume_held else None, **attrs).wait(timeout)
 
     def start(self, op: Op | int, **attrs) -> Pending:
         """Send one request without waiting; with background=1 the agent runs it in a child

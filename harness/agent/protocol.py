@@ -105,6 +105,8 @@ ATTRS = [
     ("PAUSE", 47, INT),         # AT: at each time, stop the machine until the host continues it
     ("TIMES", 48, BYTES),       # AT: int64 (reached, resumed) CLOCK_MONOTONIC ns pairs, one per time
     ("QUEUED", 49, INT),        # recvmsg: something was already queued when the request came
+    ("HOLD", 50, INT),          # once the reply is out, stop the machine until the host continues it
+    ("HELD", 51, INT),          # in a reply: the machine stops right after it (HOLD was honoured)
 ]
 ATTR_BY_NAME = {name: (num, kind) for name, num, kind in ATTRS}
 ATTR_BY_NUM = {num: (name, kind) for name, num, kind in ATTRS}

@@ -10,7 +10,7 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,7 +18,6 @@ from qemu.qmp import QMPClient, QMPError
 from qemu.qmp.qmp_client import ExecuteError
 
 from ..transcript import Transcript
-from ..wait import Deadline
 
 T = TypeVar("T")
 
@@ -80,26 +79,6 @@ class Monitor:
             raise MonitorError(f"QMP {name}: no answer from QEMU ({type(e).__name__}: {e})") from e
         self._transcript.write(f"<- {json.dumps(result)}")
         return result
-
-    def wait_event(self, name: str, timeout: float, abandon: Callable[[], Exception | None] = lambda: None) -> dict:
-        """The next `name` event (others are logged and dropped); MonitorError after `timeout`
-        seconds, or as soon as `abandon()` names a reason to stop waiting (the guest broke)."""
-        deadline = Deadline(timeout)
-        while True:
-            if cause := abandon():
-                raise MonitorError(f"gave up waiting for QEMU's {name} event: {cause}")
-            if deadline.passed():
-                raise MonitorError(f"no {name} event from QEMU within {timeout:g} s")
-            try:
-                with self._lock:
-                    event = dict(self._run(self._client.events.get(), max(min(0.1, deadline.left()), 0.001)))
-            except TimeoutError:
-                continue
-            except (QMPError, OSError, EOFError) as e:
-                raise MonitorError(f"QEMU's monitor closed while waiting for {name}: {e!r}") from e
-            self._transcript.write(f"<- event {json.dumps(event)}")
-            if event.get("event") == name:
-                return event
 
     def set_link(self, device: str, up: bool):
         """QMP set_link: QEMU emits no event for it and accepts it even for NICs that ignore it."""

@@ -36,6 +36,9 @@ TIME_MODES = ("virtual", "real")
 # The guest's clock on QEMU's instruction counter: 2^shift ns per instruction, and when every
 # vCPU idles the clock jumps to the next timer deadline (sleep=off) instead of waiting for it.
 ICOUNT_SHIFT = 6
+# A snapshot's RAM stays in a file of its own, which the VMs that restore it map privately
+# (harness.run.snapshot): the migration stream then carries only the devices' state.
+IGNORE_SHARED = [{"capability": "x-ignore-shared", "state": True}]
 
 
 @dataclass
@@ -56,7 +59,7 @@ class QemuSettings:
 
 def qemu_command(settings: QemuSettings, kernel_image: Path, initrd: Path, nic: str | None,
                  fds: dict[str, int], run_dir: Path, append: str = CMDLINE, extra: Sequence[str] = ()) -> list[str]:
-    """The QEMU command line.  `fds` maps 'console', 'agent' and 'qmp' to socket fds QEMU inherits;
+    """The QEMU command line.  `fds` maps 'console', 'agent', 'qmp' and 'brake' to socket fds QEMU inherits;
     `extra` is what the transport adds (the SSH transport's management NIC)."""
     cmd = [settings.binary, "-name", f"testbed-{nic or 'nonic'}", "-machine", MACHINE, "-accel", settings.accel,
            "-m", str(settings.memory_mb), "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
@@ -71,6 +74,8 @@ def qemu_command(settings: QemuSettings, kernel_image: Path, initrd: Path, nic: 
             "-chardev", f"socket,id=console,fd={fds['console']}", "-serial", "chardev:console",
             "-chardev", f"socket,id=agent,fd={fds['agent']}", "-serial", "chardev:agent",
             "-chardev", f"socket,id=qmp,fd={fds['qmp']}", "-mon", "chardev=qmp,mode=control",
+            # the brake (harness.machine.brake): conts that need no answer, apart from the monitor
+            "-chardev", f"socket,id=brake,fd={fds['brake']}", "-mon", "chardev=brake,mode=control",
             # a second monitor for people and tools poking at a live guest
             "-qmp", f"unix:{run_dir / 'qmp.sock'},server=on,wait=off"]
     device = resolve_nic(nic) if nic else None
@@ -82,6 +87,16 @@ def qemu_command(settings: QemuSettings, kernel_image: Path, initrd: Path, nic: 
     elif device:  # a real card by VFIO: its own wire, no netdev
         cmd += ["-device", f"{device.qemu_device},id={NIC_ID}"]
     return cmd + list(extra)
+
+
+def ram_in_file(path: Path, size_mb: int, saving: bool) -> list[str]:
+    """Guest RAM in `path`.  Saving: shared, so the guest's writes land in the file (QMP migrate
+    with IGNORE_SHARED then writes only the devices' state).  Restoring: read-only and mapped
+    privately, so nothing is copied up front, pages come from the page cache as the guest touches
+    them, and its writes stay its own."""
+    mode = "share=on" if saving else "share=off,readonly=on,rom=off"
+    return ["-object", f"memory-backend-file,id=ram,size={size_mb}M,mem-path={str(path).replace(',', ',,')},{mode}",
+            "-machine", "memory-backend=ram"]
 
 
 _live: set[Qemu] = set()

@@ -110,7 +110,11 @@ def ready_note(vm: VM) -> str:
 
 def begin(vm: VM, trace: Trace):
     """Start `trace` on a ready guest: its times count from now on the guest's clock, its first
-    lines say how the guest became ready.  Skip when the kernel has no driver for the NIC."""
+    lines say how the guest became ready.  Skip when the kernel has no driver for the NIC.
+    On the virtual clock the guest runs in lock-step with the host from here on (VM.lock_step):
+    idle, it would otherwise fast-forward through its timers at a core's full speed meanwhile."""
+    if vm.settings.time == "virtual":
+        vm.lock_step()
     trace.start_clock(vm.agent.call(Op.PING)["T_NS"], lambda: vm.agent.latest_ns)
     for note in [*vm.notes, ready_note(vm)]:
         trace.add("note", note)

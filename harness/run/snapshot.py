@@ -1,6 +1,8 @@
-"""A freshly booted guest saved to a file, so every scenario starts from the same state in a
-fraction of a cold boot: QEMU migrates the stopped guest to `file:` once per kernel x NIC x guest
-image, and each VM restores it with `-incoming`.
+"""A freshly booted guest saved to files, so every scenario starts from the same state in a
+fraction of a cold boot: once per kernel x NIC x guest image, a guest booted with its RAM in a
+file of its own (shared) is stopped and its devices migrated to `file:`; each VM maps that RAM
+privately and loads the devices with `-incoming`.  So a restore copies nothing up front: the
+guest's pages come from the page cache as it touches them.
 
 The cache key covers everything that shapes the saved state (QEMU's version, the command line
 without its per-run fds and paths, the kernel and initramfs contents), so changing any of them
@@ -21,11 +23,12 @@ from pathlib import Path
 
 from ..digest import content_hash, file_hash
 from ..machine import VMError
-from ..machine.qemu import qemu_command
+from ..machine.qemu import IGNORE_SHARED, qemu_command
 from ..vm import VM, Target
 from ..wait import until
 
-FORMAT = b"testbed-snapshot-1"
+FORMAT = b"testbed-snapshot-2"  # 2: the RAM in a file beside the devices' state
+PARTIAL = (".partial", ".ram-partial")  # a save under way, or one interrupted
 # Snapshots of one kernel x NIC x clock for other guest images or command lines (another
 # project's testbed.yaml, an older agent) are removed once unused this long.
 STALE_SECONDS = 24 * 3600
@@ -34,18 +37,26 @@ STALE_SECONDS = 24 * 3600
 @dataclass
 class Snapshot:
     """A saved guest (a VM restores it: harness.vm.Saved) and the boot it was saved from."""
-    path: Path
+    path: Path  # the devices' state
     hello: dict  # the agent's HELLO from the boot that was saved (VERSION, RELEASE, PID)
     boot_seconds: float  # that boot's QEMU start to HELLO
+
+    @property
+    def ram(self) -> Path:
+        return self.path.with_suffix(".ram")
 
 
 SAVE_TIMEOUT = 60.0
 
 
 def save(vm: VM, path: Path):
-    """Stop the guest and write its whole state to `path` (QEMU migration to a file); QEMU keeps
-    running, paused.  `-incoming file:` on the same command line brings it back."""
+    """Stop the guest and write its devices' state to `path` (QEMU migration to a file; its RAM
+    is in the file the VM was started with, which a Snapshot of `path` expects beside it, named
+    .ram); QEMU keeps running, paused."""
+    if vm.ram is None:
+        raise ValueError("only a VM started with its RAM in a file (VM(ram=...)) can be saved")
     vm.monitor.command("stop")
+    vm.monitor.command("migrate-set-capabilities", capabilities=IGNORE_SHARED)
     vm.monitor.command("migrate", uri=f"file:{path}")
     status = until(lambda: (s := vm.monitor.command("query-migrate").get("status")) in ("completed", "failed",
                                                                                        "cancelled") and s,
@@ -72,7 +83,7 @@ def _contents(path: Path) -> bytes:
 def key(target: Target) -> str:
     """What a snapshot is valid for: the QEMU, its command line, the kernel and the image, hashed."""
     s = target.settings
-    placeholder = {"console": 0, "agent": 0, "qmp": 0}
+    placeholder = {"console": 0, "agent": 0, "qmp": 0, "brake": 0}
     cmd = qemu_command(s, Path("KERNEL"), Path("INITRD"), target.nic, placeholder, Path("RUN"))
     return content_hash(FORMAT, _qemu_version(s.binary), "\0".join(cmd).encode(),
                         _contents(target.kernel.boot_image), _contents(target.image.path))
@@ -90,9 +101,9 @@ def ensure(target: Target, cache: Path, artifacts: Path) -> Snapshot:
     # parallel workers wanting the same snapshot: one boots, the others wait for it
     with open(directory / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (path.exists() and meta.exists()):
+        if not all(p.exists() for p in (path, path.with_suffix(".ram"), meta)):
             for old in directory.glob("*.*"):  # other keys' snapshots unused for a while, interrupted saves
-                if old.suffix == ".partial" or time.time() - old.stat().st_mtime > STALE_SECONDS:
+                if old.suffix in PARTIAL or time.time() - old.stat().st_mtime > STALE_SECONDS:
                     old.unlink()
             _take(target, path, meta, artifacts)
         os.utime(meta)  # in use: another configuration's snapshot beside it is not stale
@@ -101,17 +112,22 @@ def ensure(target: Target, cache: Path, artifacts: Path) -> Snapshot:
 
 
 def _take(target: Target, path: Path, meta: Path, artifacts: Path):
-    partial = path.with_suffix(".partial")
+    partial, ram = path.with_suffix(PARTIAL[0]), path.with_suffix(PARTIAL[1])
     try:
-        with VM(target, artifacts) as vm:
+        ram.unlink(missing_ok=True)  # a fresh file: the guest must not find an older boot's pages
+        with VM(target, artifacts, ram=ram) as vm:
             save(vm, partial)
+        with open(ram, "rb+") as f:  # the shared pages reach the disk before the snapshot counts
+            os.fsync(f.fileno())
+        ram.rename(path.with_suffix(".ram"))
         partial.rename(path)
     finally:
         partial.unlink(missing_ok=True)
+        ram.unlink(missing_ok=True)
     meta.write_text(json.dumps({"hello": vm.hello, "boot_seconds": vm.boot_seconds}))
 
 
 def discard(snapshot: Snapshot):
     """Remove a snapshot that would not restore; the next `ensure` takes a new one."""
-    snapshot.path.unlink(missing_ok=True)
-    snapshot.path.with_suffix(".json").unlink(missing_ok=True)
+    for part in (snapshot.path, snapshot.ram, snapshot.path.with_suffix(".json")):
+        part.unlink(missing_ok=True)

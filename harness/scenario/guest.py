@@ -35,7 +35,7 @@ class Guest:
         self.checks = Checks(trace)
         self.calls = Calls(vm.agent, trace)
         self.changes = Changes()
-        self.timeline = Timeline(vm.agent, vm.monitor, lambda: vm.failure, clock_stops=vm.settings.accel == "tcg")
+        self.timeline = Timeline(vm.agent, vm.brake, lambda: vm.failure, clock_stops=vm.settings.accel == "tcg")
         self.sockets = Sockets(SocketUses(self.calls, self.checks, self.timeline, self.changes))
         self.links = Links(self.sockets, self.checks, trace, vm.kernel.release)
         self.nic_link = NicLink(vm.monitor, vm.nic, vm.nic_id, self.timeline, trace, self.checks)

@@ -2,8 +2,8 @@
 
 The guest stops itself at an instant of its own clock: the agent's AT op sleeps until it and
 writes QEMU's pvpanic port, which QEMU (-action panic=pause) turns into a pause right there.
-The host acts on the stopped machine (QMP set_link), and the machine runs again only when the
-host next waits on the guest.  So each action sits at one exact instant of the guest's
+The host acts on the stopped machine (QMP set_link), and the machine runs again (the brake's
+cont) only when the host next waits on the guest.  So each action sits at one exact instant of the guest's
 timeline, a schedule of actions keeps its guest-clock spacing however slow the host is, and the
 guest's clock does not run on while the host decides what to do next (a virtual-time guest
 would fast-forward through its timers meanwhile).
@@ -16,10 +16,9 @@ from collections.abc import Callable
 
 from ..agent import Agent, AgentError, Paused, Reply
 from ..agent.protocol import Op
-from ..machine.monitor import Monitor
+from ..machine.brake import Brake
 
-PAUSED_EVENT = "GUEST_PANICKED"  # what QEMU says when the agent presses its pause button
-EVENT_SLACK = 10.0  # host seconds allowed beyond a scheduled offset for the pause to come
+STOP_SLACK = 10.0  # host seconds allowed beyond a scheduled offset for the stop to come
 
 
 @dataclass
@@ -39,10 +38,10 @@ def _packed(offsets: list[float]) -> bytes:
 
 
 class Timeline:
-    def __init__(self, agent: Agent, monitor: Monitor, failure: Callable[[], Exception | None], clock_stops: bool):
+    def __init__(self, agent: Agent, brake: Brake, failure: Callable[[], Exception | None], clock_stops: bool):
         """`failure` names what broke the guest, if anything has; `clock_stops`: whether the
         guest's clock stands still while the machine is stopped (TCG)."""
-        self.agent, self.monitor, self.failure, self.clock_stops = agent, monitor, failure, clock_stops
+        self.agent, self.brake, self.failure, self.clock_stops = agent, brake, failure, clock_stops
         self.actions: list[Action] = []
 
     def at(self, offsets: list[float], act: Callable[[int], str],
@@ -51,8 +50,9 @@ class Timeline:
         act(i) on it, which says what it did; the machine stays stopped after the last one until
         the host next waits on the guest.  `placed` hears of each action once its instant on
         the guest's clock is known (when the machine runs again)."""
-        self.agent.resume()
+        # the request first: it is in the UART when a guest stopped by lock-step runs again
         pending = self.agent.start(Op.AT, schedule=_packed(offsets), pause=1, background=1)
+        self.agent.resume()
         def abandon():
             # an AT that answers before its last pause could not press the button (no ioperm)
             return self.failure() or (pending.done() and AgentError(f"the agent's AT op did not stop the machine: "
@@ -60,11 +60,11 @@ class Timeline:
         actions = []
         for i, offset in enumerate(offsets):
             if i:
-                self.monitor.command("cont")
-            self.monitor.wait_event(PAUSED_EVENT, offset + EVENT_SLACK, abandon)
+                self.brake.release()
+            self.brake.wait_stopped(offset + STOP_SLACK, abandon)
             actions.append(Action(act(i)))
         self.actions += actions
-        self.agent.pause(Paused(lambda: self.monitor.command("cont"), pending,
+        self.agent.pause(Paused(self.brake.release, pending,
                                 lambda reply: self._place(reply, offsets, actions, placed)))
         return actions
 
@@ -82,7 +82,7 @@ class Timeline:
     def sleep(self, seconds: float) -> int:
         """Sleep `seconds` of the guest's clock; returns when (guest ns) the sleep ended.  In a
         child of the agent, so streams and background requests are served meanwhile."""
-        reply = self.agent.call(Op.AT, schedule=_packed([seconds]), background=1, timeout=seconds + EVENT_SLACK)
+        reply = self.agent.call(Op.AT, schedule=_packed([seconds]), background=1, timeout=seconds + STOP_SLACK)
         return struct.unpack("<2q", reply["TIMES"])[0]
 
     def last_action_before(self, t_ns: int) -> Action | None:

@@ -153,7 +153,7 @@ def test_a_snapshot_keeps_the_link_state(cfg, vm_kernel, tmp_path):
     back through LSC."""
     target = ixgbe_target(cfg, vm_kernel)
     saved = tmp_path / "state.bin"
-    with VM(target, tmp_path / "first") as vm:
+    with VM(target, tmp_path / "first", ram=saved.with_suffix(".ram")) as vm:
         link_up(vm)
         vm.monitor.set_link(vm.nic_id, False)
         assert until(lambda: vm.agent.call(Op.READ_FILE, path="/sys/class/net/eth0/carrier")

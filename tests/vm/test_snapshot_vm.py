@@ -1,6 +1,7 @@
 """Restoring the saved guest: every restore starts from the same fresh state, a wrecked guest
 costs only its own VM, and a snapshot that will not restore is replaced, not fatal."""
 import dataclasses
+import hashlib
 
 import pytest
 
@@ -25,14 +26,23 @@ def sh(vm, cmd: str) -> str:
 STATE = "cat /sys/class/net/eth0/flags; ls /sys/class/net; cat /proc/sys/net/core/rmem_default"
 
 
+def digest(path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def test_each_restore_starts_from_the_freshly_booted_guest(cfg, target, tmp_path):
     with runner.ready_vm(cfg, target, tmp_path / "first") as vm:
         assert vm.snapshot is not None and vm.hello["RELEASE"] == target.kernel.release
+        # the RAM is mapped, not in the migration stream, and the guest's writes stay its own
+        ram, ram_digest = vm.snapshot.ram, digest(vm.snapshot.ram)
+        assert vm.snapshot.path.stat().st_size < 4 << 20 < ram.stat().st_blocks * 512
         fresh = sh(vm, STATE)
         assert "eth0" in fresh and "d0" not in fresh
         sh(vm, "ip link set eth0 up && ip link add d0 type dummy && echo 4096 > /proc/sys/net/core/rmem_default")
         assert sh(vm, STATE) != fresh
         vm.monitor.set_link(vm.nic_id, False)
+    assert digest(ram) == ram_digest
     with runner.ready_vm(cfg, target, tmp_path / "second") as vm:
         assert vm.snapshot is not None
         assert sh(vm, STATE) == fresh
