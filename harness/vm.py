@@ -31,26 +31,13 @@ from .machine import VMError, rundir
 from .machine.brake import Brake
 from .machine.console import Console
 from .machine.monitor import Monitor, MonitorError
-from .machine.qemu import CMDLINE, IGNORE_SHARED, NIC_ID, Qemu, QemuSettings, qemu_command, ram_in_file
+from .machine.qemu import (CMDLINE, IGNORE_SHARED, NIC_ID, Qemu, QemuSettings, qemu_command, ram_in_file,
+                            widen_for_uart)
 from .transport import Reach, TransportError, by_name
 from .wait import Deadline, until
 
 
 STOP_WAIT = 10.0  # host seconds for a guest to stop itself once it has sent a held reply
-SO_SNDBUFFORCE = 32  # Linux's (asm-generic/socket.h); Python's socket module does not export it
-UART_SEND_BUFFER = 16 << 20
-
-
-def _widen_for_bytewise_writes(sock: socket.socket):
-    """QEMU's UART writes its socket a byte at a time, and each byte costs the sender a whole
-    buffer (~770 bytes of accounting): at the default size, 278 bytes in flight fill it.  Then
-    the guest's transmitter waits on QEMU's main loop while the guest idles, and on the virtual
-    clock it fast-forwards through its timers meanwhile (a reply of a few hundred bytes cost a
-    loaded host's guest minutes of its clock).  Root may exceed net.core.wmem_max."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, UART_SEND_BUFFER)
-    except PermissionError:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UART_SEND_BUFFER)
 
 
 @dataclass
@@ -121,7 +108,7 @@ class VM:
         self.run_dir = stack.enter_context(rundir.run_dir())
         pairs = {name: socket.socketpair() for name in ("console", "agent", "qmp", "brake")}
         for name in ("console", "agent"):
-            _widen_for_bytewise_writes(pairs[name][1])
+            widen_for_uart(pairs[name][1])
         for host_end, _ in pairs.values():
             stack.callback(host_end.close)
         initrd = self.transport.initrd(self.target.image.path, self.run_dir)

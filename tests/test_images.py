@@ -1,4 +1,6 @@
 """Kernel images, module resolution, the initramfs and the QEMU command line (no VM)."""
+import contextlib
+import socket
 import struct
 import subprocess
 from pathlib import Path
@@ -8,7 +10,7 @@ import pytest
 from harness.provision.cpio import Cpio
 from harness.provision.kernel import Kernel, bzimage_banner, upstream_version
 from harness.errors import UsageError
-from harness.machine.qemu import NIC_ID, QemuSettings, qemu_command
+from harness.machine.qemu import NIC_ID, QemuSettings, qemu_command, widen_for_uart
 
 
 def fake_bzimage(path: Path, banner: str) -> Path:
@@ -72,7 +74,7 @@ def test_qemu_command_line():
     assert f"-device igb,id={NIC_ID},netdev=net0" in joined and "restrict=on" in joined
     assert "-no-reboot" in cmd and "-nodefaults" in cmd and "panic=-1" in joined
     assert "socket,id=console,fd=3" in joined and "socket,id=agent,fd=4" in joined
-    assert "-mon chardev=qmp,mode=control" in joined
+    assert "-mon chardev=qmp,mode=control" in joined and "-mon chardev=brake,mode=control" in joined
     assert joined.index("chardev:console") < joined.index("chardev:agent")  # ttyS0, then ttyS1
     assert "-device pvpanic -action panic=pause" in joined  # the agent's pause button
     assert "-icount" not in cmd  # a real-time guest
@@ -87,3 +89,16 @@ def test_host_programs_come_with_the_shared_objects_ldd_finds():
     files = host_files([Path("/usr/sbin/ip")])
     assert "usr/sbin/ip" in files and "lib64/ld-linux-x86-64.so.2" in files
     assert any(name.endswith("/libc.so.6") for name in files) and any("libmnl" in name for name in files)
+
+
+def test_the_uart_sockets_take_kilobytes_written_a_byte_at_a_time():
+    # QEMU's UART writes a byte per send; at the default buffer the 279th would wait
+    ours, qemus = socket.socketpair()
+    widen_for_uart(qemus)
+    qemus.setblocking(False)
+    sent = 0
+    with contextlib.suppress(BlockingIOError), ours, qemus:
+        while sent < 8192:
+            qemus.send(b"x")
+            sent += 1
+    assert sent == 8192

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import socket
 import subprocess
 import threading
 import time
@@ -97,6 +98,22 @@ def ram_in_file(path: Path, size_mb: int, saving: bool) -> list[str]:
     mode = "share=on" if saving else "share=off,readonly=on,rom=off"
     return ["-object", f"memory-backend-file,id=ram,size={size_mb}M,mem-path={str(path).replace(',', ',,')},{mode}",
             "-machine", "memory-backend=ram"]
+
+
+SO_SNDBUFFORCE = 32  # Linux's (asm-generic/socket.h); Python's socket module does not export it
+UART_SEND_BUFFER = 16 << 20
+
+
+def widen_for_uart(sock: socket.socket):
+    """QEMU's UART writes its socket a byte at a time, and each byte costs the sender a whole
+    buffer (~770 bytes of accounting): at the default size, 278 bytes in flight fill it.  Then
+    the guest's transmitter waits on QEMU's main loop while the guest idles, and on the virtual
+    clock it fast-forwards through its timers meanwhile (a reply of a few hundred bytes cost a
+    loaded host's guest minutes of its clock).  Root may exceed net.core.wmem_max."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, UART_SEND_BUFFER)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UART_SEND_BUFFER)
 
 
 _live: set[Qemu] = set()

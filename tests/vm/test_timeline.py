@@ -80,3 +80,25 @@ def test_a_set_link_is_traced_where_the_guest_stopped_and_its_latency_on_the_gue
         if "after QMP set_link" in got.text:  # only when the datagram was waited for
             latency = int(got.text.rsplit("(+", 1)[1].split(" ms")[0])
             assert latency == round((got.t - entry.t) * 1000)
+
+
+def guest_seconds_across(vm: VM, host_seconds: float) -> tuple[float, str]:
+    """How far the guest's clock moves from one call's reply to the next call while the host
+    sleeps between them, and what QEMU says the guest is doing meanwhile."""
+    before = vm.agent.call(Op.PING)
+    status = vm.monitor.command("query-status")["status"]
+    time.sleep(host_seconds)
+    after = vm.agent.call(Op.PING)
+    return (after["T_START_NS"] - before["T_NS"]) / 1e9, status
+
+
+def test_in_lock_step_the_guest_stands_still_between_calls(target, tmp_path):
+    with VM(target, tmp_path) as vm:
+        free, free_status = guest_seconds_across(vm, 0.5)
+        vm.lock_step()
+        held, held_status = guest_seconds_across(vm, 0.5)
+        assert (free_status, held_status) == ("running", "guest-panicked")  # stopped by the agent's button
+        assert held < min(0.25, free / 2) and free > 0.2, (held, free)
+        assert vm.agent.call(Op.PING).ret == 0 and "HELD" in vm.agent.call(Op.PING).attrs
+        brake_log = (tmp_path / "brake.log").read_text()
+        assert '"event": "STOP"' in brake_log and '-> {"execute": "cont"}' in brake_log
