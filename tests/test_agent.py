@@ -10,6 +10,7 @@ import pytest
 from harness.agent import Agent, AgentError, Paused
 from harness.agent.protocol import FrameReader, Kind, Op, encode_frame
 from harness.netlink import MSG_DONTWAIT, MSG_OOB, NETLINK_ROUTE, SO_RCVBUF, SOL_SOCKET
+from harness.wait import until
 
 
 @pytest.fixture
@@ -222,3 +223,17 @@ def test_a_held_reply_that_comes_while_the_host_waits_for_another_lets_the_guest
 def test_the_real_agent_does_not_stop_a_machine_it_cannot_stop(agent):
     # on a socketpair, not a serial port: HOLD is not honoured and the reply says so
     assert "HELD" not in agent.start(Op.PING, hold=1).wait().attrs
+
+
+def test_a_held_reply_that_comes_before_the_host_waits_for_it_keeps_the_guest_stopped():
+    host, guest = socket.socketpair()
+    scripted_agent(guest, held_if_asked)
+    agent = Agent(host)
+    resumed = []
+    agent.lock_step(lambda: resumed.append("cont"))
+    pending = agent.start(Op.PING, hold=1)
+    assert until(lambda: pending.done(), 5)  # answered before the host waits for it
+    assert pending.wait().ret == 0 and resumed == []
+    agent.call(Op.PING)
+    assert resumed == ["cont"]
+    agent.close()

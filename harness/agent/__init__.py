@@ -93,10 +93,10 @@ class Agent:
         self.protocol_errors: list[str] = []
         # A guest the host stopped to act on runs again only once the host waits on it.
         self.paused: Paused | None = None
-        # Lock-step: calls ask the guest to stop itself once it has replied (HOLD); `_held`: it
-        # said it would (HELD), and `_resume_held` lets it run again before the host next waits.
+        # Lock-step: calls ask the guest to stop itself once it has replied (HOLD); `_held`: the
+        # replies that said it would (HELD), not yet followed by `_resume_held`, which lets it run.
         self._resume_held: Callable[[], None] | None = None
-        self._held = False
+        self._held: set[int] = set()
         self.latest_ns = 0  # the latest guest CLOCK_MONOTONIC any frame carried
         self._thread = MeteredThread(target=self._read_loop, name="agent-reader", daemon=True)
         self._thread.start()
@@ -131,40 +131,47 @@ class Agent:
                 self._hello = frame
             elif frame.kind == Kind.REPLY:
                 self._replies[frame.id] = frame
-                self._held = self._held or bool(frame.attrs.get("HELD"))
+                if frame.attrs.get("HELD"):
+                    self._held.add(frame.id)
             elif frame.kind == Kind.EVENT:
                 self._events.setdefault(frame.id, collections.deque()).append(frame)
             elif frame.kind == Kind.ERROR:
                 self.protocol_errors.append(frame.attrs.get("ERROR", "?"))
             self._cond.notify_all()
 
-    def _wait(self, ready, timeout: float, what: str):
+    def _wait(self, ready, timeout: float, what: str, awaited: int | None = None):
+        """`ready()` once it is not None; `awaited`: the request whose reply that is."""
         deadline = Deadline(timeout)
         if self._failure is None:
-            self.resume()
-        return self._await(ready, deadline, timeout, what)
+            self._resume(keep=awaited)
+        return self._await(ready, deadline, timeout, what, awaited)
 
-    def _await(self, ready, deadline: Deadline, timeout: float, what: str):
+    def _await(self, ready, deadline: Deadline, timeout: float, what: str, awaited: int | None = None):
         with self._cond:
             while (result := ready()) is None:
                 if self._failure:
                     raise self._failure
                 if deadline.passed():
                     raise AgentTimeout(f"no answer from the guest agent to {what} within {timeout:g} s")
-                if self._held:  # stopped after another reply (one that came late): let it run
+                if self._held - {awaited}:  # stopped after another reply (one that came late): let it run
                     self._cond.release()
                     try:
-                        self._release_held()
+                        self._release_held(awaited)
                     finally:
                         self._cond.acquire()
                     continue
                 self._cond.wait(deadline.left())
             return result
 
-    def _release_held(self):
+    def _release_held(self, keep: int | None = None):
+        """Let a guest that stopped itself after a held reply run, unless that reply is the one
+        the host is about to wait for (`keep`): it came first, and the guest stays stopped until
+        the host next waits on it."""
         with self._cond:
-            held, self._held = self._held, False
-        if held and self._resume_held:
+            if not self._held - {keep}:
+                return
+            self._held.clear()
+        if self._resume_held:
             self._resume_held()
 
     # ---- public ----
@@ -183,9 +190,12 @@ class Agent:
     def resume(self):
         """Let a stopped guest run (nothing if it is running); for one the host paused, hand on
         the reply that says it ran again."""
+        self._resume()
+
+    def _resume(self, keep: int | None = None):
         paused, self.paused = self.paused, None
         if paused is None:
-            self._release_held()
+            self._release_held(keep)
             return
         paused.cont()
         ident, name, timeout = paused.pending.ident, paused.pending.name, 10.0 + paused.pending.guest_wait
@@ -229,7 +239,7 @@ class Agent:
 
     def reply(self, ident: int, name: str, timeout: float) -> Reply:
         """The reply to request `ident`, waiting up to `timeout` seconds."""
-        return _reply(self._wait(lambda: self._replies.pop(ident, None), timeout, name), name)
+        return _reply(self._wait(lambda: self._replies.pop(ident, None), timeout, name, ident), name)
 
     def answered(self, ident: int) -> bool:
         with self._cond:
