@@ -186,6 +186,7 @@ class VM:
 
     def _attach(self, agent: Agent):
         """Make `agent` the one whose waiters hear of the guest's failures, past ones included."""
+        agent.closed_cause = self.diagnose
         with self._failure_lock:
             self.agent, failure = agent, self.failure
         if failure:

@@ -98,6 +98,10 @@ class Agent:
         self._resume_held: Callable[[], None] | None = None
         self._held: set[int] = set()
         self.latest_ns = 0  # the latest guest CLOCK_MONOTONIC any frame carried
+        # What the channel's closing is blamed on; the VM's diagnosis, which waits a moment for
+        # the console's panic line or QEMU's exit (either may come after the close).
+        self.closed_cause: Callable[[AgentError], Exception] | None = None
+        self._closing = False
         self._thread = MeteredThread(target=self._read_loop, name="agent-reader", daemon=True)
         self._thread.start()
 
@@ -112,7 +116,10 @@ class Agent:
             else:
                 closed = None
             if not data:
-                self.fail(AgentError(f"agent channel closed{f': {closed}' if closed else ''}"))
+                exc: Exception = AgentError(f"agent channel closed{f': {closed}' if closed else ''}")
+                if self.closed_cause and not self._closing:
+                    exc = self.closed_cause(exc)
+                self.fail(exc)
                 return
             for item in self._reader.feed(data):
                 if isinstance(item, ProtocolError):
@@ -278,6 +285,7 @@ class Agent:
         return self._thread.cpu_seconds
 
     def close(self):
+        self._closing = True
         try:
             self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:

@@ -82,10 +82,13 @@ def test_a_set_link_is_traced_where_the_guest_stopped_and_its_latency_on_the_gue
             assert latency == round((got.t - entry.t) * 1000)
 
 
-def guest_seconds_across(vm: VM, host_seconds: float) -> tuple[float, str]:
+def guest_seconds_across(vm: VM, host_seconds: float, held: bool) -> tuple[float, str]:
     """How far the guest's clock moves from one call's reply to the next call while the host
-    sleeps between them, and what QEMU says the guest is doing meanwhile."""
+    sleeps between them, and what QEMU says the guest is doing meanwhile (once a held guest has
+    stopped: it presses its button just after the reply)."""
     before = vm.agent.call(Op.PING)
+    if held:
+        vm.brake.wait_stopped(10, lambda: vm.failure)
     status = vm.monitor.command("query-status")["status"]
     time.sleep(host_seconds)
     after = vm.agent.call(Op.PING)
@@ -94,9 +97,9 @@ def guest_seconds_across(vm: VM, host_seconds: float) -> tuple[float, str]:
 
 def test_in_lock_step_the_guest_stands_still_between_calls(target, tmp_path):
     with VM(target, tmp_path) as vm:
-        free, free_status = guest_seconds_across(vm, 0.5)
+        free, free_status = guest_seconds_across(vm, 0.5, held=False)
         vm.lock_step()
-        held, held_status = guest_seconds_across(vm, 0.5)
+        held, held_status = guest_seconds_across(vm, 0.5, held=True)
         assert (free_status, held_status) == ("running", "guest-panicked")  # stopped by the agent's button
         assert held < min(0.25, free / 2) and free > 0.2, (held, free)
         assert vm.agent.call(Op.PING).ret == 0 and "HELD" in vm.agent.call(Op.PING).attrs
