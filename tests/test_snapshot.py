@@ -56,3 +56,21 @@ def test_other_configurations_snapshots_stay_until_unused_for_a_day(tmp_path, mo
     snap = snapshot.ensure(t, tmp_path / "cache", tmp_path / "boot")
     assert snap.path.parent == directory and snap.path.exists()
     assert recent.exists() and not stale.exists() and not partial.exists() and not partial_ram.exists()
+
+
+def test_a_snapshot_in_use_is_not_stale_however_old_its_files(tmp_path, monkeypatch):
+    import os
+    import time
+
+    def take(target, path, meta, artifacts):
+        for part in (path, path.with_suffix(".ram"), meta):
+            part.write_text('{"hello": {}, "boot_seconds": 1.0}')
+    monkeypatch.setattr(snapshot, "_take", take)
+    t = target(tmp_path / "t")
+    snap = snapshot.ensure(t, tmp_path / "cache", tmp_path / "boot")
+    parts = (snap.path, snap.ram, snap.path.with_suffix(".json"))
+    two_days_ago = time.time() - 2 * snapshot.STALE_SECONDS
+    for part in parts:
+        os.utime(part, (two_days_ago, two_days_ago))
+    snapshot.ensure(t, tmp_path / "cache", tmp_path / "boot")  # used again: another key's take keeps it
+    assert all(time.time() - part.stat().st_mtime < snapshot.STALE_SECONDS for part in parts)

@@ -106,7 +106,8 @@ def ensure(target: Target, cache: Path, artifacts: Path) -> Snapshot:
                 if old.suffix in PARTIAL or time.time() - old.stat().st_mtime > STALE_SECONDS:
                     old.unlink()
             _take(target, path, meta, artifacts)
-        os.utime(meta)  # in use: another configuration's snapshot beside it is not stale
+        for part in (path, path.with_suffix(".ram"), meta):  # in use: not stale for another configuration
+            os.utime(part)
     saved = json.loads(meta.read_text())
     return Snapshot(path, saved["hello"], saved["boot_seconds"])
 
