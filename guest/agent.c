@@ -638,7 +638,7 @@ static void become_root(void)
 
 /* Requests running in child processes: their replies arrive on pipes and are forwarded whole. */
 #define MAX_BACKGROUND 16
-static struct { pid_t pid; int fd; uint8_t *buf; size_t len; int hold; } bg[MAX_BACKGROUND];
+static struct { pid_t pid; int fd; uint8_t *buf; size_t len; } bg[MAX_BACKGROUND];
 static int is_background_child;
 
 static void handle_request(uint32_t id, const uint8_t *payload, uint32_t len);
@@ -681,7 +681,15 @@ static void start_background(uint32_t id, const uint8_t *payload, uint32_t len)
 	bg[slot].pid = pid;
 	bg[slot].fd = p[0];
 	bg[slot].len = 0;
-	bg[slot].hold = can_hold && get_int(A_HOLD, 0);
+}
+
+/* Whether a child's reply frame says the machine stops after it (HELD): only then does the
+ * parent, which forwards it, hold (a child that failed early or died sent no such reply). */
+static int frame_held(const uint8_t *frame, size_t len)
+{
+	if (len < PROTO_HEADER_SIZE || len - PROTO_HEADER_SIZE < get32(frame + 12))
+		return 0;
+	return !parse_attrs(frame + PROTO_HEADER_SIZE, get32(frame + 12)) && has(A_HELD);
 }
 
 /* A background child wrote to its pipe: collect, and at EOF forward the frame and reap it. */
@@ -702,8 +710,9 @@ static void collect_background(int slot)
 	while (waitpid(bg[slot].pid, NULL, 0) < 0 && errno == EINTR)
 		;
 	bg[slot].pid = 0;
+	int held = frame_held(bg[slot].buf, bg[slot].len);
 	bg[slot].len = 0;
-	if (bg[slot].hold)
+	if (held)
 		hold_after_reply();
 }
 
@@ -754,7 +763,7 @@ static void handle_request(uint32_t id, const uint8_t *payload, uint32_t len)
 		reply_deferred = 0;
 		return;
 	}
-	/* a background child's reply is held by the parent, once it has forwarded it */
+	/* a background child's HELD reply is held by the parent, once it has forwarded it */
 	int hold = !err && can_hold && get_int(A_HOLD, 0);
 	if (hold)
 		put_int(A_HELD, 1);

@@ -143,7 +143,6 @@ class VM:
                           self.notes.append)
             self._attach(self.transport.open_agent(reach, deadline))
             self.hello = self._restore(deadline) if self.snapshot else self.agent.wait_ready(max(deadline.left(), 1))
-            self.brake.engage(max(deadline.left(), 1))
         except (AgentError, MonitorError, TransportError) as e:
             raise self.diagnose(e) from None
         self.boot_seconds = time.monotonic() - self.qemu.started
@@ -155,6 +154,7 @@ class VM:
     def lock_step(self):
         """From now on the guest runs only while the host waits on it (Agent.lock_step), so its
         clock stands still while the host thinks; the brake continues it."""
+        self.brake.engage()
         self.agent.lock_step(lambda: self.brake.resume(STOP_WAIT, lambda: self.failure))
 
     def _console_line(self, line: str, seconds: float) -> bool:

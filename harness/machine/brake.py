@@ -2,11 +2,13 @@
 run again without waiting for QEMU's answer.
 
 The guest stops itself with the agent's pvpanic button (after a reply the host asked it to hold,
-or at an instant an AT op was given); QEMU reports STOP.  Once `engage`d, every STOP on this
-monitor is such a stop and every `cont` comes from here, so the guest is stopped exactly when
-the STOPs read outnumber the conts sent.  A `cont` goes out only once its STOP has been read,
-so it cannot reach QEMU before the stop it is meant to end; its answer is read with the next
-STOP, and an error in it is raised there.  Everything read and sent goes to a transcript.
+or at an instant an AT op was given); QEMU reports GUEST_PANICKED, then STOP.  Once `engage`d
+(by whoever is about to make the guest stop itself), the brake counts those stops (a STOP
+without GUEST_PANICKED — a snapshot's save, a person's `stop` — is not one) and sends every
+`cont` that ends one, so the guest is stopped exactly when the stops read outnumber the conts.
+A `cont` goes out only once its STOP has been read, so it cannot reach QEMU before the stop it
+is meant to end; its answer is read with the next STOP, and an error in it is raised there.
+Everything read and sent goes to a transcript.
 """
 from __future__ import annotations
 
@@ -27,10 +29,16 @@ class Brake:
         self._sock = sock
         self._buffer = b""
         self._stops = self._conts = 0
+        self._panicked = False  # GUEST_PANICKED read, its STOP not yet
+        self._engaged = False
         self._transcript = Transcript(transcript)
 
-    def engage(self, timeout: float):
-        """Leave QMP's capabilities negotiation: QEMU sends this monitor events from now on."""
+    def engage(self, timeout: float = 10.0):
+        """Leave QMP's capabilities negotiation: QEMU sends this monitor events from now on (none
+        before: what happened earlier is not counted).  Once; again is nothing."""
+        if self._engaged:
+            return
+        self._engaged = True
         deadline = Deadline(timeout)
         self._read(deadline, "QEMU's greeting", lambda: None)
         self._send({"execute": "qmp_capabilities"})
@@ -51,7 +59,8 @@ class Brake:
 
     def release(self):
         """Let the stopped guest run: QMP cont, its answer not awaited."""
-        assert self.stopped, "cont for a guest not known to be stopped"
+        if not self.stopped:
+            raise MonitorError("the brake's cont for a guest not known to have stopped itself")
         self._conts += 1
         self._send({"execute": "cont"})
 
@@ -100,6 +109,9 @@ class Brake:
             error = message["error"]
             raise MonitorError(f"QEMU refused a command on the brake monitor: {error.get('class')}: "
                                f"{error.get('desc')}" if isinstance(error, dict) else f"QEMU's monitor: {error!r}")
-        if message.get("event") == "STOP":
-            self._stops += 1
+        event = message.get("event")
+        if event == "GUEST_PANICKED":
+            self._panicked = True
+        elif event == "STOP" and self._panicked:
+            self._stops, self._panicked = self._stops + 1, False
         return message

@@ -40,6 +40,8 @@ class Monitor:
         self._timeout = timeout
         self._loop = asyncio.new_event_loop()
         self._client = QMPClient()
+        # events are not kept: nothing here reads them (the brake has a monitor of its own)
+        self._client.events.event_filter = lambda event: False
         self._lock = threading.Lock()  # one event loop: one caller at a time
         self._transcript = Transcript(transcript)
 

@@ -50,7 +50,10 @@ class Timeline:
         act(i) on it, which says what it did; the machine stays stopped after the last one until
         the host next waits on the guest.  `placed` hears of each action once its instant on
         the guest's clock is known (when the machine runs again)."""
-        # the request first: it is in the UART when a guest stopped by lock-step runs again
+        self.brake.engage()
+        if self.agent.paused:  # an earlier at()'s pause: its AT must answer before another can press
+            self.agent.resume()
+        # then the request: it is in the UART when a guest stopped by lock-step runs again
         pending = self.agent.start(Op.AT, schedule=_packed(offsets), pause=1, background=1)
         self.agent.resume()
         def abandon():
