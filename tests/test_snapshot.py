@@ -39,10 +39,9 @@ def test_other_configurations_snapshots_stay_until_unused_for_a_day(tmp_path, mo
     import os
     import time
 
-    def take(target, path, meta, artifacts):  # what a boot and save would leave
-        path.write_bytes(b"state")
-        path.with_suffix(".ram").write_bytes(b"ram")
-        meta.write_text('{"hello": {}, "boot_seconds": 1.0}')
+    def take(target, path, artifacts):  # what a boot and save would leave
+        for part in snapshot.files(path):
+            part.write_text('{"hello": {}, "boot_seconds": 1.0}')
     monkeypatch.setattr(snapshot, "_take", take)
     t = target(tmp_path / "t")
     directory = tmp_path / "cache" / "snapshots" / "k-igb-real"
@@ -62,13 +61,13 @@ def test_a_snapshot_in_use_is_not_stale_however_old_its_files(tmp_path, monkeypa
     import os
     import time
 
-    def take(target, path, meta, artifacts):
-        for part in (path, path.with_suffix(".ram"), meta):
+    def take(target, path, artifacts):
+        for part in snapshot.files(path):
             part.write_text('{"hello": {}, "boot_seconds": 1.0}')
     monkeypatch.setattr(snapshot, "_take", take)
     t = target(tmp_path / "t")
     snap = snapshot.ensure(t, tmp_path / "cache", tmp_path / "boot")
-    parts = (snap.path, snap.ram, snap.path.with_suffix(".json"))
+    parts = snapshot.files(snap.path)
     two_days_ago = time.time() - 2 * snapshot.STALE_SECONDS
     for part in parts:
         os.utime(part, (two_days_ago, two_days_ago))

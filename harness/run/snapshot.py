@@ -43,7 +43,13 @@ class Snapshot:
 
     @property
     def ram(self) -> Path:
-        return self.path.with_suffix(".ram")
+        return files(self.path)[1]
+
+
+def files(path: Path) -> tuple[Path, Path, Path]:
+    """The files of the snapshot whose devices' state is `path`: that, its RAM, and what the boot
+    it was saved from said (.json)."""
+    return path, path.with_suffix(".ram"), path.with_suffix(".json")
 
 
 SAVE_TIMEOUT = 60.0
@@ -97,22 +103,23 @@ def ensure(target: Target, cache: Path, artifacts: Path) -> Snapshot:
                                                                f"-{target.settings.time}")
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{key(target)[:16]}.state"
-    meta = path.with_suffix(".json")
+    parts = files(path)
     # parallel workers wanting the same snapshot: one boots, the others wait for it
     with open(directory / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not all(p.exists() for p in (path, path.with_suffix(".ram"), meta)):
+        if not all(part.exists() for part in parts):
             for old in directory.glob("*.*"):  # other keys' snapshots unused for a while, interrupted saves
                 if old.suffix in PARTIAL or time.time() - old.stat().st_mtime > STALE_SECONDS:
                     old.unlink()
-            _take(target, path, meta, artifacts)
-        for part in (path, path.with_suffix(".ram"), meta):  # in use: not stale for another configuration
+            _take(target, path, artifacts)
+        for part in parts:  # in use: not stale for another configuration
             os.utime(part)
-    saved = json.loads(meta.read_text())
+    saved = json.loads(parts[2].read_text())
     return Snapshot(path, saved["hello"], saved["boot_seconds"])
 
 
-def _take(target: Target, path: Path, meta: Path, artifacts: Path):
+def _take(target: Target, path: Path, artifacts: Path):
+    _, saved_ram, meta = files(path)
     partial, ram = path.with_suffix(PARTIAL[0]), path.with_suffix(PARTIAL[1])
     try:
         ram.unlink(missing_ok=True)  # a fresh file: the guest must not find an older boot's pages
@@ -120,7 +127,7 @@ def _take(target: Target, path: Path, meta: Path, artifacts: Path):
             save(vm, partial)
         with open(ram, "rb+") as f:  # the shared pages reach the disk before the snapshot counts
             os.fsync(f.fileno())
-        ram.rename(path.with_suffix(".ram"))
+        ram.rename(saved_ram)
         partial.rename(path)
     finally:
         partial.unlink(missing_ok=True)
@@ -130,5 +137,5 @@ def _take(target: Target, path: Path, meta: Path, artifacts: Path):
 
 def discard(snapshot: Snapshot):
     """Remove a snapshot that would not restore; the next `ensure` takes a new one."""
-    for part in (snapshot.path, snapshot.ram, snapshot.path.with_suffix(".json")):
+    for part in files(snapshot.path):
         part.unlink(missing_ok=True)
