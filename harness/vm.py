@@ -1,7 +1,7 @@
 """One guest: a QEMU process with the NIC under test, its console, its monitor and its agent,
 reached over a transport (serial port or SSH).
 
-    with VM(Target(kernel, image, "igb", settings), artifacts=Path("results/x")) as vm:
+    with VM(Target(kernel, image, NICS["igb"], settings), artifacts=Path("results/x")) as vm:
         vm.agent.call(Op.PING)
         vm.monitor.set_link(vm.nic_id, False)
 
@@ -33,6 +33,7 @@ from .machine.console import Console
 from .machine.monitor import Monitor, MonitorError
 from .machine.qemu import (CMDLINE, IGNORE_SHARED, NIC_ID, Qemu, QemuSettings, qemu_command, ram_in_file,
                             widen_for_uart)
+from .nic import Nic
 from .transport import Reach, TransportError, by_name
 from .wait import Deadline, until
 
@@ -46,7 +47,7 @@ class Target:
     transport that reaches the agent (its image must have what the transport adds)."""
     kernel: Kernel
     image: GuestImage
-    nic: str | None
+    nic: Nic | None  # resolved once, where the target is prepared
     settings: QemuSettings
     transport: str = "serial"
 
@@ -147,7 +148,8 @@ class VM:
             raise self.diagnose(e) from None
         self.boot_seconds = time.monotonic() - self.qemu.started
         rundir.describe(self.run_dir, {
-            "kernel": self.kernel.name, "release": self.hello.get("RELEASE"), "nic": self.nic, "nic_id": self.nic_id,
+            "kernel": self.kernel.name, "release": self.hello.get("RELEASE"),
+            "nic": self.nic.model if self.nic else None, "nic_id": self.nic_id,
             "transport": self.transport.name, "pid": os.getpid(), "qemu_pid": self.qemu.pid,
             "console_log": str(self.console_log)})
 

@@ -12,6 +12,7 @@ from harness.provision.cpio import Cpio
 from harness.provision.kernel import Kernel, bzimage_banner, upstream_version
 from harness.errors import UsageError
 from harness.machine.qemu import NIC_ID, QemuSettings, qemu_command, widen_for_uart
+from harness.nic import NICS
 
 
 def fake_bzimage(path: Path, banner: str) -> Path:
@@ -68,7 +69,7 @@ def test_cpio_unpacks_with_busybox(tmp_path):
 
 
 def test_qemu_command_line():
-    cmd = qemu_command(QemuSettings(accel="tcg"), Path("/k"), Path("/i"), "igb",
+    cmd = qemu_command(QemuSettings(accel="tcg"), Path("/k"), Path("/i"), NICS["igb"],
                        {"console": 3, "agent": 4, "qmp": 5, "brake": 6}, Path("/run"))
     joined = " ".join(cmd)
     assert cmd[cmd.index("-machine") + 1] == "q35,hpet=off"

@@ -31,9 +31,9 @@ def card(sysfs, device="10c6", driver="vfio-pci", iommu=True, vendor="0x8086"):
         (dev / "iommu_group").symlink_to(sysfs / "kernel/iommu_groups/14")
 
 
-def command(name: str, tmp_path) -> list[str]:
+def command(device: nic.Nic, tmp_path) -> list[str]:
     fds = {"console": 3, "agent": 4, "qmp": 5, "brake": 6}
-    return vm.qemu_command(QemuSettings(), tmp_path / "bzImage", tmp_path / "initrd", name, fds, tmp_path)
+    return vm.qemu_command(QemuSettings(), tmp_path / "bzImage", tmp_path / "initrd", device, fds, tmp_path)
 
 
 def nic_device(cmd: list[str]) -> str:
@@ -45,14 +45,14 @@ def test_an_82598_bound_to_vfio_pci_is_given_to_the_guest_for_ixgbe(sysfs, tmp_p
     card(sysfs)
     n = nic.resolve(f"vfio:{ADDRESS}")
     assert (n.driver, n.emulated) == ("ixgbe", False) and "82598" in n.description
-    cmd = command(f"vfio:{ADDRESS}", tmp_path)
+    cmd = command(n, tmp_path)
     assert nic_device(cmd) == f"vfio-pci,host={ADDRESS},id={vm.NIC_ID}"
     # a PCIe host device on q35, no emulated netdev
     assert "-netdev" not in cmd and cmd[cmd.index("-machine") + 1].startswith("q35")
 
 
 def test_an_emulated_nic_has_its_netdev(tmp_path):
-    cmd = command("igb", tmp_path)
+    cmd = command(nic.resolve("igb"), tmp_path)
     assert nic_device(cmd) == f"igb,id={vm.NIC_ID},netdev=net0" and "-netdev" in cmd
 
 
@@ -97,7 +97,7 @@ def test_the_testbeds_82598_runs_on_the_qemu_the_testbed_builds(tmp_path):
     assert not any(nic.resolve(m).testbed_model for m in ("igb", "e1000e", "e1000"))
     settings = QemuSettings(binary="/cache/qemu/x/qemu-system-x86_64", firmware=(tmp_path, tmp_path / "roms"),
                             nic_properties="msix=off")
-    cmd = vm.qemu_command(settings, tmp_path / "bzImage", tmp_path / "initrd", "ixgbe",
+    cmd = vm.qemu_command(settings, tmp_path / "bzImage", tmp_path / "initrd", n,
                           {"console": 3, "agent": 4, "qmp": 5, "brake": 6}, tmp_path)
     assert nic_device(cmd) == f"ixgbe,id={vm.NIC_ID},netdev=net0,msix=off"
     assert [cmd[i + 1] for i, a in enumerate(cmd) if a == "-L"] == [str(tmp_path), str(tmp_path / "roms")]

@@ -4,6 +4,7 @@ import sys
 from types import SimpleNamespace
 
 from harness.machine.qemu import QemuSettings
+from harness.nic import NICS
 from harness.run import snapshot
 from harness.vm import Target
 
@@ -13,7 +14,7 @@ def target(tmp_path, kernel=b"kernel", initramfs=b"initramfs", nic="igb", memory
     (tmp_path / "bzImage").write_bytes(kernel)
     (tmp_path / "initramfs.cpio").write_bytes(initramfs)
     return Target(SimpleNamespace(name="k", boot_image=tmp_path / "bzImage"),
-                  SimpleNamespace(path=tmp_path / "initramfs.cpio"), nic,
+                  SimpleNamespace(path=tmp_path / "initramfs.cpio"), NICS[nic],
                   QemuSettings(binary=sys.executable, memory_mb=memory_mb))
 
 

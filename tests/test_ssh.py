@@ -8,6 +8,7 @@ import pytest
 from harness.agent import Agent, AgentError
 from harness.agent.protocol import Op
 from harness.machine.qemu import CMDLINE, QemuSettings, qemu_command
+from harness.nic import NICS
 from harness.transport import ssh
 
 
@@ -34,7 +35,7 @@ def test_the_guest_is_handed_the_host_key_and_the_client_key_only(tmp_path):
 def test_the_forward_listens_on_loopback_only_and_the_network_is_restricted(tmp_path):
     transport = ssh.SshTransport()
     fds = {"console": 3, "agent": 4, "qmp": 5, "brake": 6}
-    cmd = qemu_command(QemuSettings(), tmp_path / "k", tmp_path / "i", "igb", fds, tmp_path,
+    cmd = qemu_command(QemuSettings(), tmp_path / "k", tmp_path / "i", NICS["igb"], fds, tmp_path,
                        f"{CMDLINE} {transport.kernel_args()}", transport.qemu_options())
     netdevs = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "-netdev"]
     assert netdevs == ["user,id=net0,restrict=on",

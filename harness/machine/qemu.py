@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from ..children import die_with_parent
 from ..cpu import process_seconds
-from ..nic import resolve as resolve_nic
+from ..nic import Nic
 from . import VMError
 from .monitor import Monitor, MonitorError
 
@@ -58,13 +58,13 @@ class QemuSettings:
         return f"virtual (icount shift={ICOUNT_SHIFT}, sleep=off)" if self.time == "virtual" else "real"
 
 
-def qemu_command(settings: QemuSettings, kernel_image: Path, initrd: Path, nic: str | None,
+def qemu_command(settings: QemuSettings, kernel_image: Path, initrd: Path, nic: Nic | None,
                  fds: dict[str, int], run_dir: Path, append: str = CMDLINE, extra: Sequence[str] = ()) -> list[str]:
     """The QEMU command line.  `fds` maps 'console', 'agent', 'qmp' and 'brake' to socket fds QEMU inherits;
     `extra` is what the transport adds (the SSH transport's management NIC)."""
-    cmd = [settings.binary, "-name", f"testbed-{nic or 'nonic'}", "-machine", MACHINE, "-accel", settings.accel,
-           "-m", str(settings.memory_mb), "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-           *PAUSE_BUTTON]
+    cmd = [settings.binary, "-name", f"testbed-{nic.model if nic else 'nonic'}", "-machine", MACHINE,
+           "-accel", settings.accel, "-m", str(settings.memory_mb), "-nodefaults", "-no-user-config",
+           "-display", "none", "-no-reboot", *PAUSE_BUTTON]
     for directory in settings.firmware:
         cmd += ["-L", str(directory)]
     if settings.time == "virtual":
@@ -79,14 +79,13 @@ def qemu_command(settings: QemuSettings, kernel_image: Path, initrd: Path, nic: 
             "-chardev", f"socket,id=brake,fd={fds['brake']}", "-mon", "chardev=brake,mode=control",
             # a second monitor for people and tools poking at a live guest
             "-qmp", f"unix:{run_dir / 'qmp.sock'},server=on,wait=off"]
-    device = resolve_nic(nic) if nic else None
-    if device and device.emulated:
+    if nic and nic.emulated:
         # user networking with restrict=on: the NIC has a peer, the guest reaches nothing
         cmd += ["-netdev", "user,id=net0,restrict=on",
-                "-device", ",".join(filter(None, (f"{device.qemu_device},id={NIC_ID},netdev=net0",
+                "-device", ",".join(filter(None, (f"{nic.qemu_device},id={NIC_ID},netdev=net0",
                                                   settings.nic_properties)))]
-    elif device:  # a real card by VFIO: its own wire, no netdev
-        cmd += ["-device", f"{device.qemu_device},id={NIC_ID}"]
+    elif nic:  # a real card by VFIO: its own wire, no netdev
+        cmd += ["-device", f"{nic.qemu_device},id={NIC_ID}"]
     return cmd + list(extra)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from .. import PROJECT
 from ..digest import content_hash
 from ..errors import UsageError
-from ..nic import resolve as resolve_nic
+from ..nic import Nic
 from .cpio import Cpio
 from .kernel import Kernel
 
@@ -88,9 +88,9 @@ class GuestAdditions:
     drivers: tuple[str, ...] = ()
 
 
-def build(kernel: Kernel, nic: str | None, cache: Path, host_programs: Sequence[Path] = (),
+def build(kernel: Kernel, nic: Nic | None, cache: Path, host_programs: Sequence[Path] = (),
           additions: GuestAdditions = GuestAdditions()) -> GuestImage:
-    drivers = [resolve_nic(nic).driver, *additions.drivers] if nic else list(additions.drivers)
+    drivers = [nic.driver, *additions.drivers] if nic else list(additions.drivers)
     host_programs = [*host_programs, *additions.programs]
     modules = kernel.modules_for(drivers, optional=OPTIONAL_MODULES)
     agent = build_agent(cache)

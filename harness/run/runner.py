@@ -18,7 +18,7 @@ from ..errors import UsageError, did_you_mean
 from ..machine import VMError, accel
 from ..machine.monitor import MonitorError
 from ..machine.qemu import QemuSettings, stop_all
-from ..nic import resolve as resolve_nic
+from ..nic import NICS, resolve as resolve_nic
 from ..results import Result, Verdict, cell_name
 from ..scenario import Failed, Guest, ScenarioInfo, Skip, load_catalogue
 from ..trace import Trace
@@ -44,10 +44,12 @@ def lookup(cfg: Config, name: str) -> ScenarioInfo:
 
 
 def qemu_for(cfg: Config, nic: str | None) -> tuple[str, tuple[Path, ...]]:
-    """The QEMU binary that runs `nic`, and the firmware directories it needs (-L): the one the
-    testbed builds for its own models (and for every NIC with qemu.binary: testbed), else
-    qemu.binary.  Skip, with the reason, when that build is not there."""
-    if cfg.qemu_binary != qemu_build.TESTBED and not (nic and resolve_nic(nic).testbed_model):
+    """The QEMU binary that runs the NIC named `nic`, and the firmware directories it needs (-L):
+    the one the testbed builds for its own models (and for every NIC with qemu.binary: testbed),
+    else qemu.binary.  Skip, with the reason, when that build is not there.  By name, without
+    sysfs: reports ask it per NIC name, and a pass-through card is never the testbed's model."""
+    own_model = nic in NICS and NICS[nic].testbed_model
+    if cfg.qemu_binary != qemu_build.TESTBED and not own_model:
         return cfg.qemu_binary, ()
     built = qemu_build.find(cfg.cache)
     if built is None:
@@ -67,15 +69,16 @@ def prepare(cfg: Config, kernel_name: str | None, nic: str | None, transport: st
     key = (repr(spec), nic, transport, cfg.cache, cfg.guest_binaries, cfg.qemu_binary, cfg.accel, cfg.memory_mb,
            cfg.boot_timeout, cfg.time)
     if key not in _prepared:
+        device = resolve_nic(nic) if nic else None  # a pass-through card's sysfs is read here only
         k = spec.resolve(cfg.cache)
-        img = image.build(k, nic, cfg.cache, cfg.guest_binaries, by_name(transport).guest_additions())
+        img = image.build(k, device, cfg.cache, cfg.guest_binaries, by_name(transport).guest_additions())
         binary, firmware = qemu_for(cfg, nic)
         # whether KVM works is the host's to say: probed with the system QEMU, whichever runs the guest
         system = cfg.qemu_binary if cfg.qemu_binary != qemu_build.TESTBED else QemuSettings.binary
         chosen = accel.choose(cfg.accel, system, k.image, cfg.cache)
         settings = QemuSettings(binary, chosen, cfg.memory_mb, cfg.boot_timeout,
                                 accel.choose_time(cfg.time, chosen), firmware)
-        _prepared[key] = Target(k, img, nic, settings, transport)
+        _prepared[key] = Target(k, img, device, settings, transport)
     return _prepared[key]
 
 
@@ -85,7 +88,7 @@ def ready_vm(cfg: Config, target: Target, artifacts: Path, cold: bool = False) -
     afresh when `cold`.  A snapshot that will not restore is discarded and the guest booted.
     A guest whose transport cannot be restored (SSH: its keys are made for the run) always boots;
     one with a VFIO card too: a host device does not migrate."""
-    cold = cold or not by_name(target.transport).restorable or bool(target.nic and not resolve_nic(target.nic).emulated)
+    cold = cold or not by_name(target.transport).restorable or bool(target.nic and not target.nic.emulated)
     snap = None if cold else snapshot.ensure(target, cfg.cache, artifacts / "snapshot-boot")
     try:
         vm = VM(target, artifacts, snapshot=snap).__enter__()
@@ -104,7 +107,8 @@ def ready_vm(cfg: Config, target: Target, artifacts: Path, cold: bool = False) -
 def ready_note(vm: VM) -> str:
     how = (f"restored from a snapshot in {vm.boot_seconds:.2f} s (its boot took {vm.snapshot.boot_seconds:.2f} s)"
            if vm.snapshot else f"booted in {vm.boot_seconds:.2f} s")
-    return (f"guest ready: kernel {vm.hello.get('RELEASE')}, {vm.nic or 'no NIC'}, {vm.settings.accel.upper()}, {how}; "
+    nic = vm.nic.model if vm.nic else "no NIC"
+    return (f"guest ready: kernel {vm.hello.get('RELEASE')}, {nic}, {vm.settings.accel.upper()}, {how}; "
             f"times are the guest's CLOCK_MONOTONIC, on a {vm.settings.clock()} clock")
 
 
@@ -119,7 +123,7 @@ def begin(vm: VM, trace: Trace):
     for note in [*vm.notes, ready_note(vm)]:
         trace.add("note", note)
     if vm.nic and vm.agent.call(Op.READ_FILE, path="/sys/class/net/eth0/ifindex").ret < 0:
-        raise Skip(f"kernel {vm.kernel.release} has no driver for {vm.nic} (no eth0 after boot)")
+        raise Skip(f"kernel {vm.kernel.release} has no driver for {vm.nic.model} (no eth0 after boot)")
 
 
 def run(cfg: Config, name: str, kernel_name: str | None = None, nic: str | None = None,

@@ -99,8 +99,8 @@ def ensure(target: Target, cache: Path, artifacts: Path) -> Snapshot:
     """The snapshot for `target`, booting and saving it if the cache has none
     (that boot's console, QMP and agent logs go to `artifacts`)."""
     # one per kernel x NIC x guest clock: the clocks' snapshots do not replace each other
-    directory = cache / "snapshots" / re.sub(r"[^\w.-]", "_", f"{target.kernel.name}-{target.nic or 'nonic'}"
-                                                               f"-{target.settings.time}")
+    nic = target.nic.model if target.nic else "nonic"
+    directory = cache / "snapshots" / re.sub(r"[^\w.-]", "_", f"{target.kernel.name}-{nic}-{target.settings.time}")
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{key(target)[:16]}.state"
     parts = files(path)

@@ -30,7 +30,7 @@ class Guest:
         self.kernel = vm.kernel
         self.version = vm.kernel.version  # upstream (major, minor, patch), read from the image
         self.agent_pid = vm.hello.get("PID")
-        self.nic = vm.nic
+        self.nic = vm.nic.model if vm.nic else None  # the name a scenario compares (igb, vfio:...)
         self.ifname = "eth0"
         self.checks = Checks(trace)
         self.calls = Calls(vm.agent, trace)

@@ -3,14 +3,14 @@ guest's clock (see timeline)."""
 from __future__ import annotations
 
 from ..machine.monitor import Monitor
-from ..nic import resolve as resolve_nic
+from ..nic import Nic
 from ..trace import Trace, TraceEntry
 from .checks import Checks
 from .timeline import Action, Timeline
 
 
 class NicLink:
-    def __init__(self, monitor: Monitor, nic: str | None, nic_id: str, timeline: Timeline, trace: Trace,
+    def __init__(self, monitor: Monitor, nic: Nic | None, nic_id: str, timeline: Timeline, trace: Trace,
                  checks: Checks):
         self.monitor, self.nic, self.nic_id = monitor, nic, nic_id
         self.timeline, self.trace, self.checks = timeline, trace, checks
@@ -18,8 +18,8 @@ class NicLink:
     def set(self, steps: list[tuple[float, bool]]) -> list[Action]:
         """QMP set_link at each (offset, state), offsets in seconds of the guest's clock from
         now: the spacing holds on the guest's clock however slow the host is."""
-        if self.nic and not resolve_nic(self.nic).emulated:
-            self.checks.skip(f"{self.nic} is a real card: its link is its cable, which QMP set_link cannot flip")
+        if self.nic and not self.nic.emulated:
+            self.checks.skip(f"{self.nic.model} is a real card: its link is its cable, which QMP set_link cannot flip")
 
         entries: list[TraceEntry] = []  # placed on the guest's clock once it runs again
 
