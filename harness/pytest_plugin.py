@@ -25,7 +25,7 @@ import pytest
 from . import config as config_mod
 from .errors import UsageError
 from .machine.qemu import TIME_MODES
-from .run import runner
+from .cells import runner
 from .scenario import Guest, Skip
 from .trace import Trace
 

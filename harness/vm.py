@@ -54,7 +54,7 @@ class Target:
 
 class Saved(Protocol):
     """A guest saved stopped (QMP migrate to a file) to start from instead of booting
-    (harness.run.snapshot.Snapshot)."""
+    (harness.cells.snapshot.Snapshot)."""
     path: Path  # the devices' state (QMP migrate with IGNORE_SHARED)
     ram: Path  # the guest's RAM (ram_in_file)
     hello: dict  # the agent's HELLO from the boot that was saved
@@ -63,7 +63,7 @@ class Saved(Protocol):
 class VM:
     def __init__(self, target: Target, artifacts: Path, snapshot: Saved | None = None, ram: Path | None = None):
         """Restored from `snapshot`, or booted, with its RAM in the file `ram` if given (a boot
-        that is to be saved: harness.run.snapshot)."""
+        that is to be saved: harness.cells.snapshot)."""
         self.target, self.artifacts, self.snapshot, self.ram = target, artifacts, snapshot, ram
         self.kernel, self.nic, self.settings = target.kernel, target.nic, target.settings
         self.nic_id = NIC_ID
@@ -227,7 +227,7 @@ class VM:
 
     def _stop_gracefully(self):
         """Let the kernel finish a failure report, then QMP quit."""
-        self.console.wait_for_report()
+        self.console.wait_for_oops()
         self.qemu.quit(self.monitor)
 
     def _close_agent(self):

@@ -22,10 +22,10 @@ def test_the_report_ends_with_the_panic_not_the_oops_end_trace(tmp_path):
     console = Console(host, tmp_path / "console.log", time.monotonic(), heard.append)
     try:
         guest.sendall(b"".join(ORDER))
-        assert not console.report_done.wait(0.3)
+        assert not console.oops_done.wait(0.3)
         assert len(heard) == 1 and "BUG: unable to handle" in str(heard[0])
         guest.sendall(PANIC)
-        assert console.report_done.wait(5)
+        assert console.oops_done.wait(5)
     finally:
         guest.close()
         console.join()

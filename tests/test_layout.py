@@ -71,9 +71,9 @@ def test_no_two_packages_import_each_other():
     assert sorted((a, b) for a, b in edges if (b, a) in edges) == []
 
 
-# README, Architecture: `cli` -> `run` -> `vm` -> `machine`, `transport`, `agent`;
+# README, Architecture: `cli` -> `cells` -> `vm` -> `machine`, `transport`, `agent`;
 # `builtin` -> `scenario` -> `agent`, `netlink`; the pytest plugin drives the runner as the CLI does.
-ORDER = [("cli", "run"), ("pytest_plugin", "run"), ("run", "vm"), ("vm", "machine"), ("vm", "transport"),
+ORDER = [("cli", "cells"), ("pytest_plugin", "cells"), ("cells", "vm"), ("vm", "machine"), ("vm", "transport"),
          ("vm", "agent"), ("transport", "machine"), ("transport", "agent"), ("builtin", "scenario"),
          ("scenario", "agent"), ("scenario", "netlink"), ("netlink", "agent")]
 

@@ -6,7 +6,7 @@ import pytest
 
 from harness.errors import UsageError
 from harness.results import Result, Verdict, cell_name, differences, directory, html, kcidb, text, timeline_svg
-from harness.run import matrix
+from harness.cells import matrix
 from harness.trace import TraceEntry
 
 CELLS = [(s, k, n) for s in ("carrier-qmp", "overrun", "flap-storm") for k in ("a", "b") for n in ("igb", "e1000")]

@@ -106,7 +106,7 @@ def test_the_testbeds_82598_runs_on_the_qemu_the_testbed_builds(tmp_path):
 def test_a_cell_whose_qemu_is_not_built_skips_with_the_reason(tmp_path, monkeypatch):
     from harness import config
     from harness.provision import qemu as qemu_build
-    from harness.run import runner
+    from harness.cells import runner
     from harness.scenario import Skip
     (tmp_path / "bz").write_bytes(b"")
     (tmp_path / "testbed.yaml").write_text(f"kernels: {{k: {{image: {tmp_path / 'bz'}}}}}\nnics: [igb, ixgbe]\n"
@@ -125,7 +125,7 @@ def test_a_cell_whose_qemu_is_not_built_skips_with_the_reason(tmp_path, monkeypa
 
 def test_a_driver_scenario_is_scheduled_on_its_nic_only(tmp_path):
     from harness import config
-    from harness.run import runner
+    from harness.cells import runner
     (tmp_path / "bz").write_bytes(b"")
     (tmp_path / "testbed.yaml").write_text(f"kernels: {{k: {{image: {tmp_path / 'bz'}}}}}\nnics: [igb, ixgbe]\n")
     cells = runner.cases(config.load(tmp_path / "testbed.yaml"))

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 from harness.machine.qemu import QemuSettings
 from harness.nic import NICS
-from harness.run import snapshot
+from harness.cells import snapshot
 from harness.vm import Target
 
 

@@ -62,14 +62,14 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_list(cfg) if args.command == "list" else cmd_run(cfg, args)
         jobs = getattr(args, "jobs", None)  # None: by the guests' clock (runner.default_jobs)
         if args.command == "matrix":
-            from ..run.matrix import run_matrix
+            from ..cells.matrix import run_matrix
             return run_matrix(cfg, args.kernels, args.nics, args.scenarios, args.shard, jobs, args.results)[0]
         if args.command == "diff":
-            from ..run.matrix import run_diff
+            from ..cells.matrix import run_diff
             return run_diff(cfg, [cfg.kernel(k).name for k in args.kernel], args.nics, args.scenarios, jobs,
                             args.results)
         if args.command == "soak":
-            from ..run.soak import soak
+            from ..cells.soak import soak
             if args.restore and not by_name(cfg.transport).restorable:
                 raise UsageError("soak: --restore with transport ssh: an SSH guest always boots afresh "
                                  "(its keys are made for the run); drop --restore or use --transport serial")
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             from .qemu import cmd_qemu
             return cmd_qemu(cfg, args)
         if args.command == "bench":
-            from ..run.bench import bench
+            from ..cells.bench import bench
             return bench(cfg, args.runs, args.json, [cfg.kernel(k).name for k in args.kernels or []] or None,
                          [cfg.nic(n) for n in args.nics or []] or None, jobs, args.time, args.full)
     except UsageError as e:

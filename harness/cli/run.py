@@ -11,7 +11,7 @@ from ..provision.kernel import BuiltKernel
 from ..config import Config
 from ..errors import UsageError
 from ..results import Verdict
-from ..run import runner
+from ..cells import runner
 from ..scenario import load_catalogue, scenarios_in
 
 # `git bisect run`'s convention: 0 good, 1 bad, 125 this commit cannot be tested
@@ -83,7 +83,7 @@ def cmd_run(cfg, args) -> int:
         except kbuild.BuildError as e:
             print(f"testbed: {e}", file=sys.stderr)
             return UNTESTABLE if args.bisect else 3
-    result = runner.run(cfg, name, kernel_name, args.nic, cold=args.cold)
+    result = runner.run_cell(cfg, name, kernel_name, args.nic, cold=args.cold)
     if args.json:
         print(json.dumps(result.as_dict(), indent=1))
     else:

@@ -18,7 +18,7 @@ from ..agent.protocol import Op
 from ..config import Config
 from ..errors import UsageError
 from ..machine import VMError
-from ..run import runner
+from ..cells import runner
 from ..scenario import Skip
 from ..transport import by_name
 from ..wait import until

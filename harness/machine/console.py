@@ -16,12 +16,12 @@ from . import VMError
 # Kernel messages that mean the guest is broken, and the init's word that the agent has gone; the
 # scenario fails at once with the line.  A transport adds lines of its own.
 FATAL = ("Kernel panic", "BUG:", "Oops", "testbed-init: agent exited")
-# After the kernel's first fatal line, the rest of its report (3.14's sysrq crash: BUG, the oops,
+# After the kernel's first fatal line, the rest of its oops (3.14's sysrq crash: BUG, the oops,
 # the call trace, "end trace", then the panic) belongs in console.log: the guest is stopped only
 # once the panic line is out (or QEMU exits), or after this long.  "end trace" is not the end:
 # oops_end() panics after printing it when panic_on_oops is set (sysrq's crash sets it).
-REPORT_END = re.compile(r"Kernel panic")
-REPORT_GRACE = 3.0
+OOPS_END = re.compile(r"Kernel panic")
+OOPS_GRACE = 3.0
 
 
 class Console:
@@ -37,17 +37,17 @@ class Console:
         self.fatal: str | None = None
         self._fatal = re.compile("|".join(map(re.escape, (*FATAL, *fatal))))
         self.seen = {line: threading.Event() for line in signals}
-        self.report_done = threading.Event()
+        self.oops_done = threading.Event()
         self._thread = MeteredThread(target=self._drain, name="console", daemon=True)
         self._thread.start()
 
     def last_line(self) -> str:
         return next((line.strip() for line in reversed(self.lines) if line.strip()), "(no console output)")
 
-    def wait_for_report(self):
-        """After a fatal line, let the kernel finish its report (see REPORT_END)."""
+    def wait_for_oops(self):
+        """After a fatal line, let the kernel finish its oops (see OOPS_END)."""
         if self.fatal is not None:
-            self.report_done.wait(REPORT_GRACE)
+            self.oops_done.wait(OOPS_GRACE)
 
     def join(self):
         self._thread.join(timeout=5)
@@ -68,7 +68,7 @@ class Console:
                 *lines, pending = (pending + data).split(b"\n")
                 for raw in lines:
                     self._watch(raw.decode("utf-8", "replace").rstrip("\r"))
-        self.report_done.set()
+        self.oops_done.set()
 
     def _recv(self) -> bytes:
         try:
@@ -80,11 +80,11 @@ class Console:
         self.lines.append(line)
         if line in self.seen:
             self.seen[line].set()
-        if self.fatal is not None and REPORT_END.search(line):
-            self.report_done.set()
+        if self.fatal is not None and OOPS_END.search(line):
+            self.oops_done.set()
         if self.fatal is None and self._fatal.search(line):
             self.fatal = line
-            if line.startswith("testbed-init") or REPORT_END.search(line):
-                self.report_done.set()
+            if line.startswith("testbed-init") or OOPS_END.search(line):
+                self.oops_done.set()
             what = "kernel panic" if "panic" in line else "guest failure"
             self.on_fatal(VMError(f"{what} at {time.monotonic() - self.started:.1f} s: {line.strip()}", self.log))

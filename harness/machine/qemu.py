@@ -38,7 +38,7 @@ TIME_MODES = ("virtual", "real")
 # vCPU idles the clock jumps to the next timer deadline (sleep=off) instead of waiting for it.
 ICOUNT_SHIFT = 6
 # A snapshot's RAM stays in a file of its own, which the VMs that restore it map privately
-# (harness.run.snapshot): the migration stream then carries only the devices' state.
+# (harness.cells.snapshot): the migration stream then carries only the devices' state.
 IGNORE_SHARED = [{"capability": "x-ignore-shared", "state": True}]
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from harness.machine.rundir import leftovers
 from harness.results import Verdict
-from harness.run import runner
+from harness.cells import runner
 
 pytestmark = pytest.mark.vm
 
@@ -40,11 +40,11 @@ def test_fault_fails_only_its_own_scenario_with_a_named_cause(fault_cfg, vm_kern
     cfg = fault_cfg
     kernel = vm_kernel
     cause = FAULTS[name] or sysrq_crash(runner.prepare(cfg, kernel, None).kernel.version)
-    wrecked = runner.run(cfg, name, kernel, None, tmp_path / "wrecked", transport=transport)
+    wrecked = runner.run_cell(cfg, name, kernel, None, tmp_path / "wrecked", transport=transport)
     assert wrecked.verdict == Verdict.ERROR
     assert re.search(cause, wrecked.reason), wrecked.reason
     assert "\n" not in wrecked.reason and str(tmp_path / "wrecked" / "console.log") in wrecked.reason
     assert leftovers(os.getpid()) == []
-    after = runner.run(cfg, "send-oob", kernel, None, tmp_path / "next", transport=transport)
+    after = runner.run_cell(cfg, "send-oob", kernel, None, tmp_path / "next", transport=transport)
     assert after.verdict == Verdict.PASSED, after.verdict_line()
     assert after.transport == transport

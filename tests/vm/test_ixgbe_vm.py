@@ -10,8 +10,8 @@ import struct
 import pytest
 
 from harness.agent.protocol import Op
-from harness.run import runner
-from harness.run import snapshot as snapshots
+from harness.cells import runner
+from harness.cells import snapshot as snapshots
 from harness.scenario import Skip
 from harness.vm import VM
 from harness.wait import until

@@ -8,7 +8,7 @@ import pytest
 
 from harness import config
 from harness.results import Verdict, cell_name
-from harness.run import runner
+from harness.cells import runner
 
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,11 +36,11 @@ def check(result):
 
 @pytest.mark.parametrize("name,kernel,nic", CASES)
 def test_scenario(name, kernel, nic):
-    check(runner.run(CFG, name, kernel, nic, CFG.results / "vm" / cell_name(name, kernel, nic)))
+    check(runner.run_cell(CFG, name, kernel, nic, CFG.results / "vm" / cell_name(name, kernel, nic)))
 
 
 @pytest.mark.parametrize("name,kernel,nic", REAL_CASES)
 def test_scenario_on_the_real_clock(name, kernel, nic):
-    result = runner.run(REAL, name, kernel, nic, CFG.results / "vm-real" / cell_name(name, kernel, nic))
+    result = runner.run_cell(REAL, name, kernel, nic, CFG.results / "vm-real" / cell_name(name, kernel, nic))
     assert result.time == "real"
     check(result)

@@ -10,7 +10,7 @@ import pexpect
 import pytest
 
 from harness.machine.rundir import leftovers
-from harness.run import runner
+from harness.cells import runner
 
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import pytest
 
 from harness.agent.protocol import Op
 from harness.machine import VMError
-from harness.run import runner, snapshot
+from harness.cells import runner, snapshot
 
 pytestmark = pytest.mark.vm
 

@@ -8,7 +8,7 @@ import pytest
 
 from harness.agent import Agent
 from harness.results import Verdict
-from harness.run import runner
+from harness.cells import runner
 from harness.transport import ssh
 from harness.vm import VM
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.vm
 @pytest.mark.parametrize("name,nic", [("carrier-qmp", "igb"), ("real-clients", "e1000"), ("ixgbe-lsc", "ixgbe"),
                                       ("autobind", None)])
 def test_a_scenario_runs_unchanged_over_ssh(cfg, vm_kernel, tmp_path, name, nic):
-    result = runner.run(cfg, name, vm_kernel, nic, tmp_path, transport="ssh")
+    result = runner.run_cell(cfg, name, vm_kernel, nic, tmp_path, transport="ssh")
     assert result.verdict == Verdict.PASSED, result.verdict_line()
     assert result.transport == "ssh" and not result.from_snapshot
     notes = [e.text for e in result.trace if e.actor == "note"]

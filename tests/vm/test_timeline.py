@@ -9,7 +9,7 @@ import pytest
 
 from harness.agent.protocol import Op
 from harness.machine.qemu import NIC_ID
-from harness.run import runner
+from harness.cells import runner
 from harness.scenario import Guest
 from harness.trace import Trace
 from harness.vm import VM

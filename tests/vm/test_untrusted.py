@@ -7,7 +7,7 @@ import struct
 import pytest
 
 from harness.agent.protocol import HEADER, MAGIC, MAX_PAYLOAD, Kind, Op, encode_attrs, raw_frame
-from harness.run import runner
+from harness.cells import runner
 
 pytestmark = pytest.mark.vm
 

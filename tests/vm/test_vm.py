@@ -15,7 +15,7 @@ from harness.agent.protocol import Op
 from harness.machine import VMError
 from harness.machine.qemu import QemuSettings
 from harness.machine.rundir import leftovers
-from harness.run import runner
+from harness.cells import runner
 from harness.transport import ssh
 from harness.vm import VM
 

@@ -138,7 +138,7 @@ def run_matrix(cfg: Config, kernels: list[str] | None, nics: list[str] | None, s
         progress(r)
 
     try:
-        runner.run_many(cfg, cells, jobs, out / "cells", done)
+        runner.run_cells(cfg, cells, jobs, out / "cells", done)
         meta["complete"] = True
     finally:  # interrupted: what finished is kept, and run.json says the run is incomplete
         progress.finish()

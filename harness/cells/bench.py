@@ -58,7 +58,7 @@ def cell_cpu(r) -> float:
 
 def wall_time(cfg: Config, todo: list, jobs: int | None, where: Path) -> tuple[float, list]:
     started = time.monotonic()
-    results = runner.run_many(cfg, todo, jobs, where)
+    results = runner.run_cells(cfg, todo, jobs, where)
     return time.monotonic() - started, results
 
 

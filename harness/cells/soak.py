@@ -26,7 +26,7 @@ def soak(cfg: Config, cycles: int, kernel_name: str | None, scenario: str, cold:
         for i in range(cycles):
             nic = nics[i % len(nics)]
             started = time.monotonic()
-            r = runner.run(cfg, scenario, kernel_name, nic, Path(tmp) / f"{i % 8}", cold=cold)
+            r = runner.run_cell(cfg, scenario, kernel_name, nic, Path(tmp) / f"{i % 8}", cold=cold)
             durations.append((time.monotonic() - started, i, nic))
             if r.verdict != Verdict.PASSED:
                 flakes.append(f"cycle {i} ({nic}): {r.verdict_line()}")

@@ -126,7 +126,7 @@ def begin(vm: VM, trace: Trace):
         raise Skip(f"kernel {vm.kernel.release} has no driver for {vm.nic.model} (no eth0 after boot)")
 
 
-def run(cfg: Config, name: str, kernel_name: str | None = None, nic: str | None = None,
+def run_cell(cfg: Config, name: str, kernel_name: str | None = None, nic: str | None = None,
         artifacts: Path | None = None, cold: bool = False, transport: str | None = None) -> Result:
     info = lookup(cfg, name)
     kernel_name = kernel_name or cfg.default_kernel
@@ -208,7 +208,7 @@ def jobs_for(cfg: Config, todo: list[tuple[str, str, str | None]], jobs: int | N
     return jobs or default_jobs(targets[0].settings.time if targets else "real")
 
 
-def run_many(cfg: Config, todo: list[tuple[str, str, str | None]], jobs: int | None, root: Path,
+def run_cells(cfg: Config, todo: list[tuple[str, str, str | None]], jobs: int | None, root: Path,
              done: Callable[[Result], None] = lambda r: None) -> list[Result]:
     """Run `todo` with up to `jobs` guests at once (default: by their clock), each restored from
     its kernel x NIC's snapshot, artifacts under root/<scenario>-<kernel>-<nic>; `done` sees each
@@ -216,7 +216,7 @@ def run_many(cfg: Config, todo: list[tuple[str, str, str | None]], jobs: int | N
     jobs = jobs_for(cfg, todo, jobs)
     results = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(run, cfg, n, k, nic, root / cell_name(n, k, nic)) for n, k, nic in todo]
+        futures = [pool.submit(run_cell, cfg, n, k, nic, root / cell_name(n, k, nic)) for n, k, nic in todo]
         try:
             for f in concurrent.futures.as_completed(futures):
                 results.append(f.result())
