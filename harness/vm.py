@@ -38,7 +38,6 @@ from .transport import Reach, TransportError, by_name
 from .wait import Deadline, until
 
 
-STOP_WAIT = 10.0  # host seconds for a guest to stop itself once it has sent a held reply
 
 
 @dataclass
@@ -129,7 +128,7 @@ class VM:
                 guest_end.close()
         stack.callback(self._end_threads, [p[0] for p in pairs.values()])
         stack.callback(self.qemu.kill)
-        self.console = Console(pairs["console"][0], self.console_log, self.qemu.started, self._fail,
+        self.console = Console(pairs["console"][0], self.console_log, self.qemu.started, self.fail,
                                self.transport.console_fatal, self.transport.console_signals)
         self.monitor = Monitor(pairs["qmp"][0], self.artifacts / "qmp.log")
         stack.callback(self.monitor.close)
@@ -157,7 +156,7 @@ class VM:
         """From now on the guest runs only while the host waits on it (Agent.lock_step), so its
         clock stands still while the host thinks; the brake continues it."""
         self.brake.engage()
-        self.agent.lock_step(lambda: self.brake.resume(STOP_WAIT, lambda: self.failure))
+        self.agent.lock_step(self.brake)
 
     def _console_line(self, line: str, seconds: float) -> bool:
         """Wait for a console line the transport asked the console to watch for (see Reach)."""
@@ -188,13 +187,14 @@ class VM:
 
     def _attach(self, agent: Agent):
         """Make `agent` the one whose waiters hear of the guest's failures, past ones included."""
-        agent.closed_cause = self.diagnose
         with self._failure_lock:
             self.agent, failure = agent, self.failure
         if failure:
             agent.fail(failure)
 
-    def _fail(self, exc: Exception):
+    def fail(self, exc: Exception):
+        """The guest is broken by `exc`: every current and future wait on its agent raises it
+        (the first failure wins).  The console and QEMU's exit report here."""
         with self._failure_lock:
             self.failure = self.failure or exc
             agent = self.agent
@@ -206,7 +206,7 @@ class VM:
         "agent exited") names the cause better than the exit status: let it be read first."""
         if self.console:
             self.console.join()  # it ends at QEMU's end of the socket
-        self._fail(exc)
+        self.fail(exc)
 
     def diagnose(self, cause: Exception) -> VMError:
         """A VMError saying what went wrong, preferring what the console or QEMU said."""

@@ -4,11 +4,13 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
-from harness.agent import Agent, AgentError, Paused
+from harness.agent import CLOSE_GRACE, Agent, AgentError, Paused
 from harness.agent.protocol import FrameReader, Kind, Op, encode_frame
+from harness.machine import VMError
 from harness.netlink import MSG_DONTWAIT, MSG_OOB, NETLINK_ROUTE, SO_RCVBUF, SOL_SOCKET
 from harness.wait import until
 
@@ -79,7 +81,7 @@ def test_malformed_requests_get_errors_and_the_agent_keeps_serving(agent):
         agent.call(99)
     with pytest.raises(AgentError, match="missing its CMD"):
         agent.call(Op.RUN)
-    agent._sock.sendall(b"\xff" * 100 + encode_frame(Kind.REPLY, 5, {}))  # garbage, wrong direction
+    agent.send_bytes(b"\xff" * 100 + encode_frame(Kind.REPLY, 5, {}))  # garbage, wrong direction
     assert agent.call(Op.PING).ret == 0
     assert agent.protocol_errors
 
@@ -190,17 +192,27 @@ def held_if_asked(frame):
     return {"RET": 0, **({"HELD": 1} if frame.attrs.get("HOLD") else {})}
 
 
+class Brake:
+    """A brake that only says when the agent let the guest run (`then`, if given, runs too)."""
+    def __init__(self, then=lambda: None):
+        self.resumed, self.then = [], then
+
+    def resume(self, timeout, abandon):
+        self.resumed.append("cont")
+        self.then()
+
+
 def test_in_lock_step_a_guest_that_stopped_after_a_reply_runs_again_only_at_the_next_wait():
     host, guest = socket.socketpair()
     scripted_agent(guest, held_if_asked)
     agent = Agent(host)
-    resumed = []
+    brake = Brake()
     agent.call(Op.PING)
-    agent.lock_step(lambda: resumed.append("cont"))
+    agent.lock_step(brake)
     agent.call(Op.PING)
-    assert resumed == []  # stopped after its reply while the host does other things
+    assert brake.resumed == []  # stopped after its reply while the host does other things
     agent.call(Op.PING)
-    assert resumed == ["cont"]
+    assert brake.resumed == ["cont"]
     agent.close()
 
 
@@ -214,7 +226,7 @@ def test_a_held_reply_that_comes_while_the_host_waits_for_another_lets_the_guest
         return held_if_asked(frame)
     scripted_agent(guest, answer)
     agent = Agent(host)
-    agent.lock_step(ran.set)
+    agent.lock_step(Brake(then=ran.set))
     agent.start(Op.PING, hold=1)  # a call whose reply the host stopped waiting for
     assert agent.call(Op.PING, timeout=5).ret == 0 and ran.is_set()
     agent.close()
@@ -229,11 +241,33 @@ def test_a_held_reply_that_comes_before_the_host_waits_for_it_keeps_the_guest_st
     host, guest = socket.socketpair()
     scripted_agent(guest, held_if_asked)
     agent = Agent(host)
-    resumed = []
-    agent.lock_step(lambda: resumed.append("cont"))
+    brake = Brake()
+    agent.lock_step(brake)
     pending = agent.start(Op.PING, hold=1)
     assert until(lambda: pending.done(), 5)  # answered before the host waits for it
-    assert pending.wait().ret == 0 and resumed == []
+    assert pending.wait().ret == 0 and brake.resumed == []
     agent.call(Op.PING)
-    assert resumed == ["cont"]
+    assert brake.resumed == ["cont"]
+    agent.close()
+
+
+def test_a_closed_channel_is_blamed_on_the_cause_that_comes_just_after_it():
+    host, guest = socket.socketpair()
+    agent = Agent(host)
+    pending = agent.start(Op.PING)
+    guest.close()  # QEMU's end goes first; what the console or QEMU's exit says comes a moment later
+    time.sleep(CLOSE_GRACE / 4)
+    agent.fail(VMError("kernel panic at 1.0 s: Kernel panic - not syncing"))
+    with pytest.raises(VMError, match="Kernel panic"):
+        pending.wait()
+    agent.close()
+
+
+def test_a_closed_channel_with_no_cause_after_it_is_the_close():
+    host, guest = socket.socketpair()
+    agent = Agent(host)
+    pending = agent.start(Op.PING)
+    guest.close()
+    with pytest.raises(AgentError, match="agent channel closed"):
+        pending.wait(timeout=CLOSE_GRACE + 5)
     agent.close()

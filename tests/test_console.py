@@ -48,7 +48,7 @@ def test_the_consoles_last_words_name_the_cause_when_qemu_is_already_gone(tmp_pa
     host, guest = socket.socketpair()
     vm = VM(target(tmp_path), tmp_path)  # not launched: what diagnose reads is a real console and a QEMU that exited
     vm.qemu = ExitedQemu()
-    vm.console = Console(host, vm.console_log, time.monotonic(), vm._fail)
+    vm.console = Console(host, vm.console_log, time.monotonic(), vm.fail)
 
     def guest_says_why():  # the line is still on its way when the agent's channel is seen closed
         time.sleep(0.2)

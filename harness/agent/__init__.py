@@ -12,6 +12,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 from collections.abc import Callable
 
 from ..cpu import MeteredThread
@@ -26,6 +27,12 @@ class AgentError(Exception):
 
 class AgentTimeout(AgentError):
     pass
+
+
+STOP_WAIT = 10.0  # host seconds for a guest to stop itself once it has sent a held reply
+# What closes the channel (a panic, QEMU's exit) reaches fail() a moment after the close, at most
+# this long, and names the cause better than the close does.
+CLOSE_GRACE = 1.0
 
 
 # Where Linux has two names for one errno, the one the kernel sources use.
@@ -69,6 +76,12 @@ class Reply:
         return f"-1 {errname(self.errno)}" if self.ret < 0 else str(self.ret)
 
 
+class Brake(Protocol):
+    """What lock-step needs of the guest's brake (harness.machine.brake.Brake)."""
+    def resume(self, timeout: float, abandon: Callable[[], Exception | None]) -> None:
+        """Once the guest has stopped itself, let it run; give up when `abandon()` names a cause."""
+
+
 @dataclass
 class Paused:
     """The guest stopped by the host to act on it (harness.scenario.timeline), while `pending` (the
@@ -94,13 +107,10 @@ class Agent:
         # A guest the host stopped to act on runs again only once the host waits on it.
         self.paused: Paused | None = None
         # Lock-step: calls ask the guest to stop itself once it has replied (HOLD); `_held`: the
-        # replies that said it would (HELD), not yet followed by `_resume_held`, which lets it run.
-        self._resume_held: Callable[[], None] | None = None
+        # replies that said it would (HELD), not yet followed by the brake letting it run.
+        self._brake: Brake | None = None
         self._held: set[int] = set()
         self.latest_ns = 0  # the latest guest CLOCK_MONOTONIC any frame carried
-        # What the channel's closing is blamed on; the VM's diagnosis, which waits a moment for
-        # the console's panic line or QEMU's exit (either may come after the close).
-        self.closed_cause: Callable[[AgentError], Exception] | None = None
         self._closing = False
         self._thread = MeteredThread(target=self._read_loop, name="agent-reader", daemon=True)
         self._thread.start()
@@ -116,10 +126,9 @@ class Agent:
             else:
                 closed = None
             if not data:
-                exc: Exception = AgentError(f"agent channel closed{f': {closed}' if closed else ''}")
-                if self.closed_cause and not self._closing:
-                    exc = self.closed_cause(exc)
-                self.fail(exc)
+                with self._cond:  # the cause, if one comes (CLOSE_GRACE), wins: the first failure does
+                    self._cond.wait_for(lambda: self._failure is not None or self._closing, CLOSE_GRACE)
+                self.fail(AgentError(f"agent channel closed{f': {closed}' if closed else ''}"))
                 return
             for item in self._reader.feed(data):
                 if isinstance(item, ProtocolError):
@@ -178,8 +187,8 @@ class Agent:
             if not self._held - {keep}:
                 return
             self._held.clear()
-        if self._resume_held:
-            self._resume_held()
+        if self._brake:
+            self._brake.resume(STOP_WAIT, lambda: self._failure)
 
     # ---- public ----
 
@@ -187,12 +196,12 @@ class Agent:
         """The guest is stopped until the host next waits on it (see Paused)."""
         self.paused = paused
 
-    def lock_step(self, resume: Callable[[], None]):
+    def lock_step(self, brake: Brake):
         """From now on the guest runs only while the host waits on it: each call asks it to stop
-        itself once it has replied, and `resume` (which waits for that stop, then continues the
-        guest) runs before the host next waits.  An agent that cannot stop its machine (not on a
-        serial port) says so by not marking its replies HELD, and simply runs on."""
-        self._resume_held = resume
+        itself once it has replied, and `brake` lets it run (once it has stopped) before the host
+        next waits.  An agent that cannot stop its machine (not on a serial port) says so by not
+        marking its replies HELD, and simply runs on."""
+        self._brake = brake
 
     def resume(self):
         """Let a stopped guest run (nothing if it is running); for one the host paused, hand on
@@ -229,7 +238,7 @@ class Agent:
     def call(self, op: Op | int, timeout: float = 10.0, **attrs) -> Reply:
         """Send one request and wait for its reply; a request-level ERROR raises AgentError.
         In lock-step the guest stops once it has replied, until the host next waits on it."""
-        return self.start(op, hold=1 if self._resume_held else None, **attrs).wait(timeout)
+        return self.start(op, hold=1 if self._brake else None, **attrs).wait(timeout)
 
     def start(self, op: Op | int, **attrs) -> Pending:
         """Send one request without waiting; with background=1 the agent runs it in a child
@@ -243,6 +252,11 @@ class Agent:
         except OSError as e:
             self.fail(AgentError(f"agent channel closed: {e}"))
         return Pending(self, ident, name, attrs.get("TIMEOUT_MS", 0) / 1000)
+
+    def send_bytes(self, data: bytes):
+        """`data` onto the channel as it is, framed or not: what the tests of the agent's frame
+        reader send it."""
+        self._sock.sendall(data)
 
     def reply(self, ident: int, name: str, timeout: float) -> Reply:
         """The reply to request `ident`, waiting up to `timeout` seconds."""
@@ -285,7 +299,9 @@ class Agent:
         return self._thread.cpu_seconds
 
     def close(self):
-        self._closing = True
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
         try:
             self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:

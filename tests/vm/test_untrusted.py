@@ -33,7 +33,7 @@ def test_agent_in_the_guest_survives_malformed_requests(cfg, vm_kernel, tmp_path
     rng = random.Random(20261122)
     with runner.ready_vm(cfg, target, tmp_path) as vm:
         for round_ in range(20):
-            vm.agent._sock.sendall(b"".join(malformed(rng, 1000 + round_ * 20 + i) for i in range(20)))
+            vm.agent.send_bytes(b"".join(malformed(rng, 1000 + round_ * 20 + i) for i in range(20)))
             assert vm.agent.call(Op.PING, timeout=20).ret == 0, f"round {round_}"
         assert vm.agent.call(Op.RUN, cmd="echo still here")["OUTPUT"] == b"still here\n"
         # the agent reported the garbage it skipped, each with where in the stream it was
