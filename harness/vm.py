@@ -68,12 +68,14 @@ class VM:
         self.nic_id = NIC_ID
         self.console_log = artifacts / "console.log"
         self.transport = by_name(target.transport)()
-        self.run_dir: Path | None = None
-        self.qemu: Qemu | None = None
-        self.console: Console | None = None
-        self.monitor: Monitor | None = None
-        self.brake: Brake | None = None
-        self.agent: Agent | None = None
+        # the guest's parts, each set by launch() (reading one before it is an AttributeError)
+        self.run_dir: Path
+        self.qemu: Qemu
+        self.console: Console
+        self.monitor: Monitor
+        self.brake: Brake
+        self.agent: Agent
+        self._attached: Agent | None = None  # the agent the guest's failures go to, once there is one
         self.boot_seconds: float | None = None
         self.hello: dict = {}  # the agent's HELLO: VERSION, RELEASE, PID
         self.notes: list[str] = []  # what happened on the way to a ready guest, for the trace
@@ -99,8 +101,7 @@ class VM:
     def cpu_seconds(self) -> tuple[float | None, float]:
         """After shutdown, what this guest cost the host in CPU seconds: QEMU's (None if it could
         not be read) and that of the harness threads that served it (console, agent channel)."""
-        qemu = self.qemu.cpu_seconds if self.qemu else None
-        return qemu, sum(part.cpu_seconds for part in (self.console, self.agent) if part)
+        return self.qemu.cpu_seconds, self.console.cpu_seconds + (self._attached.cpu_seconds if self._attached else 0)
 
     def launch(self):
         stack = self._stack
@@ -142,7 +143,10 @@ class VM:
             reach = Reach(pairs["agent"][0], self.monitor, self.artifacts / "agent.log", self._console_line,
                           self.notes.append)
             self._attach(self.transport.open_agent(reach, deadline))
-            self.hello = self._restore(deadline) if self.snapshot else self.agent.wait_ready(max(deadline.left(), 1))
+            if self.snapshot:
+                self.hello = self._restore(self.snapshot, deadline)
+            else:
+                self.hello = self.agent.wait_ready(max(deadline.left(), 1))
         except (AgentError, MonitorError, TransportError) as e:
             raise self.diagnose(e) from None
         self.boot_seconds = time.monotonic() - self.qemu.started
@@ -166,11 +170,11 @@ class VM:
             raise self.failure
         return bool(came)
 
-    def _restore(self, deadline: Deadline) -> dict:
+    def _restore(self, snapshot: Saved, deadline: Deadline) -> dict:
         """Have QEMU (started with `-incoming defer`) load the saved guest, resume it once loaded,
         and wait until the agent answers; the saved boot's HELLO.  Nothing is sent before: bytes
         that reach the UART while it loads would be overwritten."""
-        path = self.snapshot.path
+        path = snapshot.path
         self.monitor.command("migrate-set-capabilities", capabilities=IGNORE_SHARED)
         self.monitor.command("migrate-incoming", uri=f"file:{path}")
         status = until(lambda: (s := self.monitor.command("query-status")["status"]) != "inmigrate" and s,
@@ -181,14 +185,15 @@ class VM:
             raise VMError(f"restoring {path} left the guest {status!r}", self.console_log)
         self.monitor.command("cont")
         self.agent.call(Op.PING, timeout=max(deadline.left(), 1))
-        return self.snapshot.hello
+        return snapshot.hello
 
     # ---- failures ----
 
     def _attach(self, agent: Agent):
         """Make `agent` the one whose waiters hear of the guest's failures, past ones included."""
         with self._failure_lock:
-            self.agent, failure = agent, self.failure
+            self.agent = self._attached = agent
+            failure = self.failure
         if failure:
             agent.fail(failure)
 
@@ -197,15 +202,16 @@ class VM:
         (the first failure wins).  The console and QEMU's exit report here."""
         with self._failure_lock:
             self.failure = self.failure or exc
-            agent = self.agent
+            agent = self._attached
         if agent:
             agent.fail(exc)
 
     def _exited(self, exc: VMError):
         """QEMU exited by itself.  What the console said on the way out (a panic, the init's
         "agent exited") names the cause better than the exit status: let it be read first."""
-        if self.console:
-            self.console.join()  # it ends at QEMU's end of the socket
+        console: Console | None = getattr(self, "console", None)  # None: QEMU exited before launch made it
+        if console:
+            console.join()  # it ends at QEMU's end of the socket
         self.fail(exc)
 
     def diagnose(self, cause: Exception) -> VMError:
@@ -231,8 +237,8 @@ class VM:
         self.qemu.quit(self.monitor)
 
     def _close_agent(self):
-        if self.agent:
-            self.agent.close()
+        if self._attached:
+            self._attached.close()
         self.transport.close()
 
     def _end_threads(self, host_ends: list[socket.socket]):

@@ -119,12 +119,11 @@ class Agent:
 
     def _read_loop(self):
         while True:
+            closed: OSError | None = None
             try:
                 data = self._sock.recv(65536)
             except OSError as e:
                 data, closed = b"", e
-            else:
-                closed = None
             if not data:
                 with self._cond:  # the cause, if one comes (CLOSE_GRACE), wins: the first failure does
                     self._cond.wait_for(lambda: self._failure is not None or self._closing, CLOSE_GRACE)
