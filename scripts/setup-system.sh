@@ -5,11 +5,12 @@ set -euo pipefail
 
 [[ $(id -u) -eq 0 ]] && SUDO= || SUDO=sudo
 backports=/etc/apt/sources.list.d/bookworm-backports.sources
-# line 2: building the minimal kernel from kernel-config/; line 3: the real clients copied into guests,
+# line 2: building the minimal kernel from kernel-config/, and zstd for taking Debian's 6.12 out of its bzImage;
+# line 3: the real clients copied into guests,
 # the sshd (with its key generator) of guests reached over SSH, and the ssh a person uses to log in to one;
 # line 4: building QEMU with the 82598 model (harness/provision/qemu.py; meson comes from PyPI into a venv)
 packages=(qemu-system-x86 qemu-system-data busybox-static gcc libc6-dev make kmod python3-venv ca-certificates
-          linux-source-6.1 bc flex bison libelf-dev libssl-dev xz-utils patch
+          linux-source-6.1 bc flex bison libelf-dev libssl-dev xz-utils zstd patch
           iproute2 libnl-utils dropbear-bin openssh-client
           ninja-build pkg-config libglib2.0-dev libpixman-1-dev libslirp-dev zlib1g-dev)
 

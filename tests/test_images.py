@@ -1,5 +1,8 @@
 """Kernel images, module resolution, the initramfs and the QEMU command line (no VM)."""
+import bz2
 import contextlib
+import gzip
+import lzma
 import os
 import socket
 import struct
@@ -9,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.provision.cpio import Cpio
-from harness.provision.kernel import Kernel, bzimage_banner, upstream_version
+from harness.provision.kernel import Kernel, bzimage_banner, pvh_elf, upstream_version
 from harness.errors import UsageError
 from harness.machine.qemu import NIC_ID, QemuSettings, qemu_command, widen_for_uart
 from harness.nic import NICS
@@ -22,6 +25,35 @@ def fake_bzimage(path: Path, banner: str) -> Path:
     head[0x600:0x600 + len(banner)] = banner.encode()
     path.write_bytes(bytes(head))
     return path
+
+
+def bzimage_with_payload(path: Path, payload: bytes) -> Path:
+    """A bzImage as the x86 boot protocol lays it out: 1 setup sector, then the protected-mode
+    code with the compressed kernel at payload_offset, its uncompressed size appended."""
+    setup = bytearray(fake_bzimage(path, "6.1.0-57-amd64 #1 SMP").read_bytes()[:0x400])
+    setup[0x1F1] = 1
+    body = bytearray(0x100) + payload + struct.pack("<I", 1 << 20)
+    struct.pack_into("<II", setup, 0x248, 0x100, len(payload) + 4)
+    path.write_bytes(bytes(setup) + bytes(body))
+    return path
+
+
+@pytest.mark.parametrize("compress", [lzma.compress, gzip.compress, bz2.compress,
+                                      lambda data: subprocess.run(["zstd", "-q", "-c"], input=data,
+                                                                  capture_output=True, check=True).stdout],
+                         ids=["xz", "gzip", "bzip2", "zstd"])
+def test_the_kernel_elf_is_taken_out_of_a_bzimage_for_its_pvh_entry(tmp_path, compress):
+    elf = b"\x7fELF" + bytes(range(256)) * 64
+    image = bzimage_with_payload(tmp_path / "vmlinuz", compress(elf))
+    assert pvh_elf(image, tmp_path / "vmlinux") == tmp_path / "vmlinux"
+    assert (tmp_path / "vmlinux").read_bytes() == elf and sorted(tmp_path.iterdir()) == [tmp_path / "vmlinux",
+                                                                                          tmp_path / "vmlinuz"]
+
+
+def test_a_payload_that_is_not_a_kernel_elf_boots_the_bzimage(tmp_path):
+    assert pvh_elf(bzimage_with_payload(tmp_path / "vmlinuz", lzma.compress(b"not an ELF")), tmp_path / "x") is None
+    assert pvh_elf(bzimage_with_payload(tmp_path / "vmlinuz", b"\x02\x21\x4c\x18 lz4"), tmp_path / "x") is None
+    assert not (tmp_path / "x").exists()
 
 
 def test_version_is_read_from_the_image(tmp_path):
