@@ -31,8 +31,8 @@ from .machine import VMError, rundir
 from .machine.brake import Brake
 from .machine.console import Console
 from .machine.monitor import Monitor, MonitorError
-from .machine.qemu import (CMDLINE, IGNORE_SHARED, NIC_ID, Qemu, QemuSettings, qemu_command, ram_in_file,
-                            widen_for_uart)
+from .machine.qemu import (IGNORE_SHARED, NIC_ID, Qemu, QemuSettings, kernel_command_line, qemu_command,
+                            ram_in_file, widen_for_uart)
 from .nic import Nic
 from .transport import Reach, TransportError, by_name
 from .wait import Deadline, until
@@ -113,7 +113,7 @@ class VM:
         for host_end, _ in pairs.values():
             stack.callback(host_end.close)
         initrd = self.transport.initrd(self.target.image.path, self.run_dir)
-        append = " ".join(filter(None, (CMDLINE, self.transport.kernel_args(), self.settings.kernel_args)))
+        append = kernel_command_line(self.transport.kernel_args(), self.settings.kernel_args)
         cmd = qemu_command(self.settings, self.kernel.boot_image, initrd, self.nic,
                            {name: p[1].fileno() for name, p in pairs.items()}, self.run_dir, append,
                            self.transport.qemu_options())

@@ -9,13 +9,13 @@ from harness.cells import snapshot
 from harness.vm import Target
 
 
-def target(tmp_path, kernel=b"kernel", initramfs=b"initramfs", nic="igb", memory_mb=256):
+def target(tmp_path, kernel=b"kernel", initramfs=b"initramfs", nic="igb", memory_mb=256, kernel_args=""):
     tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "bzImage").write_bytes(kernel)
     (tmp_path / "initramfs.cpio").write_bytes(initramfs)
     return Target(SimpleNamespace(name="k", boot_image=tmp_path / "bzImage"),
                   SimpleNamespace(path=tmp_path / "initramfs.cpio"), NICS[nic],
-                  QemuSettings(binary=sys.executable, memory_mb=memory_mb))
+                  QemuSettings(binary=sys.executable, memory_mb=memory_mb, kernel_args=kernel_args))
 
 
 def test_same_inputs_same_key(tmp_path):
@@ -25,7 +25,8 @@ def test_same_inputs_same_key(tmp_path):
 def test_key_follows_every_input(tmp_path):
     base = snapshot.key(target(tmp_path / "base"))
     variants = [target(tmp_path / "k", kernel=b"other kernel"), target(tmp_path / "i", initramfs=b"other image"),
-                target(tmp_path / "n", nic="e1000e"), target(tmp_path / "m", memory_mb=512)]
+                target(tmp_path / "n", nic="e1000e"), target(tmp_path / "m", memory_mb=512),
+                target(tmp_path / "a", kernel_args="initcall_debug")]
     keys = [snapshot.key(t) for t in variants]
     assert base not in keys and len(set(keys)) == len(keys)
 

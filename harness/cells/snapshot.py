@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..digest import content_hash, file_hash
 from ..machine import VMError
-from ..machine.qemu import IGNORE_SHARED, qemu_command
+from ..machine.qemu import IGNORE_SHARED, kernel_command_line, qemu_command
 from ..vm import VM, Target
 from ..wait import until
 
@@ -90,7 +90,9 @@ def key(target: Target) -> str:
     """What a snapshot is valid for: the QEMU, its command line, the kernel and the image, hashed."""
     s = target.settings
     placeholder = {"console": 0, "agent": 0, "qmp": 0, "brake": 0}
-    cmd = qemu_command(s, Path("KERNEL"), Path("INITRD"), target.nic, placeholder, Path("RUN"))
+    # a restorable transport (serial) adds nothing to the command lines
+    cmd = qemu_command(s, Path("KERNEL"), Path("INITRD"), target.nic, placeholder, Path("RUN"),
+                       kernel_command_line(s.kernel_args))
     return content_hash(FORMAT, _qemu_version(s.binary), "\0".join(cmd).encode(),
                         _contents(target.kernel.boot_image), _contents(target.image.path))
 

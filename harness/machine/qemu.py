@@ -44,6 +44,12 @@ ICOUNT_SHIFT = 6
 IGNORE_SHARED = [{"capability": "x-ignore-shared", "state": True}]
 
 
+
+def kernel_command_line(*extra: str) -> str:
+    """The guest kernel's command line: CMDLINE and what is added to it (by the transport, by
+    the settings), empty parts left out."""
+    return " ".join(filter(None, (CMDLINE, *extra)))
+
 @dataclass
 class QemuSettings:
     binary: str = "qemu-system-x86_64"
