@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from .agent import Agent, AgentError
 from .agent.protocol import Op
@@ -55,8 +55,10 @@ class Saved(Protocol):
     """A guest saved stopped (QMP migrate to a file) to start from instead of booting
     (harness.cells.snapshot.Snapshot)."""
     path: Path  # the devices' state (QMP migrate with IGNORE_SHARED)
-    ram: Path  # the guest's RAM (ram_in_file)
     hello: dict  # the agent's HELLO from the boot that was saved
+
+    def open(self) -> tuple[BinaryIO, BinaryIO]:
+        """The devices' state and the guest's RAM (ram_in_file), from the same save."""
 
 
 class VM:
@@ -117,12 +119,22 @@ class VM:
         cmd = qemu_command(self.settings, self.kernel.boot_image, initrd, self.nic,
                            {name: p[1].fileno() for name, p in pairs.items()}, self.run_dir, append,
                            self.transport.qemu_options())
-        if self.snapshot:  # loaded once the monitor can set IGNORE_SHARED (_restore)
-            cmd += ["-incoming", "defer", *ram_in_file(self.snapshot.ram, self.settings.memory_mb, saving=False)]
+        inherited = [p[1].fileno() for p in pairs.values()]
+        if self.snapshot:  # QEMU opens the files the harness holds: a retake cannot swap them meanwhile
+            try:
+                state, ram = self.snapshot.open()
+            except OSError as e:
+                raise VMError(f"snapshot {self.snapshot.path}: {e}", self.console_log) from None
+            for f in (state, ram):
+                stack.callback(f.close)
+                inherited.append(f.fileno())
+            state_file = f"/proc/self/fd/{state.fileno()}"  # loaded once IGNORE_SHARED is set (_restore)
+            cmd += ["-incoming", "defer",
+                    *ram_in_file(Path(f"/proc/self/fd/{ram.fileno()}"), self.settings.memory_mb, saving=False)]
         elif self.ram:
             cmd += ram_in_file(self.ram, self.settings.memory_mb, saving=True)
         try:
-            self.qemu = Qemu(cmd, self.artifacts / "qemu.log", [p[1].fileno() for p in pairs.values()],
+            self.qemu = Qemu(cmd, self.artifacts / "qemu.log", inherited,
                              on_exit=self._exited, console_log=self.console_log)
         finally:
             for _, guest_end in pairs.values():
@@ -144,7 +156,7 @@ class VM:
                           self.notes.append)
             self._attach(self.transport.open_agent(reach, deadline))
             if self.snapshot:
-                self.hello = self._restore(self.snapshot, deadline)
+                self.hello = self._restore(self.snapshot, state_file, deadline)
             else:
                 self.hello = self.agent.wait_ready(max(deadline.left(), 1))
         except (AgentError, MonitorError, TransportError) as e:
@@ -170,13 +182,13 @@ class VM:
             raise self.failure
         return bool(came)
 
-    def _restore(self, snapshot: Saved, deadline: Deadline) -> dict:
+    def _restore(self, snapshot: Saved, state_file: str, deadline: Deadline) -> dict:
         """Have QEMU (started with `-incoming defer`) load the saved guest, resume it once loaded,
         and wait until the agent answers; the saved boot's HELLO.  Nothing is sent before: bytes
         that reach the UART while it loads would be overwritten."""
         path = snapshot.path
         self.monitor.command("migrate-set-capabilities", capabilities=IGNORE_SHARED)
-        self.monitor.command("migrate-incoming", uri=f"file:{path}")
+        self.monitor.command("migrate-incoming", uri=f"file:{state_file}")
         status = until(lambda: (s := self.monitor.command("query-status")["status"]) != "inmigrate" and s,
                        deadline.left(), interval=0.002)
         if not status:

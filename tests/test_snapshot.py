@@ -1,7 +1,11 @@
 """The snapshot cache key: anything that shapes the saved guest changes it."""
 import dataclasses
+import fcntl
 import sys
+import threading
 from types import SimpleNamespace
+
+import pytest
 
 from harness.machine.qemu import QemuSettings
 from harness.nic import NICS
@@ -75,3 +79,28 @@ def test_a_snapshot_in_use_is_not_stale_however_old_its_files(tmp_path, monkeypa
         os.utime(part, (two_days_ago, two_days_ago))
     snapshot.ensure(t, tmp_path / "cache", tmp_path / "boot")  # used again: another key's take keeps it
     assert all(time.time() - part.stat().st_mtime < snapshot.STALE_SECONDS for part in parts)
+
+
+def test_a_snapshots_state_and_ram_are_opened_together_not_during_a_save(tmp_path):
+    state, ram, _ = snapshot.files(tmp_path / "k.state")
+    state.write_bytes(b"state 1")
+    ram.write_bytes(b"ram 1")
+    saved = snapshot.Snapshot(state, {}, 1.0)
+    opened: list = []
+    with open(tmp_path / snapshot.LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a save under way
+        opener = threading.Thread(target=lambda: opened.append(saved.open()))
+        opener.start()
+        opener.join(0.3)
+        assert opened == []  # it waits for the save to end
+        ram.with_suffix(".ram-partial").write_bytes(b"ram 2")  # the save renames its RAM, then its state
+        ram.with_suffix(".ram-partial").rename(ram)
+        state.with_suffix(".partial").write_bytes(b"state 2")
+        state.with_suffix(".partial").rename(state)
+    opener.join(5)
+    (state_file, ram_file), = opened
+    with state_file, ram_file:
+        assert (state_file.read(), ram_file.read()) == (b"state 2", b"ram 2")
+    state.unlink()
+    with pytest.raises(FileNotFoundError):
+        saved.open()

@@ -20,6 +20,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from ..digest import content_hash, file_hash
 from ..machine import VMError
@@ -32,6 +33,7 @@ PARTIAL = (".partial", ".ram-partial")  # a save under way, or one interrupted
 # Snapshots of one kernel x NIC x clock for other guest images or command lines (another
 # project's testbed.yaml, an older agent) are removed once unused this long.
 STALE_SECONDS = 24 * 3600
+LOCK = "lock"  # in a kernel x NIC x clock's directory: held while one of its snapshots is taken
 
 
 @dataclass
@@ -44,6 +46,19 @@ class Snapshot:
     @property
     def ram(self) -> Path:
         return files(self.path)[1]
+
+    def open(self) -> tuple[BinaryIO, BinaryIO]:
+        """Its state and RAM files, opened together under the lock a save takes: another worker's
+        discard and retake, later, cannot pair one save's state with another's RAM (a FileNotFoundError
+        if it was discarded)."""
+        with open(self.path.parent / LOCK, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_SH)
+            state = open(self.path, "rb")
+            try:
+                return state, open(self.ram, "rb")
+            except BaseException:
+                state.close()
+                raise
 
 
 def files(path: Path) -> tuple[Path, Path, Path]:
@@ -107,7 +122,7 @@ def ensure(target: Target, cache: Path, artifacts: Path) -> Snapshot:
     path = directory / f"{key(target)[:16]}.state"
     parts = files(path)
     # parallel workers wanting the same snapshot: one boots, the others wait for it
-    with open(directory / "lock", "w") as lock:
+    with open(directory / LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not all(part.exists() for part in parts):
             for old in directory.glob("*.*"):  # other keys' snapshots unused for a while, interrupted saves
