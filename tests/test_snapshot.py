@@ -104,3 +104,12 @@ def test_a_snapshots_state_and_ram_are_opened_together_not_during_a_save(tmp_pat
     state.unlink()
     with pytest.raises(FileNotFoundError):
         saved.open()
+
+
+@pytest.mark.parametrize("version,restores", [("8.1.5", False), ("8.2.0", True), ("10.0.2", True)])
+def test_a_qemu_too_old_to_restore_snapshots_says_so(tmp_path, version, restores):
+    qemu = tmp_path / "qemu-system-x86_64"
+    qemu.write_text(f"#!/bin/sh\necho 'QEMU emulator version {version} (Debian 1:{version}+ds-1)'\n")
+    qemu.chmod(0o755)
+    reason = snapshot.unsupported(str(qemu))
+    assert (reason is None) == restores and (restores or f"({qemu} is {version[:3]})" in reason)

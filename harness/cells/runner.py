@@ -89,7 +89,8 @@ def ready_vm(cfg: Config, target: Target, artifacts: Path, cold: bool = False) -
     A guest whose transport cannot be restored (SSH: its keys are made for the run) always boots;
     one with a VFIO card too: a host device does not migrate."""
     cold = cold or not by_name(target.transport).restorable or bool(target.nic and not target.nic.emulated)
-    snap = None if cold else snapshot.ensure(target, cfg.cache, artifacts / "snapshot-boot")
+    too_old = None if cold else snapshot.unsupported(target.settings.binary)
+    snap = None if cold or too_old else snapshot.ensure(target, cfg.cache, artifacts / "snapshot-boot")
     try:
         vm = VM(target, artifacts, snapshot=snap).__enter__()
     except VMError as e:
@@ -98,6 +99,8 @@ def ready_vm(cfg: Config, target: Target, artifacts: Path, cold: bool = False) -
         snapshot.discard(snap)
         vm = VM(target, artifacts).__enter__()
         vm.notes.append(f"restoring {snap.path} failed ({e}): discarded it and booted afresh")
+    if too_old:
+        vm.notes.append(too_old)
     try:
         yield vm
     finally:

@@ -91,6 +91,18 @@ def _qemu_version(binary: str) -> bytes:
     return subprocess.run([binary, "--version"], capture_output=True).stdout
 
 
+OLDEST_QEMU = (8, 2)  # a restore maps the RAM file with rom=off (ram_in_file), new in 8.2
+
+
+def unsupported(binary: str) -> str | None:
+    """Why `binary` cannot restore snapshots, if it cannot."""
+    m = re.search(rb"version (\d+)\.(\d+)", _qemu_version(binary))
+    if m and (int(m[1]), int(m[2])) < OLDEST_QEMU:
+        return (f"snapshots need QEMU {'.'.join(map(str, OLDEST_QEMU))} or later ({binary} is "
+                f"{m[1].decode()}.{m[2].decode()}): every guest boots")
+    return None
+
+
 @functools.cache
 def _file_hash(path: Path, size: int, mtime_ns: int) -> bytes:
     return file_hash(path).encode()
