@@ -16,11 +16,11 @@ def apt_sources_digest() -> str:
 
 
 def test_a_release_is_its_suites_as_a_machine_of_it_has_them():
-    assert apt._lines("bullseye") == [
+    assert apt.source_lines("bullseye") == [
         f"deb [signed-by={apt.KEYRING}] http://deb.debian.org/debian bullseye main",
         f"deb [signed-by={apt.KEYRING}] http://deb.debian.org/debian bullseye-updates main",
         f"deb [signed-by={apt.KEYRING}] http://deb.debian.org/debian-security bullseye-security main"]
-    assert apt._lines("bookworm-backports") == [
+    assert apt.source_lines("bookworm-backports") == [
         f"deb [signed-by={apt.KEYRING}] http://deb.debian.org/debian bookworm-backports main"]
     assert apt.parse("linux-source-5.10/bullseye") == ("linux-source-5.10", apt.Apt("bullseye"))
     assert apt.parse("linux-image-amd64") == ("linux-image-amd64", apt.Apt(None))

@@ -23,7 +23,7 @@ needs_6_1 = pytest.mark.skipif(not TARBALL.exists(), reason=f"{TARBALL} missing 
 
 
 def kernelrelease(c: kbuild.Configured):
-    with kbuild._make(c.tree, c.build, c.compat.make_vars, "-s", "kernelrelease") as proc:
+    with kbuild.run_make(c.tree, c.build, c.compat.make_vars, "-s", "kernelrelease") as proc:
         return proc.communicate()[0].strip().splitlines()[-1]
 
 
@@ -62,7 +62,7 @@ def test_fragments_configure_3_14_with_every_required_option_and_its_fixes(cfg, 
     major = kcompat.compiler_major("gcc")
     assert "compiler-gcc5.h" in (c.build / f"include/linux/compiler-gcc{major}.h").read_text()
     assert ".fill early_idt_handlers + i*9 - ., 1, 0xcc" in (c.tree / "arch/x86/kernel/head_64.S").read_text()
-    pristine = kbuild._unpacked_tree(linux_3_14(cfg).local_source(cfg.cache), cfg.cache)
+    pristine = kbuild.unpacked_tree(linux_3_14(cfg).local_source(cfg.cache), cfg.cache)
     assert "early_idt_handlers + i*9" not in (pristine / "arch/x86/kernel/head_64.S").read_text()  # only the copy
     shutil.rmtree(tmp_path)
 
@@ -165,7 +165,7 @@ def test_patches_apply_to_a_private_copy(cfg, tmp_path):
     c = kbuild.configure(spec, cfg.cache, tmp_path / "w")
     tree = c.tree
     assert "CONFIG_TESTBED_PATCHED=y" in (c.build / ".config").read_text()
-    pristine = kbuild._unpacked_tree(TARBALL, cfg.cache)
+    pristine = kbuild.unpacked_tree(TARBALL, cfg.cache)
     assert tree != pristine and "TESTBED_PATCHED" not in (pristine / "init/Kconfig").read_text()
     unpatched = BuildSpec("t", LocalTree(TARBALL))
     assert kbuild.build_key(spec, cfg.cache) != kbuild.build_key(unpatched, cfg.cache)  # patches are in the key

@@ -116,9 +116,9 @@ def test_the_model_is_copied_only_when_its_content_changed(model, tmp_path):
 
 def test_the_binary_is_keyed_by_the_model_and_the_build_dir_is_not(model, tmp_path):
     src = Source(INSTALLED)
-    first, work = qemu.output_dir(tmp_path, src), qemu._configure_key(src)
+    first, work = qemu.output_dir(tmp_path, src), qemu.configure_key(src)
     model.write_text("/* changed */\n")
-    assert qemu.output_dir(tmp_path, src) != first and qemu._configure_key(src) == work
+    assert qemu.output_dir(tmp_path, src) != first and qemu.configure_key(src) == work
     assert qemu.output_dir(tmp_path, src).parent == first.parent and first.name.startswith("10.0.2-")
 
 

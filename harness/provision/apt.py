@@ -26,7 +26,7 @@ LISTS_MAX_AGE = 24 * 3600.0
 UPDATE_TIMEOUT = 300.0
 
 
-def _lines(suite: str) -> list[str]:
+def source_lines(suite: str) -> list[str]:
     suites = [(ARCHIVE, suite)] if "-" in suite else \
         [(ARCHIVE, suite), (ARCHIVE, f"{suite}-updates"), (SECURITY, f"{suite}-security")]
     return [f"deb [signed-by={KEYRING}] {uri} {s} main" for uri, s in suites]
@@ -56,7 +56,7 @@ class Apt:
         if self.suite is None:
             return
         d = self._dir(cache)
-        sources = "\n".join(_lines(self.suite)) + "\n"
+        sources = "\n".join(source_lines(self.suite)) + "\n"
         stamp = d / "updated"
         if (stamp.exists() and time.time() - stamp.stat().st_mtime < LISTS_MAX_AGE
                 and (d / "sources.list").read_text() == sources):

@@ -32,6 +32,7 @@ from ..children import process_group
 from ..digest import content_hash, file_hash
 from ..errors import UsageError
 from . import apt, kcompat, mirrors
+from .unpack import UnpackError, unpacked_once
 
 FRAGMENTS = PROJECT / "kernel-config"
 OPTIONAL_FRAGMENT = "where-available.config"
@@ -260,22 +261,13 @@ def output_dir(cache: Path, spec: BuildSpec) -> Path:
     return cache / "kernels" / f"{spec.name}-{build_key(spec, cache)}"
 
 
-def _unpacked_tree(source: Path, cache: Path) -> Path:
+def unpacked_tree(source: Path, cache: Path) -> Path:
     """A tarball unpacked once into the cache (shared by every build of it)."""
-    where = cache / "src" / tree_fingerprint(source)[:16]
-    if not where.exists():
-        tmp = where.with_name(where.name + f".tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        try:
-            r = subprocess.run(["tar", "-xf", str(source), "-C", str(tmp)], capture_output=True, text=True)
-            if r.returncode:
-                raise UsageError(f"{source}: cannot unpack: {r.stderr.strip()}")
-            tmp.rename(where)
-        except BaseException:  # interrupted too: a half-unpacked 1.3 GB tree is only in the way
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    tops = [p for p in where.iterdir() if (p / "Makefile").exists()]
+    try:
+        entries = unpacked_once(source, cache / "src" / tree_fingerprint(source)[:16])
+    except UnpackError as e:
+        raise UsageError(f"{source}: cannot unpack: {e}") from None
+    tops = [p for p in entries if (p / "Makefile").exists()]
     if not tops:
         raise UsageError(f"{source}: the tarball has no kernel tree (no top-level Makefile)")
     return tops[0]
@@ -298,7 +290,7 @@ def source_tree(spec: BuildSpec, cache: Path, work: Path, say=print) -> tuple[Pa
     """The tree to build — the user's, unpacked if a tarball, copied and patched if the
     compatibility fixes or the entry have patches — and the fixes chosen for it."""
     source = spec.local_source(cache, say)
-    tree = _unpacked_tree(source, cache) if source.is_file() else source
+    tree = unpacked_tree(source, cache) if source.is_file() else source
     if not (tree / "Makefile").exists() or not (tree / "Kconfig").exists():
         raise UsageError(f"kernels.{spec.name}.source: {tree} is not a kernel tree (no Makefile and Kconfig)")
     compat = kcompat.plan(tree, spec.make_vars)
@@ -370,7 +362,7 @@ def check_config(tree: Path, config: Path, name: str) -> list[str]:
             for k, v in fragment_options(optional).items()]
 
 
-def _make(tree: Path, build: Path, make_vars: dict[str, str], *targets: str):
+def run_make(tree: Path, build: Path, make_vars: dict[str, str], *targets: str):
     """A context manager: make running in a process group that ends with it (see children.py)."""
     args = ["make", "-C", str(tree), f"O={build}", *(f"{k}={v}" for k, v in make_vars.items()), *targets]
     return process_group(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
@@ -397,7 +389,7 @@ def configure(spec: BuildSpec, cache: Path, work: Path, say=print) -> Configured
     required, optional = fragments()
     allconfig = build / "testbed-fragments.config"
     allconfig.write_text("".join(p.read_text() for p in required + optional))
-    with _make(tree, build, {**compat.make_vars, "KCONFIG_ALLCONFIG": str(allconfig)}, "allnoconfig") as proc:
+    with run_make(tree, build, {**compat.make_vars, "KCONFIG_ALLCONFIG": str(allconfig)}, "allnoconfig") as proc:
         out, _ = proc.communicate()
     (build / "configure.log").write_text(out)
     if proc.returncode:
@@ -416,7 +408,7 @@ def _compile(c: Configured, spec: BuildSpec, jobs: int, log_path: Path):
     """make bzImage, output to the log, a progress line on the terminal (one a minute otherwise)."""
     started, objects, last_report = time.monotonic(), 0, 0.0
     tty = sys.stderr.isatty()
-    with open(log_path, "w") as log, _make(c.tree, c.build, c.compat.make_vars, f"-j{jobs}", "bzImage") as proc:
+    with open(log_path, "w") as log, run_make(c.tree, c.build, c.compat.make_vars, f"-j{jobs}", "bzImage") as proc:
         for line in proc.stdout:
             log.write(line)
             objects += line.lstrip().startswith(("CC ", "AS "))

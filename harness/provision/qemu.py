@@ -28,6 +28,7 @@ from ..children import process_group
 from ..digest import content_hash, file_hash
 from ..errors import NetworkError, UsageError
 from . import mirrors
+from .unpack import UnpackError, unpacked_once
 
 MODEL = PROJECT / "qemu-model" / "ixgbe.c"
 # Where Debian's qemu-system-x86_64 looks for firmware (its `-L help`): qemu-system-data (bios,
@@ -137,7 +138,7 @@ def model_hash() -> str:
     return file_hash(MODEL)[:16]
 
 
-def _configure_key(src: Source) -> str:
+def configure_key(src: Source) -> str:
     return content_hash(src.upstream.encode(), "\0".join(CONFIGURE).encode(), "\0".join(BUILD_PYTHON).encode())[:16]
 
 
@@ -241,20 +242,11 @@ def check_dependencies(version: str | None = None):
 
 def _unpacked(tarball: Path, src: Source, cache: Path) -> Path:
     """The tarball unpacked once into the cache: the pristine tree every build links to."""
-    where = cache / "qemu" / "src" / f"{src.orig}-{src.sha256[:16]}"
-    if not where.exists():
-        tmp = where.with_name(where.name + f".tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        try:
-            r = subprocess.run(["tar", "-xf", str(tarball), "-C", str(tmp)], capture_output=True, text=True)
-            if r.returncode:
-                raise QemuBuildError("unpack", f"tar -xf {tarball}: {r.stderr.strip()}", src.upstream)
-            tmp.rename(where)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    tops = [p for p in where.iterdir() if (p / "configure").exists() and (p / "hw/net").is_dir()]
+    try:
+        entries = unpacked_once(tarball, cache / "qemu" / "src" / f"{src.orig}-{src.sha256[:16]}")
+    except UnpackError as e:
+        raise QemuBuildError("unpack", f"tar -xf {tarball}: {e}", src.upstream) from None
+    tops = [p for p in entries if (p / "configure").exists() and (p / "hw/net").is_dir()]
     if not tops:
         raise QemuBuildError("unpack", f"{tarball} holds no QEMU tree (no configure, no hw/net)", src.upstream)
     return tops[0]
@@ -370,7 +362,7 @@ def _build(cache: Path, src: Source, jobs: int, say) -> Path:
     # Named by the version and the configure options, not by the model.  Kept after a build,
     # so a changed model recompiles one file and relinks; after a failure or an interruption
     # the next build resumes in it.
-    work = cache / "qemu" / "work" / f"{src.upstream}-{_configure_key(src)}"
+    work = cache / "qemu" / "work" / f"{src.upstream}-{configure_key(src)}"
     if (work / "build" / "testbed-configured").exists():
         say(f"qemu {src.upstream}: building in {work} (configured: only what changed is rebuilt)")
     tree = _private_tree(pristine, work, src)
