@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from typing import NoReturn
 
 from . import nic as nic_mod
 from .provision.kbuild import BuildSpec, DebianSource, LocalTree, ReleaseTarball, TreeSource
@@ -50,6 +51,12 @@ from .transport import NAMES as TRANSPORT_NAMES
 ACCELS = ("auto", "kvm", "tcg")
 TIMES = ("auto", *TIME_MODES)  # the guest's clock; auto: virtual with TCG, real with KVM
 TRANSPORTS = TRANSPORT_NAMES  # how the host reaches the guest's agent (harness/transport)
+
+
+def default_cache() -> Path:
+    """Where builds, kernels and snapshots are kept unless testbed.yaml says: $TESTBED_CACHE, else
+    ~/.cache/testbed."""
+    return Path(os.environ.get("TESTBED_CACHE") or Path.home() / ".cache" / "testbed")
 
 
 @dataclass(frozen=True)
@@ -69,8 +76,7 @@ class Config:
     guest_binaries: tuple[Path, ...] = ()  # host programs copied into the guest
     transport: str = "serial"
     scenarios: tuple[Path, ...] = ()  # scenario files and directories besides the built-in catalogue
-    cache: Path = field(default_factory=lambda: Path(os.environ.get("TESTBED_CACHE") or
-                                                     Path.home() / ".cache" / "testbed"))
+    cache: Path = field(default_factory=default_cache)
 
     def kernel(self, name: str | None) -> KernelSource:
         name = name or self.default_kernel
@@ -93,7 +99,7 @@ class _Reader:
     def __init__(self, path: Path):
         self.path = path
 
-    def fail(self, key: str, value, problem: str):
+    def fail(self, key: str, value, problem: str) -> NoReturn:
         raise UsageError(f"{self.path}: {key}: {value!r} {problem}")
 
     def mapping(self, key: str, value, allowed=None) -> dict:
@@ -224,7 +230,7 @@ def load(path: Path | str = NAME) -> Config:
     base = path.resolve().parent
     mirrors = _mirrors(r, data, base)
 
-    kernels = {}
+    kernels: dict[str, KernelSource] = {}
     for name, entry in r.mapping("kernels", data.get("kernels") or {}).items():
         key = f"kernels.{name}"
         entry = r.mapping(key, entry, KERNEL_KEYS)

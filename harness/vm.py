@@ -56,6 +56,7 @@ class Saved(Protocol):
     (harness.cells.snapshot.Snapshot)."""
     path: Path  # the devices' state (QMP migrate with IGNORE_SHARED)
     hello: dict  # the agent's HELLO from the boot that was saved
+    boot_seconds: float  # that boot's QEMU start to HELLO
 
     def open(self) -> tuple[BinaryIO, BinaryIO]:
         """The devices' state and the guest's RAM (ram_in_file), from the same save."""
@@ -78,7 +79,7 @@ class VM:
         self.brake: Brake
         self.agent: Agent
         self._attached: Agent | None = None  # the agent the guest's failures go to, once there is one
-        self.boot_seconds: float | None = None
+        self.boot_seconds: float  # QEMU's start to a ready agent, set by launch()
         self.hello: dict = {}  # the agent's HELLO: VERSION, RELEASE, PID
         self.notes: list[str] = []  # what happened on the way to a ready guest, for the trace
         self.failure: Exception | None = None  # what broke the guest (first wins), for the agent's waiters

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from harness.agent import CLOSE_GRACE, Agent, AgentError, Paused
-from harness.agent.protocol import FrameReader, Kind, Op, encode_frame
+from harness.agent.protocol import Frame, FrameReader, Kind, Op, encode_frame
 from harness.machine import VMError
 from harness.netlink import MSG_DONTWAIT, MSG_OOB, NETLINK_ROUTE, SO_RCVBUF, SOL_SOCKET
 from harness.wait import until
@@ -18,7 +18,7 @@ from harness.wait import until
 @pytest.fixture
 def agent(agent_binary):
     host, guest = socket.socketpair()
-    proc = subprocess.Popen([str(agent_binary), "-"], stdin=guest, stdout=guest)
+    proc = subprocess.Popen([str(agent_binary), "-"], stdin=guest.fileno(), stdout=guest.fileno())
     guest.close()
     a = Agent(host)
     a.wait_ready(5)
@@ -34,7 +34,7 @@ def test_hello_and_ping_carry_version_and_monotonic_time(agent):
 
 def test_a_paused_guest_runs_again_before_the_next_wait_and_its_reply_is_handed_on(agent):
     # a background request stands in for the AT that stopped the machine: its reply comes once it runs
-    happened = []
+    happened: list[object] = []
     pending = agent.start(Op.RUN, cmd="sleep 0.1", background=1)
     agent.pause(Paused(lambda: happened.append("cont"), pending, lambda r: happened.append(("resumed", r.ret))))
     assert agent.call(Op.PING).ret == 0
@@ -183,7 +183,7 @@ def scripted_agent(sock: socket.socket, answer):
         with sock:
             while data := sock.recv(65536):
                 for frame in reader.feed(data):
-                    if (attrs := answer(frame)) is not None:
+                    if isinstance(frame, Frame) and (attrs := answer(frame)) is not None:
                         sock.sendall(encode_frame(Kind.REPLY, frame.id, attrs))
     threading.Thread(target=serve, daemon=True).start()
 

@@ -67,7 +67,11 @@ def readme_table() -> tuple[list[tuple[int, int, int]], list[list[str]]]:
     lines = list(itertools.takewhile(lambda line: line.startswith("|"), text[start:].splitlines()))
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
     header, body = rows[0], rows[2:]
-    versions = [tuple(int(n) for n in re.search(r"(\d+)\.(\d+)\.(\d+)", h).groups()) for h in header[3:]]
+    versions = []
+    for h in header[3:]:
+        m = re.search(r"(\d+)\.(\d+)\.(\d+)", h)
+        assert m, f"README's table header {h!r} names no x.y.z"
+        versions.append((int(m[1]), int(m[2]), int(m[3])))
     return versions, body
 
 

@@ -3,10 +3,12 @@ until the kernel's report is complete; and what it says on the way out names the
 import socket
 import threading
 import time
+from typing import cast
 
 from harness.agent import AgentError
 from harness.machine import VMError
 from harness.machine.console import Console
+from harness.machine.qemu import Qemu
 from harness.vm import VM
 from tests.test_snapshot import target
 
@@ -18,7 +20,7 @@ PANIC = b"[    1.6] Kernel panic - not syncing: Fatal exception\n"
 
 def test_the_report_ends_with_the_panic_not_the_oops_end_trace(tmp_path):
     host, guest = socket.socketpair()
-    heard = []
+    heard: list[Exception] = []
     console = Console(host, tmp_path / "console.log", time.monotonic(), heard.append)
     try:
         guest.sendall(b"".join(ORDER))
@@ -47,7 +49,7 @@ class ExitedQemu:
 def test_the_consoles_last_words_name_the_cause_when_qemu_is_already_gone(tmp_path):
     host, guest = socket.socketpair()
     vm = VM(target(tmp_path), tmp_path)  # not launched: what diagnose reads is a real console and a QEMU that exited
-    vm.qemu = ExitedQemu()
+    vm.qemu = cast(Qemu, ExitedQemu())
     vm.console = Console(host, vm.console_log, time.monotonic(), vm.fail)
 
     def guest_says_why():  # the line is still on its way when the agent's channel is seen closed

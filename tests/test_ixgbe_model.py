@@ -11,10 +11,10 @@ import time
 import pytest
 
 from harness.provision import qemu as qemu_build
-from harness.config import Config
+from harness.config import default_cache
 from tests.qtest import QtestMachine
 
-CACHE = Config.__dataclass_fields__["cache"].default_factory()
+CACHE = default_cache()
 BINARY = qemu_build.find(CACHE)
 pytestmark = pytest.mark.skipif(BINARY is None, reason=f"no QEMU with the model: {qemu_build.unavailable(CACHE)}")
 
@@ -133,6 +133,7 @@ def machine(tmp_path, properties: str = "", incoming=None):
     netdev = (f"dgram,id=n0,local.type=inet,local.host=127.0.0.1,local.port={model_port},"
               f"remote.type=inet,remote.host=127.0.0.1,remote.port={wire.getsockname()[1]}")
     device = ",".join(filter(None, (f"ixgbe,netdev=n0,id=nic0,mac={MAC.hex(':')}", properties)))
+    assert BINARY is not None  # the module is skipped without it
     m = QtestMachine(BINARY, qemu_build.firmware_options(), ["-netdev", netdev, "-device", device], incoming)
     return m, wire, model_port
 

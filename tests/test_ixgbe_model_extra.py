@@ -16,9 +16,9 @@ from tests.test_ixgbe_model import (BAR3, BINARY, CTRL, EIAC, EICR, EICS, EIMS, 
                                     TDH, TDT, TX_BUF, TX_RING, VLNCTRL, Nic, frame, machine, nic, restored,  # noqa: F401
                                     rx_ring, save, tx_descriptor, tx_ring)
 from harness.provision import qemu as qemu_build
-from harness.config import Config
+from harness.config import default_cache
 
-CACHE = Config.__dataclass_fields__["cache"].default_factory()
+CACHE = default_cache()
 pytestmark = pytest.mark.skipif(BINARY is None, reason=f"no QEMU with the model: {qemu_build.unavailable(CACHE)}")
 
 TXDCTL, AUTOC, RAL0, RAL1 = 0x6028, 0x42A0, 0x5400, 0x5408

@@ -34,7 +34,7 @@ def import_graph(root: Path = HARNESS) -> dict[str, set[str]]:
             if node.level:
                 base = package.split(".")[:len(package.split(".")) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
-            elif (node.module or "").startswith("harness"):
+            elif node.module and node.module.startswith("harness"):
                 target = node.module
             else:
                 continue

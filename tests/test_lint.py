@@ -1,5 +1,5 @@
 """The linter and the type checker as tests (as QEMU's python/tests does): ruff over harness/ and
-tests/, mypy over harness/, each configured in pyproject.toml and pinned in its `test` extra."""
+tests/, mypy over both too, each configured in pyproject.toml and pinned in its `test` extra."""
 import subprocess
 import sys
 from pathlib import Path

@@ -3,6 +3,7 @@ import json
 import xml.etree.ElementTree as ET
 
 import pytest
+from typing import Any
 
 from harness.errors import UsageError
 from harness.results import Result, Verdict, cell_name, differences, directory, html, kcidb, text, timeline_svg
@@ -10,7 +11,7 @@ from harness.cells import matrix
 from harness.trace import TraceEntry
 
 CELLS = [(s, k, n) for s in ("carrier-qmp", "overrun", "flap-storm") for k in ("a", "b") for n in ("igb", "e1000")]
-META = {"started": "2026-11-22T10:00:00+00:00", "qemu": "QEMU emulator version 10.0.2",
+META: dict[str, Any] = {"started": "2026-11-22T10:00:00+00:00", "qemu": "QEMU emulator version 10.0.2",
         "kernels": {k: {"release": "6.1.192", "version": "6.1.192", "image": f"/k/{k}", "sha256": k * 64,
                         "accel": "tcg"} for k in ("a", "b")},
         "nics": ["e1000", "igb"], "shard": None, "host": {"name": "h", "kernel": "6.1", "cpus": 2, "python": "3.11"},
@@ -60,7 +61,9 @@ def test_publish_writes_junit_kcidb_and_a_report_that_shows_the_kernel_differenc
     suite = ET.parse(tmp_path / "junit.xml").getroot()
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("3", "1", "1")
     failed = suite.find("testcase[@classname='b.igb'][@name='flap-storm']")
-    assert "RTM_NEWLINK eth0" in failed.find("system-out").text and failed.find("failure") is not None
+    assert failed is not None and failed.find("failure") is not None
+    out = failed.find("system-out")
+    assert out is not None and "RTM_NEWLINK eth0" in (out.text or "")
     data = json.loads((tmp_path / "kcidb.json").read_text())
     assert {t["status"] for t in data["tests"]} == {"PASS", "FAIL", "MISS"}
     page = (tmp_path / "report.html").read_text()

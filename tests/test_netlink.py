@@ -39,7 +39,7 @@ def test_several_messages_in_one_datagram_and_truncation():
     first, second = decode(data)
     assert second.operstate == "DOWN" and not second.has("LOWER_UP")
     *_, cut = decode(data[:-10])
-    assert "truncated" in cut.problem
+    assert cut.problem and "truncated" in cut.problem
 
 
 def test_unknown_flag_bits_are_shown_not_lost():
@@ -94,7 +94,8 @@ def test_the_other_rtnetlink_families_and_generic_netlink_are_decoded():
     from pyroute2.netlink.rtnl.ndmsg import ndmsg
     from pyroute2.netlink.rtnl.rtmsg import rtmsg
     from pyroute2.netlink.rtnl.tcmsg import tcmsg
-    cases = [(ifaddrmsg, RTM_NEWADDR, [("IFA_ADDRESS", "10.0.2.15"), ("IFA_LABEL", "eth0")],
+    cases: list[tuple[type, int, list, dict, str]] = [
+             (ifaddrmsg, RTM_NEWADDR, [("IFA_ADDRESS", "10.0.2.15"), ("IFA_LABEL", "eth0")],
               dict(family=2, index=2, prefixlen=24),
               "RTM_NEWADDR index=2 prefixlen=24 IFA_ADDRESS=10.0.2.15 IFA_LABEL=eth0"),
              (rtmsg, RTM_NEWROUTE, [("RTA_DST", "10.0.2.0"), ("RTA_OIF", 2)], dict(family=2, dst_len=24, table=254),

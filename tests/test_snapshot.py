@@ -4,11 +4,14 @@ import fcntl
 import sys
 import threading
 from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
 from harness.machine.qemu import QemuSettings
 from harness.nic import NICS
+from harness.provision.image import GuestImage
+from harness.provision.kernel import Kernel
 from harness.cells import snapshot
 from harness.vm import Target
 
@@ -17,8 +20,9 @@ def target(tmp_path, kernel=b"kernel", initramfs=b"initramfs", nic="igb", memory
     tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "bzImage").write_bytes(kernel)
     (tmp_path / "initramfs.cpio").write_bytes(initramfs)
-    return Target(SimpleNamespace(name="k", boot_image=tmp_path / "bzImage"),
-                  SimpleNamespace(path=tmp_path / "initramfs.cpio"), NICS[nic],
+    # a kernel and an image with only what key() reads
+    return Target(cast(Kernel, SimpleNamespace(name="k", boot_image=tmp_path / "bzImage")),
+                  cast(GuestImage, SimpleNamespace(path=tmp_path / "initramfs.cpio")), NICS[nic],
                   QemuSettings(binary=sys.executable, memory_mb=memory_mb, kernel_args=kernel_args))
 
 
@@ -112,4 +116,4 @@ def test_a_qemu_too_old_to_restore_snapshots_says_so(tmp_path, version, restores
     qemu.write_text(f"#!/bin/sh\necho 'QEMU emulator version {version} (Debian 1:{version}+ds-1)'\n")
     qemu.chmod(0o755)
     reason = snapshot.unsupported(str(qemu))
-    assert (reason is None) == restores and (restores or f"({qemu} is {version[:3]})" in reason)
+    assert (reason is None) == restores and (restores or f"({qemu} is {version[:3]})" in (reason or ""))

@@ -1,12 +1,14 @@
 """The SSH transport's host side without a guest: per-run keys, what the guest is handed, where
 the forward is bound, and how QEMU's answer about it is read."""
 import re
+from typing import cast
 
 import paramiko
 import pytest
 
 from harness.agent import Agent, AgentError
 from harness.agent.protocol import Op
+from harness.machine.monitor import Monitor
 from harness.machine.qemu import CMDLINE, QemuSettings, qemu_command
 from harness.nic import NICS
 from harness.transport import ssh
@@ -55,9 +57,9 @@ class FakeMonitor:
 def test_the_port_qemu_picked_is_read_from_info_usernet():
     table = ("Hub -1 (mgmt):\r\n  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ\r\n"
              "  TCP[HOST_FORWARD]  13       127.0.0.1 35343       10.0.2.15    22     0     0\r\n")
-    assert ssh.forwarded_port(FakeMonitor(table)) == 35343
+    assert ssh.forwarded_port(cast(Monitor, FakeMonitor(table))) == 35343
     with pytest.raises(ssh.SSHError, match="QEMU reports no forward to 10.0.2.15:22"):
-        ssh.forwarded_port(FakeMonitor(table.replace("127.0.0.1", "0.0.0.0")))
+        ssh.forwarded_port(cast(Monitor, FakeMonitor(table.replace("127.0.0.1", "0.0.0.0"))))
 
 
 class DeadChannel:
@@ -80,7 +82,7 @@ class DeadChannel:
 def test_a_dead_transport_fails_like_a_closed_socket():
     """Seen in CI: QEMU killed mid-scenario gave 'EOFError: ' as the run's cause, from the
     shutdown's close of the channel, instead of 'QEMU exited with status -9'."""
-    channel = ssh.AgentChannel(DeadChannel())
+    channel = ssh.AgentChannel(cast(paramiko.Channel, DeadChannel()))
     with pytest.raises(ConnectionResetError, match=r"SSH transport closed \(EOFError"):
         channel.sendall(b"x")
     agent = Agent(channel)

@@ -39,7 +39,7 @@ CLOSE_GRACE = 1.0
 _KERNEL_NAMES = {errno_mod.EOPNOTSUPP: "EOPNOTSUPP", errno_mod.EAGAIN: "EAGAIN"}
 
 
-def errname(code: int) -> str:
+def errname(code: int | None) -> str:
     if not code:
         return "0"
     return _KERNEL_NAMES.get(code) or errno_mod.errorcode.get(code, f"errno {code}")
@@ -76,6 +76,14 @@ class Reply:
         return f"-1 {errname(self.errno)}" if self.ret < 0 else str(self.ret)
 
 
+class Channel(Protocol):
+    """What the agent reads and writes: the serial port's socket, or an SSH session (AgentChannel)."""
+    def recv(self, size: int, /) -> bytes: ...
+    def sendall(self, data: bytes, /) -> object: ...
+    def shutdown(self, how: int, /) -> None: ...
+    def close(self) -> None: ...
+
+
 class Brake(Protocol):
     """What lock-step needs of the guest's brake (harness.machine.brake.Brake)."""
     def resume(self, timeout: float, abandon: Callable[[], Exception | None]) -> None:
@@ -93,7 +101,7 @@ class Paused:
 
 
 class Agent:
-    def __init__(self, sock: socket.socket, transcript: Path | None = None):
+    def __init__(self, sock: Channel, transcript: Path | None = None):
         self._sock = sock
         self._reader = FrameReader()
         self._ids = itertools.count(1)

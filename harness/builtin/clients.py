@@ -51,8 +51,8 @@ def real_clients(g: Guest):
 
     agent_view = [("LOWER_UP" if m.has("LOWER_UP") else "NO-CARRIER", m.operstate) for m in events]
     ip_lines = [line for line in outputs["ip monitor link"].splitlines() if re.search(rf"\b{g.ifname}:", line)]
-    ip_view = [("LOWER_UP" if "LOWER_UP" in line else "NO-CARRIER", re.search(r"state (\w+)", line).group(1))
-               for line in ip_lines if re.search(r"state (\w+)", line)]
+    ip_view = [("LOWER_UP" if "LOWER_UP" in line else "NO-CARRIER", m.group(1))
+               for line in ip_lines if (m := re.search(r"state (\w+)", line))]
     g.expect("ip monitor link: carrier and state per change, as the agent decoded them", ip_view, agent_view)
 
     nl_lines = [line for line in outputs["nl-monitor link"].splitlines() if re.search(rf"\b{g.ifname}\b", line)]

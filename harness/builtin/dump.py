@@ -6,6 +6,7 @@ from collections import Counter
 
 from ..agent import errname
 from ..netlink import (
+    Message,
     MSG_DONTWAIT,
     MSG_PEEK,
     MSG_TRUNC,
@@ -152,7 +153,8 @@ def dump_pace(g: Guest):
     # choice is checkable: Rmem - T left above rcvbuf/2 → no new round; at or below → a new round,
     # as long as the dump is running (netlink_recvmsg calls netlink_dump only while nlk->cb is set —
     # cb_running in 6.x — which netlink_dump clears once it has queued NLMSG_DONE).
-    notifications, dumped, datagrams, level, done, errors = 0, [], 0, after_request, False, []
+    notifications, datagrams, level, done, errors = 0, 0, after_request, False, []
+    dumped: list[Message] = []
     broken, reads = [], []  # reads: (left, produced) for each notification read
     while not done:
         got = sock.recv()

@@ -39,7 +39,7 @@ from .dump import add_dummies
 PAGE = 4096
 
 
-def mtu_notifications(version: Version, old: int, new: int) -> list[int]:
+def mtu_notifications(version: Version, old: int | None, new: int) -> list[int | None]:
     """IFLA_MTU of each RTM_NEWLINK an `ip link set mtu` (RTM_SETLINK) sends: rtnetlink_event's
     for NETDEV_PRECHANGEMTU (the old MTU) and NETDEV_CHANGEMTU, then do_setlink's own, until
     rtnetlink_event stopped sending for MTU events and do_setlink's became the only one (4.14

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from ..netlink import RTMGRP_LINK
+from ..netlink import RTMGRP_LINK, Message
 from ..scenario import Guest, scenario
 from .link import bring_up
 
@@ -105,8 +105,10 @@ def ixgbe_admin_down(g: Guest):
                       f"{'on' if holds else 'off'} while eth0 is down", got.reply.timed_out, got.describe())
         g.expect("link lines while eth0 is down", link_lines(driver_log(g))[before:], [])
         g.sh(f"ip link set {g.ifname} up")
-        seen = mon.wait_link(g.ifname, lambda m, holds=holds: m.operstate in ("UP", "DOWN") and m.has("UP") and
-                             m.has("LOWER_UP") == holds and (m.operstate == "UP") == holds)
+        def settled(m: Message, holds: bool = holds) -> bool:
+            return (m.operstate in ("UP", "DOWN") and m.has("UP") and m.has("LOWER_UP") == holds
+                    and (m.operstate == "UP") == holds)
+        seen = mon.wait_link(g.ifname, settled)
         g.expect(f"the carrier eth0 reports once up, QEMU holding the link {'on' if holds else 'off'}",
                  (seen.has("LOWER_UP"), seen.carrier), (holds, int(holds)))
         mon.drain(quiet=2.5)
@@ -154,7 +156,8 @@ def ping(g: Guest, count: int) -> int:
 
 def counters(g: Guest) -> tuple[int, int]:
     path = f"/sys/class/net/{g.ifname}/statistics"
-    return tuple(int(v) for v in g.sh(f"cat {path}/tx_packets {path}/rx_packets").split())
+    tx, rx = (int(v) for v in g.sh(f"cat {path}/tx_packets {path}/rx_packets").split())
+    return tx, rx
 
 
 @scenario("ixgbe-traffic",

@@ -53,10 +53,10 @@ def carrier_admin_down(g: Guest):
     before = g.getlink()
     g.expect_true(f"{g.ifname} starts admin-down", not before.has("UP"), str(before))
     mon = g.socket(groups=RTMGRP_LINK)
-    for up in (False, True, False):
-        g.set_link(up)
+    for on in (False, True, False):
+        g.set_link(on)
         got = mon.recv(timeout=SILENCE)
-        g.expect_true(f"no notification within {SILENCE:g} s of set_link {'on' if up else 'off'} while admin-down",
+        g.expect_true(f"no notification within {SILENCE:g} s of set_link {'on' if on else 'off'} while admin-down",
                       got.reply.timed_out, got.describe())
     # The link is now off in QEMU; admin-up shows it: UP, but no carrier.
     g.sh(f"ip link set {g.ifname} up")
@@ -222,7 +222,7 @@ def flap_storm(g: Guest):
     if after.carrier_changes is None:
         return
     g.require("IFLA_CARRIER_CHANGES before the storm too", before.carrier_changes is not None)
-    delta = after.carrier_changes - before.carrier_changes
+    delta = after.carrier_changes - before.carrier_changes  # type: ignore[operator]  # require() ended it if None
     g.note(f"IFLA_CARRIER_CHANGES {before.carrier_changes} → {after.carrier_changes} (+{delta})")
     g.expect_true(f"IFLA_CARRIER_CHANGES grew by an even number, at most {2 * FLAPS}", delta % 2 == 0 and
                   0 <= delta <= 2 * FLAPS, f"+{delta}")

@@ -55,7 +55,8 @@ class Progress:
     """A live status line on a terminal; one plain line per finished cell otherwise."""
 
     def __init__(self, total: int, stream=sys.stdout):
-        self.total, self.stream, self.done, self.bad = total, stream, 0, []
+        self.total, self.stream, self.done = total, stream, 0
+        self.bad: list[str] = []
         self.live = stream.isatty()
         self.started = time.monotonic()
 

@@ -14,7 +14,7 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def _option_groups() -> dict[str, argparse.ArgumentParser]:
+def _option_groups() -> dict[str, _Parser]:
     """The options several commands share, each declared once (argparse parents)."""
     groups = {name: _Parser(add_help=False)
               for name in ("guest", "transport", "cells", "jobs", "time", "scenarios", "qemu")}

@@ -52,11 +52,13 @@ def from_source(cfg: Config, tree: Path) -> tuple[Config, str]:
         raise UsageError(f"--kernel-source {tree}: does not exist; give a kernel tree or a .tar.* of one")
     # a tree testbed.yaml already builds keeps its name, and so its cached build
     source = kbuild.LocalTree(tree.resolve())
-    name = next((n for n, k in cfg.kernels.items() if k.build and k.build.source == source), None)
-    if name is None:
+    name, spec = next(((n, k.build) for n, k in cfg.kernels.items() if k.build and k.build.source == source),
+                      (None, None))
+    if name is None or spec is None:
         name = f"src-{tree.resolve().name}"
-        cfg = dataclasses.replace(cfg, kernels={**cfg.kernels, name: BuiltKernel(name, kbuild.BuildSpec(name, source))})
-    kbuild.build(cfg.kernels[name].build, cfg.cache, say=lambda s: print(f"testbed: {s}", file=sys.stderr))
+        spec = kbuild.BuildSpec(name, source)
+        cfg = dataclasses.replace(cfg, kernels={**cfg.kernels, name: BuiltKernel(name, spec)})
+    kbuild.build(spec, cfg.cache, say=lambda s: print(f"testbed: {s}", file=sys.stderr))
     return cfg, name
 
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import termios
 import tty
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..agent.protocol import Op
@@ -27,7 +28,7 @@ ESCAPE = b"\x1d"  # Ctrl-]: leave the shell even if the guest no longer answers
 WEEK_MS = 7 * 24 * 3600 * 1000
 
 
-def _shell_setup(programs: list[Path]) -> str:
+def _shell_setup(programs: Sequence[Path]) -> str:
     """The start of a command line that runs an interactive guest shell."""
     # busybox's ash runs its own applet for a name before searching PATH: aliases make `ip` the
     # iproute2 copied into the guest (guest-binaries), not busybox's cut-down one
@@ -35,7 +36,7 @@ def _shell_setup(programs: list[Path]) -> str:
     return f"printf '{aliases}' > /tmp/.shrc; ENV=/tmp/.shrc PS1='testbed:\\w# '"
 
 
-def _console_shell_command(programs: list[Path]) -> str:
+def _console_shell_command(programs: Sequence[Path]) -> str:
     cols, rows = shutil.get_terminal_size()
     term = os.environ.get("TERM", "vt100")
     # A session of its own with the console as controlling terminal, so job control and Ctrl-C
@@ -77,7 +78,7 @@ def shell(cfg: Config, kernel_name: str | None, nic: str | None, cold: bool) -> 
     return 0
 
 
-def _console_session(vm, programs: list[Path], nic: str) -> None:
+def _console_session(vm, programs: Sequence[Path], nic: str) -> None:
     """A shell on the guest's console, which shows kernel messages too; the agent starts it."""
     print(f"testbed: `testbed link down|up` in another terminal flips {nic}'s link; "
           f"`exit` or Ctrl-] powers the guest off")
@@ -87,7 +88,7 @@ def _console_session(vm, programs: list[Path], nic: str) -> None:
     vm.console.echo = None
 
 
-def _login_session(vm, login: list[str], programs: list[Path], nic: str) -> None:
+def _login_session(vm, login: list[str], programs: Sequence[Path], nic: str) -> None:
     """A shell through the transport's login (SSH: the person's own ssh); the same command logs
     in from other terminals while the guest runs."""
     print(f"testbed: more shells, from other terminals: {shlex.join(login)}")

@@ -45,11 +45,13 @@ def probe_kvm(qemu: str, kernel_image: Path) -> bool:
            "-no-reboot", "-serial", "stdio", "-kernel", str(kernel_image),
            "-append", "console=ttyS0 earlyprintk=ttyS0 panic=-1"]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    out = proc.stdout
+    assert out is not None  # stdout=PIPE
     seen, deadline = b"", Deadline(PROBE_SECONDS)
     try:
         while b"Linux version" not in seen and not deadline.passed():
-            if select.select([proc.stdout], [], [], deadline.left())[0]:
-                chunk = os.read(proc.stdout.fileno(), 4096)
+            if select.select([out], [], [], deadline.left())[0]:
+                chunk = os.read(out.fileno(), 4096)
                 if not chunk:
                     break
                 seen = seen[-64:] + chunk
@@ -57,7 +59,7 @@ def probe_kvm(qemu: str, kernel_image: Path) -> bool:
     finally:
         proc.kill()
         proc.wait()
-        proc.stdout.close()
+        out.close()
 
 
 def choose(setting: str, qemu: str, kernel_image: Path, cache: Path) -> str:

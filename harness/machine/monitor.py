@@ -73,9 +73,9 @@ class Monitor:
         try:
             with self._lock:
                 result = self._run(self._client.execute(name, args), self._timeout)
-        except ExecuteError as e:
-            self._transcript.write(f"<- error {e.error_class}: {e.error_desc}")
-            raise MonitorError(f"QMP {name} {args}: {e.error_class}: {e.error_desc}") from e
+        except ExecuteError as e:  # str(e) is the error's desc (qemu.qmp has no error_desc)
+            self._transcript.write(f"<- error {e.error_class}: {e}")
+            raise MonitorError(f"QMP {name} {args}: {e.error_class}: {e}") from e
         except (TimeoutError, QMPError, OSError, EOFError) as e:
             self._transcript.write(f"<- failed: {e!r}")
             raise MonitorError(f"QMP {name}: no answer from QEMU ({type(e).__name__}: {e})") from e

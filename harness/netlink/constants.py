@@ -77,8 +77,9 @@ def flag_names(flags: int, names: dict) -> str:
     return "|".join(parts + ([hex(rest)] if rest else [])) or "0"
 
 
-def iff_names(flags: int) -> str:
-    return flag_names(flags, IFF)
+def iff_names(flags: int | None) -> str:
+    """`flags` by name; a message that carried none (not a link message) says so."""
+    return "(no ifi_flags)" if flags is None else flag_names(flags, IFF)
 
 
 def msg_flag_names(flags: int) -> str:

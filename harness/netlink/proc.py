@@ -9,17 +9,16 @@ def proc_net_netlink(text: str) -> dict[int, dict]:
     if not lines:
         return {}
     columns = lines[0].split()
-    table = {}
+    table: dict[int, dict] = {}
     for line in lines[1:]:
         cells = line.split()
         if len(cells) != len(columns):
             continue
-        row = dict(zip(columns, cells, strict=True))
+        raw = dict(zip(columns, cells, strict=True))
         try:
-            for c in ("Eth", "Pid", "Rmem", "Wmem", "Drops", "Inode"):
-                row[c] = int(row[c])
-            row["Groups"] = int(row["Groups"], 16)
+            counters = {c: int(raw[c]) for c in ("Eth", "Pid", "Rmem", "Wmem", "Drops", "Inode")}
+            row: dict[str, str | int] = {**raw, **counters, "Groups": int(raw["Groups"], 16)}
         except (KeyError, ValueError):
             continue
-        table[row["Inode"]] = row
+        table[counters["Inode"]] = row
     return table

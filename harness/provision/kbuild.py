@@ -216,7 +216,8 @@ def tarball_version(tarball: Path, fingerprint: str, cache: Path) -> tuple[int, 
     try:
         with tarfile.open(tarball, "r|*") as tar:
             makefile = next((m for m in tar if re.fullmatch(r"[^/]+/Makefile", m.name) and m.isfile()), None)
-            head = tar.extractfile(makefile).read(2000).decode(errors="replace") if makefile else ""
+            member = tar.extractfile(makefile) if makefile else None
+            head = member.read(2000).decode(errors="replace") if member else ""
     except (OSError, tarfile.TarError) as e:
         raise UsageError(f"{tarball}: cannot read it as a tarball ({e})") from e
     version = kcompat.makefile_version(head, f"{tarball}: its top-level Makefile")
@@ -445,7 +446,7 @@ def build(spec: BuildSpec, cache: Path, jobs: int | None = None, say=print) -> P
     say(f"kernel {spec.name}: {version} configured from {c.tree}; "
         f"compatibility fixes: {', '.join(fixes) or 'none needed'}; optional: {', '.join(c.notes)}")
     started = time.monotonic()
-    _compile(c, spec, jobs or os.cpu_count(), work / "build.log")
+    _compile(c, spec, jobs or os.cpu_count() or 1, work / "build.log")
     staged = out.with_name(out.name + ".tmp")
     shutil.rmtree(staged, ignore_errors=True)
     staged.mkdir(parents=True)

@@ -83,6 +83,8 @@ def upstream_version(banner: str) -> tuple[int, int, int]:
     """The upstream x.y.z: Debian names its 6.1.192 kernel "6.1.0-56", so prefer the
     "Debian 6.1.192-2" part of the banner when there is one."""
     m = re.search(r"Debian (\d+)\.(\d+)\.(\d+)", banner) or re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", banner)
+    if m is None:  # bzimage_banner admits only banners that start with x.y
+        raise UsageError(f"kernel version {banner!r}: not x.y[.z]")
     return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
 
 
@@ -146,7 +148,11 @@ class KernelSource:
     """An entry of testbed.yaml's kernels."""
     name: str
     build: BuildSpec | None = None  # set when `testbed kernel build` builds it
-    fetchable = False               # whether `testbed kernel fetch` has something to download
+
+    @property
+    def fetchable(self) -> bool:
+        """Whether `testbed kernel fetch` has something to download."""
+        return False
 
     def fetch(self, cache: Path, say=print) -> None:
         raise UsageError(f"kernel {self.name}: neither a Debian package nor a kernel built from a download; "
@@ -195,7 +201,10 @@ class DebianKernel(KernelSource):
     unpacked into the cache with its modules."""
     name: str
     package: str
-    fetchable = True
+
+    @property
+    def fetchable(self) -> bool:
+        return True
 
     def _where(self, cache: Path) -> Path:
         return cache / "kernels" / self.name
@@ -232,8 +241,8 @@ class DebianKernel(KernelSource):
             return
         say(f"kernel {self.name}: fetching {package} {version}")
         where.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=where.parent) as tmp:
-            tmp = Path(tmp)
+        with tempfile.TemporaryDirectory(dir=where.parent) as tmp_name:
+            tmp = Path(tmp_name)
             deb = source.download(package, version, cache, tmp)
             unpacked = tmp / "unpacked"
             subprocess.run(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True)

@@ -214,7 +214,7 @@ def _run(args: list, log: Path, cwd: Path | None = None, progress=None) -> int:
     """Run in a process group that ends with the harness (Ctrl-C stops it), output to `log`."""
     with open(log, "w") as out, process_group([str(a) for a in args], cwd=cwd, stdout=subprocess.PIPE,
                                               stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL) as proc:
-        for line in proc.stdout:
+        for line in proc.stdout or ():  # a pipe: asked for above
             out.write(line)
             if progress:
                 progress(line)
@@ -404,7 +404,7 @@ def build(cache: Path, jobs: int | None = None, say=print) -> Path:
         (cache / "qemu").mkdir(parents=True, exist_ok=True)
         with open(cache / "qemu" / "lock", "w") as lock:  # one build at a time in the build directory
             fcntl.flock(lock, fcntl.LOCK_EX)
-            binary = _build(cache, Source(debian), jobs or os.cpu_count(), say)
+            binary = _build(cache, Source(debian), jobs or os.cpu_count() or 1, say)
     except QemuBuildError as e:
         _record_failure(cache, e, debian)
         raise

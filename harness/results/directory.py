@@ -56,7 +56,7 @@ def cost(results: list[Result]) -> dict:
                       for r in sorted(results, key=lambda r: r.cell)}}
 
 
-def publish(out: Path, meta: dict, results: list[Result]) -> dict[str, int]:
+def publish(out: Path, meta: dict, results: list[Result]) -> dict[Verdict, int]:
     """Everything a results directory holds besides the cells: run.json (with the counts) and
     every format's file."""
     counts = {v: sum(r.verdict == v for r in results)

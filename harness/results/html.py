@@ -74,9 +74,9 @@ def write(meta: dict, results: list[Result], out: Path) -> None:
         for k in kernels:
             row = [f"<th>{_esc(k)}</th>"]
             for n in nics:
-                r = cell.get((k, n))
-                row.append(f'<td style="background:{COLOURS[r.verdict]}"><a href="#{r.cell}" title="{_esc(r.reason)}">'
-                           f"{r.verdict}</a></td>" if r else "<td></td>")
+                found = cell.get((k, n))
+                row.append(f'<td style="background:{COLOURS[found.verdict]}"><a href="#{found.cell}" '
+                           f'title="{_esc(found.reason)}">{found.verdict}</a></td>' if found else "<td></td>")
             h.append("<tr>" + "".join(row) + "</tr>")
         h.append("</table>")
         for r in sorted(runs, key=lambda r: r.cell):

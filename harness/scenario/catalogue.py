@@ -60,6 +60,8 @@ def _import(path: Path) -> ModuleType:
         if name in sys.modules:
             return sys.modules[name]
         spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:  # a .py path always has a source loader
+            raise UsageError(f"{path}: cannot be loaded as a Python module")
         module = importlib.util.module_from_spec(spec)
         sys.path.insert(0, str(path.parent))
         try:

@@ -30,4 +30,4 @@ class NicLink:
             entries.append(self.trace.add("host", what, set_link=up))
             return what
         return self.timeline.at([offset for offset, _ in steps], flip,
-                                placed=lambda action: self.trace.place(entries.pop(0), action.reached_ns))
+                                placed=lambda reached_ns: self.trace.place(entries.pop(0), reached_ns))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from collections.abc import Callable
 
-from ..agent import Reply, Stream, errname
+from ..agent import Pending, Reply, Stream, errname
 from ..agent.protocol import Op
 from ..netlink.constants import (
     LEVEL_NAMES,
@@ -193,7 +193,7 @@ class NetlinkSocket:
 
     def drain(self, quiet: float = 1.0) -> list[Message]:
         """Read until nothing arrives for `quiet` seconds; returns what was read."""
-        messages = []
+        messages: list[Message] = []
         while True:
             got = self.recv(timeout=quiet)
             if not got.ok:
@@ -225,7 +225,7 @@ class EventStream:
 @dataclass
 class BackgroundSend:
     sock: NetlinkSocket
-    pending: object
+    pending: Pending
     length: int
 
     def done(self) -> bool:

@@ -45,11 +45,11 @@ class Timeline:
         self.actions: list[Action] = []
 
     def at(self, offsets: list[float], act: Callable[[int], str],
-           placed: Callable[[Action], None] = lambda action: None) -> list[Action]:
+           placed: Callable[[int], None] = lambda reached_ns: None) -> list[Action]:
         """Stop the machine at each offset (seconds of the guest's clock from now) and run
         act(i) on it, which says what it did; the machine stays stopped after the last one until
-        the host next waits on the guest.  `placed` hears of each action once its instant on
-        the guest's clock is known (when the machine runs again)."""
+        the host next waits on the guest.  `placed` hears each action's instant on the guest's
+        clock (its reached_ns) once that is known, when the machine runs again."""
         self.brake.engage()
         if self.agent.paused:  # an earlier at()'s pause: its AT must answer before another can press
             self.agent.resume()
@@ -71,7 +71,7 @@ class Timeline:
                                 lambda reply: self._place(reply, offsets, actions, placed)))
         return actions
 
-    def _place(self, reply: Reply, offsets: list[float], actions: list[Action], placed: Callable[[Action], None]):
+    def _place(self, reply: Reply, offsets: list[float], actions: list[Action], placed: Callable[[int], None]):
         """The actions on the guest's timeline, from the reply of the AT request that stopped the
         machine for them (it comes once the machine runs again)."""
         if reply.ret != len(actions):
@@ -80,7 +80,7 @@ class Timeline:
         for i, action in enumerate(actions):
             action.scheduled_ns = reply["T_START_NS"] + round(offsets[i] * 1e9)
             action.reached_ns, action.resumed_ns, action.exact = times[2 * i], times[2 * i + 1], self.clock_stops
-            placed(action)
+            placed(times[2 * i])
 
     def sleep(self, seconds: float) -> int:
         """Sleep `seconds` of the guest's clock; returns when (guest ns) the sleep ended.  In a

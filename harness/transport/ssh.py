@@ -192,7 +192,10 @@ class AgentChannel:
 def agent_channel(client: paramiko.SSHClient, timeout: float) -> AgentChannel:
     """A session running the agent."""
     try:
-        channel = client.get_transport().open_session(timeout=timeout)
+        transport = client.get_transport()
+        if transport is None:  # connect() returned: it has one, unless it closed since
+            raise SSHError("the SSH connection closed before the agent's session opened")
+        channel = transport.open_session(timeout=timeout)
         channel.exec_command(AGENT_COMMAND)
     except (*GONE, OSError) as e:
         raise SSHError(f"cannot start the agent over SSH: {e}") from None
@@ -234,6 +237,16 @@ class SshTransport:
             out.write(self.keys.initramfs())
         return initrd
 
+    def _keys(self) -> Keys:
+        if self.keys is None:
+            raise TransportError("the run's SSH keys are made with its initramfs (initrd), not yet made")
+        return self.keys
+
+    def _port(self) -> int:
+        if self.port is None:
+            raise TransportError("no SSH port yet: the guest's sshd is found when the agent is reached (open_agent)")
+        return self.port
+
     def qemu_options(self) -> list[str]:
         return qemu_options()
 
@@ -245,9 +258,9 @@ class SshTransport:
         if not reach.console_line(SSHD_READY, deadline.left()):
             raise AgentError(f"no {SSHD_READY!r} on the console within {deadline.seconds:g} s")
         self.port = forwarded_port(reach.monitor)
-        self.client = connect(self.port, self.keys, timeout=max(deadline.left(), 1))
+        self.client = connect(self.port, self._keys(), timeout=max(deadline.left(), 1))
         channel = agent_channel(self.client, timeout=max(deadline.left(), 1))
-        reach.note(f"agent over SSH: root@127.0.0.1:{self.port}, host key {self.keys.fingerprint()} "
+        reach.note(f"agent over SSH: root@127.0.0.1:{self.port}, host key {self._keys().fingerprint()} "
                    "made for this run and pinned")
         return Agent(channel, reach.agent_log)
 
@@ -259,7 +272,7 @@ class SshTransport:
 
     def login(self, directory: Path, command: str | None = None) -> list[str]:
         """The person's own ssh, as they would reach a remote test machine (see openssh_command)."""
-        login = openssh_command(self.keys, self.port, directory)
+        login = openssh_command(self._keys(), self._port(), directory)
         return [*login, "-t", command] if command else login
 
     def close(self):

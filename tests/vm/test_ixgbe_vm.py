@@ -139,8 +139,10 @@ def test_the_link_and_traffic_in_each_interrupt_mode(cfg, vm_kernel, tmp_path, m
         for up in (False, True):
             vm.monitor.set_link(vm.nic_id, up)
             want = b"1" if up else b"0"
-            assert until(lambda want=want: vm.agent.call(Op.READ_FILE, path="/sys/class/net/eth0/carrier")
-                         .get("DATA", b"").strip() == want, timeout=20, interval=0.1), f"carrier after set_link {up}"
+
+            def carrier_is(want: bytes = want) -> bool:
+                return vm.agent.call(Op.READ_FILE, path="/sys/class/net/eth0/carrier").get("DATA", b"").strip() == want
+            assert until(carrier_is, timeout=20, interval=0.1), f"carrier after set_link {up}"
         assert "3 packets received" in sh(vm, "ping -c 3 -W 2 10.0.2.2")
         log = sh(vm, "dmesg")
         assert "NIC Link is Down" in log and "NIC Link is Up 10 Gbps" in log

@@ -40,6 +40,13 @@ def test_a_no_nic_test_gets_a_guest_without_one(testbed_guest):
     assert testbed_guest.read_file("/sys/class/net/eth0/ifindex").ret < 0
 
 
+def message(case: ET.Element, outcome: str) -> str:
+    """The message of a JUnit testcase's <failure> or <skipped>."""
+    element = case.find(outcome)
+    assert element is not None, f"no <{outcome}> in {ET.tostring(case)[:300]!r}"
+    return element.get("message", "")
+
+
 def test_an_example_project_runs_through_the_plugin_and_the_cli(tmp_path, vm_kernel):
     project = tmp_path / "project"
     shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("results", "__pycache__"))
@@ -48,16 +55,16 @@ def test_an_example_project_runs_through_the_plugin_and_the_cli(tmp_path, vm_ker
     r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "2", "--testbed-kernels",
                         vm_kernel, f"--junitxml={junit}"], cwd=project, capture_output=True, text=True, timeout=600)
     assert r.returncode == 1, r.stdout + r.stderr  # the one failing on purpose
-    cases = {c.get("name"): c for c in ET.parse(junit).iter("testcase")}
+    cases = {c.get("name", ""): c for c in ET.parse(junit).iter("testcase")}
     assert sorted(cases) == sorted([f"test_an_mtu_change_notifies_the_new_mtu[{vm_kernel}-nonic]",
                                     f"test_the_link_going_down_reaches_subscribers[{vm_kernel}-igb]",
                                     f"test_that_fails_on_purpose[{vm_kernel}-igb]",
                                     f"test_that_skips_on_purpose[{vm_kernel}-nonic]"]), r.stdout
     failed = cases[f"test_that_fails_on_purpose[{vm_kernel}-igb]"]
-    properties = {p.get("name"): p.get("value") for p in failed.iter("property")}
+    properties = {p.get("name"): p.get("value", "") for p in failed.iter("property")}
     assert properties["kernel"] == vm_kernel and properties["nic"] == "igb" and properties["version"][0] in "36"
-    assert "the NIC's name: got 'eth0', expected 'eth9'" in failed.find("failure").get("message")
-    assert "on purpose" in cases[f"test_that_skips_on_purpose[{vm_kernel}-nonic]"].find("skipped").get("message")
+    assert "the NIC's name: got 'eth0', expected 'eth9'" in message(failed, "failure")
+    assert "on purpose" in message(cases[f"test_that_skips_on_purpose[{vm_kernel}-nonic]"], "skipped")
     passed = [c for name, c in cases.items() if "purpose" not in name]
     assert all(c.find("failure") is None and c.find("skipped") is None and c.find("error") is None for c in passed)
     # the failure's report: the decoded trace, and the console's tail with what the test printed there

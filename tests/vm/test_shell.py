@@ -57,9 +57,9 @@ def test_shell_with_link_flipped_from_another_terminal(vm_kernel, transport, nic
 def check_other_logins(login: str, run_dir: str):
     """The printed ssh command logs in to the guest through its forward with the run's keys, and
     refuses the guest once the pinned host key differs."""
-    login = shlex.split(login)
-    assert login[0] == "ssh" and all(Path(p).parent == Path(run_dir) for p in login if p.startswith("/"))
-    batch = [login[0], "-F", "/dev/null", "-o", "BatchMode=yes", *login[1:]]
+    argv = shlex.split(login)
+    assert argv[0] == "ssh" and all(Path(p).parent == Path(run_dir) for p in argv if p.startswith("/"))
+    batch = [argv[0], "-F", "/dev/null", "-o", "BatchMode=yes", *argv[1:]]
     other = subprocess.run([*batch, "echo $SSH_CONNECTION"], capture_output=True, text=True, timeout=30)
     assert other.returncode == 0, other.stderr
     assert other.stdout.split()[-1:] == ["22"]  # "10.0.2.2 <port> 10.0.2.15 22": in through the forward

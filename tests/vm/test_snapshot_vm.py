@@ -33,7 +33,7 @@ def digest(path) -> str:
 
 def test_each_restore_starts_from_the_freshly_booted_guest(cfg, target, tmp_path):
     with runner.ready_vm(cfg, target, tmp_path / "first") as vm:
-        assert vm.snapshot is not None and vm.hello["RELEASE"] == target.kernel.release
+        assert isinstance(vm.snapshot, snapshot.Snapshot) and vm.hello["RELEASE"] == target.kernel.release
         # the RAM is mapped, not in the migration stream, and the guest's writes stay its own
         ram, ram_digest = vm.snapshot.ram, digest(vm.snapshot.ram)
         assert vm.snapshot.path.stat().st_size < 4 << 20 < ram.stat().st_blocks * 512

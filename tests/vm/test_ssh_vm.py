@@ -31,26 +31,28 @@ def test_a_scenario_runs_unchanged_over_ssh(cfg, vm_kernel, tmp_path, name, nic)
 
 def test_only_the_runs_host_key_and_client_key_are_accepted(cfg, vm_kernel, tmp_path):
     with VM(runner.prepare(cfg, vm_kernel, None, "ssh"), tmp_path / "vm") as vm:
+        assert isinstance(vm.transport, ssh.SshTransport) and vm.transport.keys is not None
+        keys = vm.transport.keys
         port = ssh.forwarded_port(vm.monitor)
         stranger = ssh.Keys.generate(tmp_path)
-        with pytest.raises(ssh.SSHError, match=rf"presented host key {re.escape(vm.transport.keys.fingerprint())}, "
+        with pytest.raises(ssh.SSHError, match=rf"presented host key {re.escape(keys.fingerprint())}, "
                                                rf"not this run's {re.escape(stranger.fingerprint())}: refused"):
             ssh.connect(port, stranger, timeout=30)
         with pytest.raises(ssh.SSHError, match="AuthenticationException"):
-            ssh.connect(port, dataclasses.replace(vm.transport.keys, client=paramiko.ECDSAKey.generate()), timeout=30)
+            ssh.connect(port, dataclasses.replace(keys, client=paramiko.ECDSAKey.generate()), timeout=30)
         with paramiko.Transport(("127.0.0.1", port)) as transport:  # no passwords (dropbear -s)
             transport.start_client(timeout=30)
             with pytest.raises(paramiko.BadAuthenticationType) as refused:
                 transport.auth_password("root", "")
             assert refused.value.allowed_types == ["publickey"]
         # the run's keys log in again, and the session gets an agent of its own
-        client = ssh.connect(port, vm.transport.keys, timeout=30)
+        client = ssh.connect(port, keys, timeout=30)
         try:
             second = Agent(ssh.agent_channel(client, timeout=30))
             assert second.wait_ready(30)["PID"] != vm.hello["PID"]
             second.close()
         finally:
             client.close()
-        key_file = vm.transport.keys.host_key_file
+        key_file = keys.host_key_file
         assert key_file.parent == vm.run_dir
     assert not key_file.exists()  # the guest's private key went with the run dir

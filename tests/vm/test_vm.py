@@ -13,6 +13,7 @@ import pytest
 
 from harness.agent.protocol import Op
 from harness.machine import VMError
+from harness.machine.monitor import MonitorError
 from harness.machine.qemu import QemuSettings
 from harness.machine.rundir import leftovers
 from harness.cells import runner
@@ -141,3 +142,10 @@ def test_nothing_listens_on_the_network_and_the_guest_is_fenced(cfg, vm_kernel, 
             with pytest.raises(socket.timeout):
                 listener.accept()
         assert b"status 0" not in r["OUTPUT"], r["OUTPUT"]
+
+
+def test_a_qmp_command_qemu_refuses_is_a_monitor_error_with_its_reason(target, tmp_path):
+    with VM(target, tmp_path) as vm:
+        with pytest.raises(MonitorError, match="DeviceNotFound: Device 'nosuch' not found"):
+            vm.monitor.command("set_link", name="nosuch", up=False)
+        assert vm.agent.call(Op.PING).ret == 0  # and the guest goes on
