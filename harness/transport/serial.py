@@ -4,6 +4,7 @@ console."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from ..agent import Agent
 from ..provision.image import GuestAdditions
@@ -11,9 +12,10 @@ from . import Reach
 
 
 class SerialTransport:
-    name, restorable = "serial", True
-    console_fatal: tuple[str, ...] = ()
-    console_signals: tuple[str, ...] = ()
+    name: ClassVar[str] = "serial"  # ClassVar: as the Transport protocol declares them
+    restorable: ClassVar[bool] = True
+    console_fatal: ClassVar[tuple[str, ...]] = ()
+    console_signals: ClassVar[tuple[str, ...]] = ()
 
     @staticmethod
     def guest_additions() -> GuestAdditions:

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import paramiko
 
@@ -211,8 +212,10 @@ SSHD_FILES = {"etc/passwd": (b"root:x:0:0:root:/root:/bin/sh\n", 0o644),
 class SshTransport:
     """This run's keys in the initramfs, a management NIC with the forward, and the agent in an
     SSH session.  Never from a snapshot: it would carry the keys of the boot it was taken from."""
-    name, restorable = "ssh", False
-    console_fatal, console_signals = SSHD_BROKEN, (SSHD_READY,)
+    name: ClassVar[str] = "ssh"  # ClassVar: as the Transport protocol declares them
+    restorable: ClassVar[bool] = False
+    console_fatal: ClassVar[tuple[str, ...]] = SSHD_BROKEN
+    console_signals: ClassVar[tuple[str, ...]] = (SSHD_READY,)
 
     @staticmethod
     def guest_additions() -> GuestAdditions:
