@@ -31,7 +31,7 @@ from .machine import VMError, rundir
 from .machine.brake import Brake
 from .machine.console import Console
 from .machine.monitor import Monitor, MonitorError
-from .machine.qemu import (IGNORE_SHARED, NIC_ID, Qemu, QemuSettings, kernel_command_line, qemu_command,
+from .machine.qemu import (IGNORE_SHARED, NIC_ID, Qemu, QemuSettings, qemu_command,
                             ram_in_file, widen_for_uart)
 from .nic import Nic
 from .transport import Reach, TransportError, by_name
@@ -116,7 +116,7 @@ class VM:
         for host_end, _ in pairs.values():
             stack.callback(host_end.close)
         initrd = self.transport.initrd(self.target.image.path, self.run_dir)
-        append = kernel_command_line(self.transport.kernel_args(), self.settings.kernel_args)
+        append = self.settings.kernel_command_line(self.transport.kernel_args())
         cmd = qemu_command(self.settings, self.kernel.boot_image, initrd, self.nic,
                            {name: p[1].fileno() for name, p in pairs.items()}, self.run_dir, append,
                            self.transport.qemu_options())

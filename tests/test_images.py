@@ -14,7 +14,7 @@ import pytest
 from harness.provision.cpio import Cpio
 from harness.provision.kernel import Kernel, bzimage_banner, pvh_elf, upstream_version
 from harness.errors import UsageError
-from harness.machine.qemu import NIC_ID, QemuSettings, qemu_command, widen_for_uart
+from harness.machine.qemu import CMDLINE, NIC_ID, QemuSettings, qemu_command, widen_for_uart
 from harness.nic import NICS
 
 
@@ -137,3 +137,9 @@ def test_the_uart_sockets_take_kilobytes_written_a_byte_at_a_time():
             qemus.send(b"x")
             sent += 1
     assert sent == 8192
+
+
+def test_on_the_real_clock_the_guest_ticks_periodically_and_on_the_virtual_one_it_may_not():
+    real, virtual = QemuSettings(time="real", kernel_args="pci=nomsi"), QemuSettings(time="virtual")
+    assert real.kernel_command_line("ssh.x=1").split()[-3:] == ["nohz=off", "ssh.x=1", "pci=nomsi"]
+    assert "nohz" not in virtual.kernel_command_line() and virtual.kernel_command_line().startswith(CMDLINE)

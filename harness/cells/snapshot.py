@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 from ..digest import content_hash, file_hash
 from ..machine import VMError
-from ..machine.qemu import IGNORE_SHARED, kernel_command_line, qemu_command
+from ..machine.qemu import IGNORE_SHARED, qemu_command
 from ..vm import VM, Target
 from ..wait import until
 
@@ -119,7 +119,7 @@ def key(target: Target) -> str:
     placeholder = {"console": 0, "agent": 0, "qmp": 0, "brake": 0}
     # a restorable transport (serial) adds nothing to the command lines
     cmd = qemu_command(s, Path("KERNEL"), Path("INITRD"), target.nic, placeholder, Path("RUN"),
-                       kernel_command_line(s.kernel_args))
+                       s.kernel_command_line())
     return content_hash(FORMAT, _qemu_version(s.binary), "\0".join(cmd).encode(),
                         _contents(target.kernel.boot_image), _contents(target.image.path))
 

@@ -42,13 +42,12 @@ ICOUNT_SHIFT = 6
 # A snapshot's RAM stays in a file of its own, which the VMs that restore it map privately
 # (harness.cells.snapshot): the migration stream then carries only the devices' state.
 IGNORE_SHARED = [{"capability": "x-ignore-shared", "state": True}]
+# On the real clock a tickless guest's jiffies can part from its clocksource under TCG on a loaded
+# host (Debian's 5.10: a 300 ms SO_SNDTIMEO ended after 130 ms of CLOCK_MONOTONIC), so there it
+# ticks periodically; on the virtual clock ticks only cost host time.  Kernels built without
+# NO_HZ (kernel-config/) tick anyway.
+REAL_CLOCK_ARGS = "nohz=off"
 
-
-
-def kernel_command_line(*extra: str) -> str:
-    """The guest kernel's command line: CMDLINE and what is added to it (by the transport, by
-    the settings), empty parts left out."""
-    return " ".join(filter(None, (CMDLINE, *extra)))
 
 @dataclass
 class QemuSettings:
@@ -60,6 +59,12 @@ class QemuSettings:
     firmware: tuple[Path, ...] = ()  # -L each: the QEMU the testbed builds has none of its own
     kernel_args: str = ""     # appended to the kernel command line (pci=nomsi, ...)
     nic_properties: str = ""  # appended to the NIC's -device (msix=off on ixgbe, ...)
+
+    def kernel_command_line(self, *extra: str) -> str:
+        """The guest kernel's command line: CMDLINE, what this clock needs, `extra` (the
+        transport's) and kernel_args, empty parts left out."""
+        return " ".join(filter(None, (CMDLINE, REAL_CLOCK_ARGS if self.time == "real" else "", *extra,
+                                      self.kernel_args)))
 
     def clock(self) -> str:
         """Which clock the guest runs on, as a trace says it."""
