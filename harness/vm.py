@@ -38,8 +38,6 @@ from .transport import Reach, TransportError, by_name
 from .wait import Deadline, until
 
 
-
-
 @dataclass
 class Target:
     """What to boot: one kernel x NIC with its guest image and QEMU settings, and the name of the

@@ -83,7 +83,6 @@ def test_readmes_table_is_the_rules():
         assert [cell.startswith("yes") for cell in row[3:]] == [change.present(v) for v in versions], (row, change)
 
 
-
 def test_how_much_of_a_request_an_error_ack_echoes():
     request = mtu_request(7, 1, b"\0")
     error = struct.pack("=i", -34)

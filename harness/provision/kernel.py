@@ -142,8 +142,6 @@ class Kernel:
         return [self.modules / p for p in order]
 
 
-
-
 class KernelSource:
     """An entry of testbed.yaml's kernels."""
     name: str

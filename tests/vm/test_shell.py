@@ -53,7 +53,6 @@ def test_shell_with_link_flipped_from_another_terminal(vm_kernel, transport, nic
     assert leftovers(child.pid) == []
 
 
-
 def check_other_logins(login: str, run_dir: str):
     """The printed ssh command logs in to the guest through its forward with the run's keys, and
     refuses the guest once the pinned host key differs."""
