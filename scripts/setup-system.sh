@@ -14,10 +14,10 @@ packages=(qemu-system-x86 qemu-system-data busybox-static gcc libc6-dev make kmo
           iproute2 libnl-utils dropbear-bin openssh-client
           ninja-build pkg-config libglib2.0-dev libpixman-1-dev libslirp-dev zlib1g-dev)
 
-qemu_ok() {  # igb arrived in QEMU 8.0
+qemu_ok() {  # igb arrived in QEMU 8.0; a snapshot restore maps its RAM with rom=off, new in 8.2
   local v
   v=$(dpkg-query -W -f='${Version}' qemu-system-x86 2>/dev/null) &&
-    dpkg --compare-versions "$v" ge 1:8.0
+    dpkg --compare-versions "$v" ge 1:8.2
 }
 all_installed() {
   local status
@@ -44,5 +44,5 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}"
 $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86 qemu-system-data
-qemu_ok || { echo "setup: qemu-system-x86_64 has no igb device; need QEMU >= 8 from bookworm-backports" >&2; exit 1; }
+qemu_ok || { echo "setup: qemu-system-x86_64 has no igb device; need QEMU >= 8.2 from bookworm-backports" >&2; exit 1; }
 echo "setup: $(qemu-system-x86_64 --version | head -n1)"

@@ -30,7 +30,7 @@ from . import snapshot
 def default_jobs(time_mode: str) -> int:
     """Guests at a time when running many scenarios.  A real-time guest spends most of a scenario
     waiting on the kernel's timers, so twice the CPUs keeps them busy; a virtual-time guest
-    fast-forwards through those waits and needs a CPU meanwhile (README, "Speed")."""
+    fast-forwards through those waits and needs a CPU meanwhile (README, "Virtual time")."""
     return (os.cpu_count() or 1) * (1 if time_mode == "virtual" else 2)
 
 

@@ -29,7 +29,7 @@ NIC_ID = "nic0"
 CMDLINE = "console=ttyS0 loglevel=5 panic=-1 ipv6.disable=1 dummy.numdummies=0 cryptomgr.notests rdinit=/init"
 # No HPET: QEMU's keeps a periodic comparator firing after the guest turns its interrupt off, so
 # the one Linux ticks on early in boot woke QEMU ~1350 times a guest second for nothing (README,
-# "Speed").  The guests time themselves with the TSC, the local APIC and the ACPI PM timer.
+# "Architecture").  The guests time themselves with the TSC, the local APIC and the ACPI PM timer.
 MACHINE = "q35,hpet=off"
 QUIT_WAIT = 3.0  # seconds QEMU gets to exit after QMP quit before it is killed
 # The guest stops itself at a chosen instant of its timeline by writing to the pvpanic port
