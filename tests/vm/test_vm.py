@@ -149,3 +149,15 @@ def test_a_qmp_command_qemu_refuses_is_a_monitor_error_with_its_reason(target, t
         with pytest.raises(MonitorError, match="DeviceNotFound: Device 'nosuch' not found"):
             vm.monitor.command("set_link", name="nosuch", up=False)
         assert vm.agent.call(Op.PING).ret == 0  # and the guest goes on
+
+
+@pytest.mark.parametrize("kernel", ["debian-6.12"])
+def test_a_debian_kernel_boots_at_its_pvh_entry_without_the_bzimage_setup(cfg, kernel, tmp_path):
+    if kernel not in cfg.kernels:
+        pytest.skip(f"{kernel} is not in testbed.yaml")
+    target = runner.prepare(cfg, kernel, None)
+    assert target.kernel.boot_image.name == "vmlinux" and target.kernel.boot_image.read_bytes()[:4] == b"\x7fELF"
+    with VM(target, tmp_path) as vm:  # a cold boot: the snapshot's would not show the setup code's lines
+        assert vm.hello["RELEASE"] == target.kernel.release
+    # the bzImage's real-mode setup prints this on the serial console before the kernel starts
+    assert "Probing EDD" not in (tmp_path / "console.log").read_text()
