@@ -1,10 +1,12 @@
 """The QMP monitor against a scripted peer on a socketpair (QEMU itself drives it in tests/vm)."""
 import gc
 import json
+import os
 import logging
 import signal
 import socket
 import threading
+import traceback
 
 import pytest
 
@@ -14,9 +16,11 @@ GREETING = {"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "
                     "capabilities": []}}
 
 
-def peer(sock: socket.socket, greet: bool = True):
-    """A QMP server that greets (or not), then answers every command with an empty return."""
+def peer(sock: socket.socket, greet: bool = True, answers: int | None = None):
+    """A QMP server that greets (or not), then answers every command (or the first `answers`)
+    with an empty return."""
     def serve():
+        nonlocal answers
         with sock:
             if greet:
                 sock.sendall(json.dumps(GREETING).encode() + b"\r\n")
@@ -29,6 +33,10 @@ def peer(sock: socket.socket, greet: bool = True):
                     except json.JSONDecodeError:  # the rest of it is in the next chunk
                         break
                     pending = pending.lstrip()[end:]
+                    if answers is not None:
+                        if answers == 0:
+                            continue
+                        answers -= 1
                     answer = {"return": {}, **({"id": request["id"]} if "id" in request else {})}
                     sock.sendall(json.dumps(answer).encode() + b"\r\n")
     threading.Thread(target=serve, daemon=True).start()
@@ -75,3 +83,36 @@ def test_an_interrupt_during_connect_leaves_nothing_half_open(caplog):
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     assert [r for r in caplog.records if r.name == "asyncio"] == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP])
+@pytest.mark.parametrize("phase", ["connect", "command"])
+def test_a_signal_that_ends_the_run_is_raised_after_the_call_not_inside_the_loop(tmp_path, caplog, phase, sig):
+    """Ctrl-C (or the SIGHUP an xdist worker gets) while a call waits: the call is cancelled and
+    the signal's handler runs in the monitor's code once the call has unwound, never inside
+    asyncio, where it could kill one of qemu.qmp's tasks; close() is quiet and the transcript
+    says what happened."""
+    ours, theirs = socket.socketpair()
+    peer(theirs, greet=phase == "command", answers=1)  # qmp_capabilities, then silence
+    monitor = Monitor(ours, tmp_path / "qmp.log", timeout=60)  # the call ends by the signal, not this
+    if phase == "command":
+        monitor.connect()
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+    previous = signal.signal(sig, interrupt)
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), sig))
+    try:
+        timer.start()
+        with caplog.at_level(logging.ERROR, logger="asyncio"), pytest.raises(KeyboardInterrupt) as raised:
+            monitor.connect() if phase == "connect" else monitor.command("query-status")
+        monitor.close()
+        gc.collect()
+    finally:
+        timer.cancel()
+        signal.signal(sig, previous)
+    raiser = traceback.extract_tb(raised.tb)[-2]  # the frame that called the handler
+    assert raiser.filename.endswith("harness/machine/monitor.py"), raiser
+    assert raised.value.__context__ is None  # the call ended by the signal, not by its timeout
+    assert [r for r in caplog.records if r.name == "asyncio"] == []
+    assert f"<- interrupted by {sig.name}" in (tmp_path / "qmp.log").read_text()
