@@ -87,9 +87,10 @@ static void stop_machine(void)
 	outb(PVPANIC_PANICKED, PVPANIC_PORT);
 }
 
-/* Whether a HOLD request is honoured: the channel is a tty, so a reply is wholly out of the
- * guest once tcdrain returns (over a pipe it could still wait on a process that the stop would
- * freeze), and the pvpanic port is ours. */
+/* Whether a HOLD request is honoured: the channel is a device, a tty or a virtio-serial port,
+ * so a reply is wholly out of the guest once tcdrain (the tty's) or write (the port's, whose
+ * kick QEMU's TCG serves before the write returns) is done -- over a pipe it could still wait
+ * on a process that the stop would freeze -- and the pvpanic port is ours. */
 static int can_hold;
 
 static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
@@ -885,8 +886,9 @@ int main(int argc, char **argv)
 		if (tcsetattr(chan_in, TCSANOW, &t) < 0)
 			die("tcsetattr");
 		tcflush(chan_in, TCIOFLUSH);
-		can_hold = ioperm(PVPANIC_PORT, 1, 1) == 0;
 	}
+	if (strcmp(argv[1], "-"))
+		can_hold = ioperm(PVPANIC_PORT, 1, 1) == 0;
 	op_ping();
 	send_frame(KIND_HELLO, 0);
 	serve();

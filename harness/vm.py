@@ -117,7 +117,7 @@ class VM:
         append = self.settings.kernel_command_line(self.transport.kernel_args())
         cmd = qemu_command(self.settings, self.kernel.boot_image, initrd, self.nic,
                            {name: p[1].fileno() for name, p in pairs.items()}, self.run_dir, append,
-                           self.transport.qemu_options())
+                           self.transport.qemu_options(), virtio_agent=self.kernel.virtio_console)
         inherited = [p[1].fileno() for p in pairs.values()]
         if self.snapshot:  # QEMU opens the files the harness holds: a retake cannot swap them meanwhile
             try:

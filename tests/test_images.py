@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from harness.provision.cpio import Cpio
-from harness.provision.kernel import Kernel, bzimage_banner, pvh_elf, upstream_version
+from harness.provision.kernel import Kernel, bzimage_banner, has_virtio_console, pvh_elf, upstream_version
 from harness.errors import UsageError
-from harness.machine.qemu import CMDLINE, NIC_ID, QemuSettings, qemu_command, widen_for_uart
+from harness.machine.qemu import AGENT_PORT, CMDLINE, NIC_ID, QemuSettings, qemu_command, widen_for_uart
 from harness.nic import NICS
 
 
@@ -116,6 +116,25 @@ def test_qemu_command_line():
                          {"console": 3, "agent": 4, "qmp": 5, "brake": 6}, Path("/run"))
     assert "-netdev" not in nonic and [a for a in nonic if a.startswith(("igb", "e1000"))] == []
     assert nonic[nonic.index("-icount") + 1] == "shift=6,sleep=off"
+
+
+def test_the_agent_is_on_a_virtio_serial_port_after_the_nic_for_a_kernel_with_the_virtio_console():
+    fds = {"console": 3, "agent": 4, "qmp": 5, "brake": 6}
+    cmd = qemu_command(QemuSettings(), Path("/k"), Path("/i"), NICS["igb"], fds, Path("/run"), virtio_agent=True)
+    joined = " ".join(cmd)
+    assert "chardev:agent" not in joined and "-serial chardev:console" in joined  # no ttyS1
+    assert f"virtserialport,bus=agentbus.0,chardev=agent,name={AGENT_PORT}" in joined
+    assert joined.index(f"igb,id={NIC_ID}") < joined.index("virtio-serial-pci")  # the NIC keeps its slot
+
+
+@pytest.mark.parametrize("config,expected", [
+    ("CONFIG_VIRTIO_PCI=y\nCONFIG_VIRTIO_CONSOLE=y\n", True),
+    ("CONFIG_VIRTIO_PCI=m\nCONFIG_VIRTIO_CONSOLE=m\n", True),  # Debian's 6.1: modules, loaded by init
+    ("CONFIG_VIRTIO_PCI=y\n# CONFIG_VIRTIO_CONSOLE is not set\n", False),
+    ("CONFIG_VIRTIO_CONSOLE=y\n", False),
+])
+def test_a_kernel_has_the_virtio_console_when_its_config_has_both_drivers(config, expected):
+    assert has_virtio_console(config) is expected
 
 
 def test_host_programs_come_with_the_shared_objects_ldd_finds():

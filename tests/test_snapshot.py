@@ -16,12 +16,14 @@ from harness.cells import snapshot
 from harness.vm import Target
 
 
-def target(tmp_path, kernel=b"kernel", initramfs=b"initramfs", nic="igb", memory_mb=256, kernel_args=""):
+def target(tmp_path, kernel=b"kernel", initramfs=b"initramfs", nic="igb", memory_mb=256, kernel_args="",
+           virtio_console=False):
     tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "bzImage").write_bytes(kernel)
     (tmp_path / "initramfs.cpio").write_bytes(initramfs)
     # a kernel and an image with only what key() reads
-    return Target(cast(Kernel, SimpleNamespace(name="k", boot_image=tmp_path / "bzImage")),
+    return Target(cast(Kernel, SimpleNamespace(name="k", boot_image=tmp_path / "bzImage",
+                                                virtio_console=virtio_console)),
                   cast(GuestImage, SimpleNamespace(path=tmp_path / "initramfs.cpio")), NICS[nic],
                   QemuSettings(binary=sys.executable, memory_mb=memory_mb, kernel_args=kernel_args))
 
@@ -34,7 +36,7 @@ def test_key_follows_every_input(tmp_path):
     base = snapshot.key(target(tmp_path / "base"))
     variants = [target(tmp_path / "k", kernel=b"other kernel"), target(tmp_path / "i", initramfs=b"other image"),
                 target(tmp_path / "n", nic="e1000e"), target(tmp_path / "m", memory_mb=512),
-                target(tmp_path / "a", kernel_args="initcall_debug")]
+                target(tmp_path / "a", kernel_args="initcall_debug"), target(tmp_path / "v", virtio_console=True)]
     keys = [snapshot.key(t) for t in variants]
     assert base not in keys and len(set(keys)) == len(keys)
 

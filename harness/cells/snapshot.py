@@ -119,7 +119,7 @@ def key(target: Target) -> str:
     placeholder = {"console": 0, "agent": 0, "qmp": 0, "brake": 0}
     # a restorable transport (serial) adds nothing to the command lines
     cmd = qemu_command(s, Path("KERNEL"), Path("INITRD"), target.nic, placeholder, Path("RUN"),
-                       s.kernel_command_line())
+                       s.kernel_command_line(), virtio_agent=target.kernel.virtio_console)
     return content_hash(FORMAT, _qemu_version(s.binary), "\0".join(cmd).encode(),
                         _contents(target.kernel.boot_image), _contents(target.image.path))
 

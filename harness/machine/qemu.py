@@ -71,10 +71,16 @@ class QemuSettings:
         return f"virtual (icount shift={ICOUNT_SHIFT}, sleep=off)" if self.time == "virtual" else "real"
 
 
+# The agent's virtio-serial port, by the name guest/init finds it by (/sys/class/virtio-ports/*/name).
+AGENT_PORT = "org.testbed.agent"
+
+
 def qemu_command(settings: QemuSettings, kernel_image: Path, initrd: Path, nic: Nic | None,
-                 fds: dict[str, int], run_dir: Path, append: str = CMDLINE, extra: Sequence[str] = ()) -> list[str]:
+                 fds: dict[str, int], run_dir: Path, append: str = CMDLINE, extra: Sequence[str] = (),
+                 virtio_agent: bool = False) -> list[str]:
     """The QEMU command line.  `fds` maps 'console', 'agent', 'qmp' and 'brake' to socket fds QEMU inherits;
-    `extra` is what the transport adds (the SSH transport's management NIC)."""
+    `extra` is what the transport adds (the SSH transport's management NIC).  The agent's chardev
+    is a virtio-serial port named AGENT_PORT with `virtio_agent`, else the second UART."""
     cmd = [settings.binary, "-name", f"testbed-{nic.model if nic else 'nonic'}", "-machine", MACHINE,
            "-accel", settings.accel, "-m", str(settings.memory_mb), "-nodefaults", "-no-user-config",
            "-display", "none", "-no-reboot", *PAUSE_BUTTON]
@@ -86,7 +92,7 @@ def qemu_command(settings: QemuSettings, kernel_image: Path, initrd: Path, nic: 
         cmd += ["-bios", str(QBOOT)]  # a faster firmware than SeaBIOS for direct kernel boot
     cmd += ["-kernel", str(kernel_image), "-initrd", str(initrd), "-append", append,
             "-chardev", f"socket,id=console,fd={fds['console']}", "-serial", "chardev:console",
-            "-chardev", f"socket,id=agent,fd={fds['agent']}", "-serial", "chardev:agent",
+            "-chardev", f"socket,id=agent,fd={fds['agent']}", *([] if virtio_agent else ["-serial", "chardev:agent"]),
             "-chardev", f"socket,id=qmp,fd={fds['qmp']}", "-mon", "chardev=qmp,mode=control",
             # the brake (harness.machine.brake): conts that need no answer, apart from the monitor
             "-chardev", f"socket,id=brake,fd={fds['brake']}", "-mon", "chardev=brake,mode=control",
@@ -99,6 +105,9 @@ def qemu_command(settings: QemuSettings, kernel_image: Path, initrd: Path, nic: 
                                                   settings.nic_properties)))]
     elif nic:  # a real card by VFIO: its own wire, no netdev
         cmd += ["-device", f"{nic.qemu_device},id={NIC_ID}"]
+    if virtio_agent:  # after the NIC, which keeps its PCI slot; port 0 is reserved for a console
+        cmd += ["-device", "virtio-serial-pci,id=agentbus,max_ports=2",
+                "-device", f"virtserialport,bus=agentbus.0,chardev=agent,name={AGENT_PORT}"]
     return cmd + list(extra)
 
 

@@ -17,7 +17,7 @@ from ..digest import content_hash
 from ..errors import UsageError
 from ..nic import Nic
 from .cpio import Cpio
-from .kernel import Kernel
+from .kernel import VIRTIO_AGENT_MODULES, Kernel
 
 GUEST = PROJECT / "guest"
 BUSYBOX = Path("/bin/busybox")
@@ -91,6 +91,8 @@ class GuestAdditions:
 def build(kernel: Kernel, nic: Nic | None, cache: Path, host_programs: Sequence[Path] = (),
           additions: GuestAdditions = GuestAdditions()) -> GuestImage:
     drivers = [nic.driver, *additions.drivers] if nic else list(additions.drivers)
+    if kernel.virtio_console:
+        drivers += VIRTIO_AGENT_MODULES
     host_programs = [*host_programs, *additions.programs]
     modules = kernel.modules_for(drivers, optional=OPTIONAL_MODULES)
     agent = build_agent(cache)

@@ -31,7 +31,7 @@ from .. import PROJECT
 from ..children import process_group
 from ..digest import content_hash, file_hash
 from ..errors import UsageError
-from . import apt, kcompat, mirrors
+from . import apt, kcompat, minutes, mirrors
 from .unpack import UnpackError, unpacked_once
 
 FRAGMENTS = PROJECT / "kernel-config"
@@ -461,5 +461,5 @@ def build(spec: BuildSpec, cache: Path, jobs: int | None = None, say=print) -> P
     staged.rename(out)
     if not incremental(spec):
         shutil.rmtree(work, ignore_errors=True)
-    say(f"kernel {spec.name}: built in {seconds // 60:.0f} min {seconds % 60:.0f} s -> {out / 'bzImage'}")
+    say(f"kernel {spec.name}: built in {minutes(seconds)} -> {out / 'bzImage'}")
     return out

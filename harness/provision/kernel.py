@@ -88,12 +88,24 @@ def upstream_version(banner: str) -> tuple[int, int, int]:
     return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
 
 
+# What a virtio-serial port for the agent needs of a kernel's config (built in or as modules;
+# harness/provision/image.py loads the modules).
+VIRTIO_AGENT_CONFIG = ("CONFIG_VIRTIO_PCI", "CONFIG_VIRTIO_CONSOLE")
+VIRTIO_AGENT_MODULES = ("virtio_pci", "virtio_console")
+
+
+def has_virtio_console(config: str) -> bool:
+    """Whether a kernel with this .config can run the agent on a virtio-serial port."""
+    return all(re.search(rf"^{option}=[ym]$", config, re.M) for option in VIRTIO_AGENT_CONFIG)
+
+
 @dataclass
 class Kernel:
     name: str
     image: Path           # the bzImage: its header names the version
     modules: Path | None  # /lib/modules/<release>, with modules.dep; None when all is built in
     pvh_vmlinux: Path | None = None  # the same kernel as an ELF with a PVH entry: boots faster
+    virtio_console: bool = False  # its agent's channel can be a virtio-serial port (VIRTIO_AGENT_CONFIG)
 
     def __post_init__(self):
         self.banner = bzimage_banner(self.image)
@@ -189,8 +201,9 @@ class BuiltKernel(KernelSource):
         if not built.exists():
             raise UsageError(f"kernel {self.name}: not built yet for the current sources and kernel-config/; "
                              f"run `make setup` or `testbed kernel build {self.name}` (about 6 min on 2 cores)")
-        pvh = "CONFIG_PVH=y" in (built.parent / "config").read_text()
-        return Kernel(self.name, built, None, built.parent / "vmlinux" if pvh else None)
+        config = (built.parent / "config").read_text()
+        return Kernel(self.name, built, None, built.parent / "vmlinux" if "CONFIG_PVH=y" in config else None,
+                      has_virtio_console(config))
 
 
 @dataclass
@@ -214,10 +227,10 @@ class DebianKernel(KernelSource):
             raise UsageError(f"kernel {self.name}: the Debian package {self.package} is not fetched yet; "
                              f"run `make setup` (or `testbed kernel fetch {self.name}`)")
         info = json.loads(meta.read_text())
-        pvh = None
-        if "CONFIG_PVH=y" in (where / "config").read_text():
-            pvh = pvh_elf(where / "vmlinuz", where / "vmlinux")
-        return Kernel(self.name, where / "vmlinuz", where / "lib" / "modules" / info["release"], pvh)
+        config = (where / "config").read_text()
+        pvh = pvh_elf(where / "vmlinuz", where / "vmlinux") if "CONFIG_PVH=y" in config else None
+        return Kernel(self.name, where / "vmlinuz", where / "lib" / "modules" / info["release"], pvh,
+                      has_virtio_console(config))
 
     def fetch(self, cache: Path, say=print) -> None:
         """Download the kernel package (following a meta package such as linux-image-amd64 to the

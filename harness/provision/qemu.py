@@ -27,7 +27,7 @@ from .. import PROJECT
 from ..children import process_group
 from ..digest import content_hash, file_hash
 from ..errors import NetworkError, UsageError
-from . import mirrors
+from . import minutes, mirrors
 from .unpack import UnpackError, unpacked_once
 
 MODEL = PROJECT / "qemu-model" / "ixgbe.c"
@@ -390,7 +390,7 @@ def _build(cache: Path, src: Source, jobs: int, say) -> Path:
     staged.rename(out)
     _remove_others(cache, [out, work, pristine.parent])
     say(f"qemu {src.upstream} with the ixgbe model {model_hash()}: "
-        f"built in {seconds // 60:.0f} min {seconds % 60:.0f} s "
+        f"built in {minutes(seconds)} "
         f"-> {out / TARGET}; run it with {' '.join(firmware_options())}")
     return out / TARGET
 

@@ -1,6 +1,7 @@
-"""The agent on the guest's second serial port (ttyS1): nothing to add to the image, to QEMU's
-command line or to the console's watch, a snapshot can serve it, and a person logs in on the
-console."""
+"""The agent on a serial channel of the guest's own: the virtio-serial port org.testbed.agent
+where the kernel has the virtio console, else the second UART (ttyS1), as the kernel decides
+(Kernel.virtio_console, harness/machine/qemu.py).  Nothing to add to the image, to QEMU's command
+line or to the console's watch, a snapshot can serve it, and a person logs in on the console."""
 from __future__ import annotations
 
 from pathlib import Path

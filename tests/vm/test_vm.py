@@ -57,6 +57,27 @@ def test_exit_reaps_qemu_and_removes_the_run_dir(target, tmp_path):
     assert '"quit"' in (tmp_path / "qmp.log").read_text()  # the soft shutdown was used
 
 
+@pytest.mark.parametrize("virtio", [True, False], ids=["virtio-port", "uart"])
+def test_the_agent_runs_on_the_virtio_port_and_on_ttyS1_where_the_kernel_has_no_virtio_console(
+        target, tmp_path, virtio):
+    """A kernel with the virtio console gets the agent's channel on a virtio-serial port; one
+    without (as a bzImage of unknown config is taken to be) on the second UART, and lock-step
+    holds on both: every call's reply stops the guest (the brake read a STOP for each)."""
+    assert target.kernel.virtio_console  # kernel-config/channel.config builds it in
+    kernel = dataclasses.replace(target.kernel, virtio_console=virtio)
+    with VM(dataclasses.replace(target, kernel=kernel), tmp_path) as vm:
+        vm.lock_step()
+        for _ in range(3):
+            vm.agent.call(Op.PING)
+        listing = f"for f in /proc/{vm.hello['PID']}/fd/*; do readlink $f; done"  # the agent's open files
+        open_files = vm.agent.call(Op.RUN, cmd=listing)["OUTPUT"].split()
+    channel = "/dev/vport0p1" if virtio else "/dev/ttyS1"
+    assert channel.encode() in open_files, open_files
+    assert f"testbed-init: starting agent on {channel}" in (tmp_path / "console.log").read_text()
+    stops = (tmp_path / "brake.log").read_text().count('"event": "STOP"')
+    assert stops >= 3, stops  # a STOP for each PING's reply at least
+
+
 def test_kernel_panic_fails_the_waiter_with_the_panic_line(target, tmp_path, sysrq_crash):
     with VM(target, tmp_path) as vm:
         with pytest.raises(VMError, match=sysrq_crash(target.kernel.version)) as e:
