@@ -162,3 +162,6 @@ def test_on_the_real_clock_the_guest_ticks_periodically_and_on_the_virtual_one_i
     real, virtual = QemuSettings(time="real", kernel_args="pci=nomsi"), QemuSettings(time="virtual")
     assert real.kernel_command_line("ssh.x=1").split()[-3:] == ["nohz=off", "ssh.x=1", "pci=nomsi"]
     assert "nohz" not in virtual.kernel_command_line() and virtual.kernel_command_line().startswith(CMDLINE)
+    # the SSH transport asks for periodic ticks on either clock: once on the real one
+    assert real.kernel_command_line("nohz=off").split().count("nohz=off") == 1
+    assert virtual.kernel_command_line("nohz=off").split().count("nohz=off") == 1
