@@ -8,8 +8,10 @@
 # make kernel KERNEL_SRC=PATH   build a kernel tree (or tarball) with kernel-config/
 # make bisect-demo  a whole `git bisect run` over a small history made from 3.14.40 (about 3 min)
 # Tests run JOBS at a time, each VM test on its own guest (its own QEMU): four keep two cores
-# busy whether the guests run on the virtual clock or mostly wait on the real one (README).
+# busy whether the guests run on the virtual clock or mostly wait on the real one (README); an
+# idle worker takes tests queued for a busy one (worksteal), as their lengths differ 100-fold.
 JOBS   ?= $(shell echo $$(( $$(nproc) * 2 )))
+XDIST  := -n $(JOBS) --dist worksteal
 VENV   := .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
@@ -37,13 +39,13 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -n $(JOBS)
+	$(PY) -m pytest $(XDIST)
 
 test-unit: $(VENV)/.installed
-	$(PY) -m pytest -n $(JOBS) -m "not vm"
+	$(PY) -m pytest $(XDIST) -m "not vm"
 
 test-vm: $(VENV)/.installed
-	$(PY) -m pytest -n $(JOBS) -m vm
+	$(PY) -m pytest $(XDIST) -m vm
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/testbed bench --json results/bench.json
