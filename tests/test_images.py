@@ -125,6 +125,8 @@ def test_the_agent_is_on_a_virtio_serial_port_after_the_nic_for_a_kernel_with_th
     assert "chardev:agent" not in joined and "-serial chardev:console" in joined  # no ttyS1
     assert f"virtserialport,bus=agentbus.0,chardev=agent,name={AGENT_PORT}" in joined
     assert joined.index(f"igb,id={NIC_ID}") < joined.index("virtio-serial-pci")  # the NIC keeps its slot
+    # guest/init finds the port by this name
+    assert f'= {AGENT_PORT} ]' in (Path(__file__).parent.parent / "guest" / "init").read_text()
 
 
 @pytest.mark.parametrize("config,expected", [
