@@ -1,8 +1,8 @@
 """The QMP monitor against a scripted peer on a socketpair (QEMU itself drives it in tests/vm)."""
 import gc
 import json
-import os
 import logging
+import os
 import signal
 import socket
 import threading

@@ -62,10 +62,9 @@ class QemuSettings:
 
     def kernel_command_line(self, *extra: str) -> str:
         """The guest kernel's command line: CMDLINE, what this clock needs, `extra` (the
-        transport's) and kernel_args, each word once (the SSH transport's nohz=off is also the
-        real clock's)."""
-        words = " ".join((CMDLINE, REAL_CLOCK_ARGS if self.time == "real" else "", *extra, self.kernel_args))
-        return " ".join(dict.fromkeys(words.split()))
+        transport's) and kernel_args, empty parts left out."""
+        return " ".join(filter(None, (CMDLINE, REAL_CLOCK_ARGS if self.time == "real" else "", *extra,
+                                      self.kernel_args)))
 
     def clock(self) -> str:
         """Which clock the guest runs on, as a trace says it."""

@@ -64,9 +64,10 @@ GONE = (paramiko.SSHException, EOFError)
 # dropbear waits for the kernel's random pool, which a TCG guest with nothing to seed it fills
 # only seconds after boot (1.9 s here); an emulated RDRAND the kernel trusts fills it at once.
 CPU = "qemu64,+rdrand"
-# nohz=off: the guest ticks periodically on either clock.  Over user networking it waits on the
-# host's packets, and on the virtual clock a tickless idle guest's clock leaps from timer to
-# timer meanwhile: dropbear's 300 s to authenticate then passed while paramiko logged in.
+# nohz=off: the guest ticks periodically on either clock (the real clock's own nohz=off repeats
+# it, harmlessly).  Over user networking it waits on the host's packets, and on the virtual clock
+# a tickless idle guest's clock leaps from timer to timer meanwhile: dropbear's 300 s to
+# authenticate then passed while paramiko logged in.
 KERNEL_ARGS = "random.trust_cpu=on nohz=off"
 
 
