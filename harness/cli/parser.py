@@ -86,6 +86,10 @@ def parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("shell", help="a shell on a fresh guest (its console, or ssh), the agent running beside it",
                         parents=[g["guest"], g["transport"], g["time"], g["qemu"]])
     sh.add_argument("--cold", action="store_true", help="boot afresh instead of restoring the snapshot")
+    # A person types at a person's pace: between keystrokes an idle guest's virtual clock would
+    # leap from timer to timer (`sleep 5` returning at once), so the shell keeps the host's time
+    # unless --time says otherwise; testbed.yaml's qemu.time is for runs.
+    sh.set_defaults(time="real")
     link = sub.add_parser("link", help="flip a running guest's link (QMP set_link), e.g. one `testbed shell` started")
     link.add_argument("state", choices=["up", "down"])
     link.add_argument("--vm", type=Path, help="the guest's run directory, when several are running")

@@ -28,6 +28,7 @@ def test_shell_with_link_flipped_from_another_terminal(vm_kernel, transport, nic
                                        "--transport", transport], cwd=ROOT,
                           encoding="utf-8", timeout=90, dimensions=(40, 120))
     try:
+        child.expect(r"guest ready: .* on a real clock")  # the shell's default, whatever testbed.yaml says
         child.expect(r"run directory (\S+)")
         run_dir = child.match.group(1)
         if transport == "ssh":
