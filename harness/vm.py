@@ -38,6 +38,11 @@ from .transport import Reach, TransportError, by_name
 from .wait import Deadline, until
 
 
+# What a guest cost the host in CPU seconds: QEMU's (None if it could not be read), and that of
+# the harness threads that served it (console, agent channel).
+Cost = tuple[float | None, float]
+
+
 @dataclass
 class Target:
     """What to boot: one kernel x NIC with its guest image and QEMU settings, and the name of the
@@ -99,9 +104,8 @@ class VM:
         """Release everything launch took, last taken first (see launch); safe to call twice."""
         self._stack.close()
 
-    def cpu_seconds(self) -> tuple[float | None, float]:
-        """After shutdown, what this guest cost the host in CPU seconds: QEMU's (None if it could
-        not be read) and that of the harness threads that served it (console, agent channel)."""
+    def cpu_seconds(self) -> Cost:
+        """After shutdown, what this guest cost the host."""
         return self.qemu.cpu_seconds, self.console.cpu_seconds + (self._attached.cpu_seconds if self._attached else 0)
 
     def launch(self):

@@ -23,7 +23,7 @@ from ..results import Result, Verdict, cell_name
 from ..scenario import Failed, Guest, ScenarioInfo, Skip, load_catalogue
 from ..trace import Trace
 from ..transport import by_name
-from ..vm import VM, Target
+from ..vm import VM, Cost, Target
 from . import snapshot
 
 
@@ -83,19 +83,24 @@ def prepare(cfg: Config, kernel_name: str | None, nic: str | None, transport: st
 
 
 @contextlib.contextmanager
-def ready_vm(cfg: Config, target: Target, artifacts: Path, cold: bool = False) -> Iterator[VM]:
+def ready_vm(cfg: Config, target: Target, artifacts: Path, cold: bool = False,
+             spent: list[Cost] | None = None) -> Iterator[VM]:
     """A ready guest for `target`: restored from its snapshot (taken on first use), or booted
     afresh when `cold`.  A snapshot that will not restore is discarded and the guest booted.
     A guest whose transport cannot be restored (SSH: its keys are made for the run) always boots;
-    one with a VFIO card too: a host device does not migrate."""
+    one with a VFIO card too: a host device does not migrate.  What the other guests started on
+    the way cost (the boot that took the snapshot, a restore that failed) goes to `spent`."""
+    spent = [] if spent is None else spent
     cold = cold or not by_name(target.transport).restorable or bool(target.nic and not target.nic.emulated)
     too_old = None if cold else snapshot.unsupported(target.settings.binary)
-    snap = None if cold or too_old else snapshot.ensure(target, cfg.cache, artifacts / "snapshot-boot")
+    snap = None if cold or too_old else snapshot.ensure(target, cfg.cache, artifacts / "snapshot-boot", spent)
+    restoring = VM(target, artifacts, snapshot=snap)
     try:
-        vm = VM(target, artifacts, snapshot=snap).__enter__()
+        vm = restoring.__enter__()
     except VMError as e:
         if snap is None:
             raise
+        spent.append(restoring.cpu_seconds())
         snapshot.discard(snap)
         vm = VM(target, artifacts).__enter__()
         vm.notes.append(f"restoring {snap.path} failed ({e}): discarded it and booted afresh")
@@ -139,6 +144,7 @@ def run_cell(cfg: Config, name: str, kernel_name: str | None = None, nic: str | 
     started, cpu_started = time.monotonic(), time.thread_time()
     trace = Trace()
     vm = None
+    spent: list[Cost] = []  # other guests this cell started: its snapshot's boot, a failed restore
     try:
         try:
             if not info.applies_to(nic):
@@ -151,7 +157,7 @@ def run_cell(cfg: Config, name: str, kernel_name: str | None = None, nic: str | 
             return result
         result.release, result.version = target.kernel.release, target.kernel.version_str
         result.accel, result.transport, result.time = target.settings.accel, target.transport, target.settings.time
-        with ready_vm(cfg, target, artifacts, cold) as vm:
+        with ready_vm(cfg, target, artifacts, cold, spent) as vm:
             result.boot_seconds, result.from_snapshot = vm.boot_seconds, vm.snapshot is not None
             try:
                 begin(vm, trace)
@@ -176,9 +182,10 @@ def run_cell(cfg: Config, name: str, kernel_name: str | None = None, nic: str | 
         result.verdict, result.reason = Verdict.ERROR, f"{type(e).__name__}: {e}"
         trace.add("note", traceback.format_exc())
     result.duration = time.monotonic() - started
-    if vm is not None:
-        result.qemu_cpu_seconds, served = vm.cpu_seconds()
-        result.harness_cpu_seconds = time.thread_time() - cpu_started + served
+    if costs := [*spent, *([vm.cpu_seconds()] if vm is not None else [])]:
+        qemu = [q for q, _ in costs]
+        result.qemu_cpu_seconds = None if None in qemu else sum(q for q in qemu if q is not None)
+        result.harness_cpu_seconds = time.thread_time() - cpu_started + sum(served for _, served in costs)
     result.trace = sorted(trace.entries, key=lambda e: e.t)  # streamed events interleave with host actions
     result.save()
     return result

@@ -25,7 +25,7 @@ from typing import BinaryIO
 from ..digest import content_hash, file_hash
 from ..machine import VMError
 from ..machine.qemu import IGNORE_SHARED, qemu_command
-from ..vm import VM, Target
+from ..vm import VM, Cost, Target
 from ..wait import until
 
 FORMAT = b"testbed-snapshot-2"  # 2: the RAM in a file beside the devices' state
@@ -124,9 +124,9 @@ def key(target: Target) -> str:
                         _contents(target.kernel.boot_image), _contents(target.image.path))
 
 
-def ensure(target: Target, cache: Path, artifacts: Path) -> Snapshot:
+def ensure(target: Target, cache: Path, artifacts: Path, spent: list[Cost] | None = None) -> Snapshot:
     """The snapshot for `target`, booting and saving it if the cache has none
-    (that boot's console, QMP and agent logs go to `artifacts`)."""
+    (that boot's console, QMP and agent logs go to `artifacts`, its cost to `spent`)."""
     # one per kernel x NIC x guest clock: the clocks' snapshots do not replace each other
     nic = target.nic.model if target.nic else "nonic"
     directory = cache / "snapshots" / re.sub(r"[^\w.-]", "_", f"{target.kernel.name}-{nic}-{target.settings.time}")
@@ -140,14 +140,16 @@ def ensure(target: Target, cache: Path, artifacts: Path) -> Snapshot:
             for old in directory.glob("*.*"):  # other keys' snapshots unused for a while, interrupted saves
                 if old.suffix in PARTIAL or time.time() - old.stat().st_mtime > STALE_SECONDS:
                     old.unlink()
-            _take(target, path, artifacts)
+            cost = _take(target, path, artifacts)
+            if spent is not None:
+                spent.append(cost)
         for part in parts:  # in use: not stale for another configuration
             os.utime(part)
     saved = json.loads(parts[2].read_text())
     return Snapshot(path, saved["hello"], saved["boot_seconds"])
 
 
-def _take(target: Target, path: Path, artifacts: Path):
+def _take(target: Target, path: Path, artifacts: Path) -> Cost:
     _, saved_ram, meta = files(path)
     partial, ram = path.with_suffix(PARTIAL[0]), path.with_suffix(PARTIAL[1])
     try:
@@ -162,6 +164,7 @@ def _take(target: Target, path: Path, artifacts: Path):
         partial.unlink(missing_ok=True)
         ram.unlink(missing_ok=True)
     meta.write_text(json.dumps({"hello": vm.hello, "boot_seconds": vm.boot_seconds}))
+    return vm.cpu_seconds()
 
 
 def discard(snapshot: Snapshot):

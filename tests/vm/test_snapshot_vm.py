@@ -63,10 +63,32 @@ def test_a_snapshot_that_will_not_restore_is_replaced(cfg, target, tmp_path):
     size = snap.path.stat().st_size
     with open(snap.path, "r+b") as f:
         f.truncate(4096)
-    with runner.ready_vm(own, target, tmp_path / "broken") as vm:
+    failed_restore: list = []
+    with runner.ready_vm(own, target, tmp_path / "broken", spent=failed_restore) as vm:
         assert vm.snapshot is None
         assert any("discarded" in n for n in vm.notes), vm.notes
         assert vm.agent.call(Op.PING).ret == 0
-    with runner.ready_vm(own, target, tmp_path / "again") as vm:  # a new snapshot was taken
+    taking: list = []
+    with runner.ready_vm(own, target, tmp_path / "again", spent=taking) as vm:  # a new snapshot was taken
         assert vm.snapshot is not None and vm.snapshot.path.stat().st_size > 4096
-    assert size > 4096
+    restored = vm.cpu_seconds()[0]
+    assert size > 4096 and restored is not None
+    # what the other QEMUs cost reaches the cell: a restore that failed, a boot that took a snapshot
+    assert len(failed_restore) == 1 and failed_restore[0][0] > 0
+    assert len(taking) == 1 and taking[0][0] > restored > 0
+    reused: list = []
+    with runner.ready_vm(own, target, tmp_path / "reused", spent=reused):
+        pass
+    assert reused == []
+
+
+def test_a_cell_that_takes_its_snapshot_counts_that_boot(cfg, vm_kernel):
+    own = dataclasses.replace(cfg, memory_mb=cfg.memory_mb + 32)  # a snapshot of its own, taken by the first cell
+    first, second = (runner.run_cell(own, "carrier-qmp", vm_kernel, "igb") for _ in range(2))
+    try:
+        assert first.verdict == second.verdict == "passed" and first.from_snapshot and second.from_snapshot
+        assert first.qemu_cpu_seconds is not None and second.qemu_cpu_seconds is not None
+        # besides the same restore and run, the boot and save: a cold boot costs well over 0.5 CPU s
+        assert first.qemu_cpu_seconds - second.qemu_cpu_seconds > 0.5 and second.qemu_cpu_seconds > 0
+    finally:
+        snapshot.discard(snapshot.ensure(runner.prepare(own, vm_kernel, "igb"), own.cache, own.results / "x"))
