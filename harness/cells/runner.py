@@ -184,7 +184,7 @@ def run_cell(cfg: Config, name: str, kernel_name: str | None = None, nic: str | 
     result.duration = time.monotonic() - started
     if costs := [*spent, *([vm.cpu_seconds()] if vm is not None else [])]:
         qemu = [q for q, _ in costs]
-        result.qemu_cpu_seconds = None if None in qemu else sum(q for q in qemu if q is not None)
+        result.qemu_cpu_seconds = None if None in qemu else sum(filter(None, qemu))
         result.harness_cpu_seconds = time.thread_time() - cpu_started + sum(served for _, served in costs)
     result.trace = sorted(trace.entries, key=lambda e: e.t)  # streamed events interleave with host actions
     result.save()
