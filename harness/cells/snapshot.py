@@ -124,14 +124,20 @@ def key(target: Target) -> str:
                         _contents(target.kernel.boot_image), _contents(target.image.path))
 
 
+def location(target: Target, cache: Path) -> Path:
+    """Where `target`'s snapshot is kept (its devices' state; files() gives all its parts): one
+    directory per kernel x NIC x guest clock, so the clocks' snapshots do not replace each other."""
+    nic = target.nic.model if target.nic else "nonic"
+    directory = cache / "snapshots" / re.sub(r"[^\w.-]", "_", f"{target.kernel.name}-{nic}-{target.settings.time}")
+    return directory / f"{key(target)[:16]}.state"
+
+
 def ensure(target: Target, cache: Path, artifacts: Path, spent: list[Cost] | None = None) -> Snapshot:
     """The snapshot for `target`, booting and saving it if the cache has none
     (that boot's console, QMP and agent logs go to `artifacts`, its cost to `spent`)."""
-    # one per kernel x NIC x guest clock: the clocks' snapshots do not replace each other
-    nic = target.nic.model if target.nic else "nonic"
-    directory = cache / "snapshots" / re.sub(r"[^\w.-]", "_", f"{target.kernel.name}-{nic}-{target.settings.time}")
+    path = location(target, cache)
+    directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{key(target)[:16]}.state"
     parts = files(path)
     # parallel workers wanting the same snapshot: one boots, the others wait for it
     with open(directory / LOCK, "w") as lock:

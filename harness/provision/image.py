@@ -21,10 +21,6 @@ from .kernel import VIRTIO_AGENT_MODULES, Kernel
 
 GUEST = PROJECT / "guest"
 BUSYBOX = Path("/bin/busybox")
-# The kernel filesystems guest/init mounts with one `mount -a` (under TCG each program it starts
-# costs the boot about 13 ms of host time); devpts goes on /dev/pts once devtmpfs is on /dev.
-FSTAB = "proc /proc proc defaults 0 0\nsysfs /sys sysfs defaults 0 0\ndevtmpfs /dev devtmpfs defaults 0 0\n" \
-        "tmpfs /tmp tmpfs defaults 0 0\n"
 
 
 def build_agent(cache: Path) -> Path:
@@ -105,7 +101,7 @@ def build(kernel: Kernel, nic: Nic | None, cache: Path, host_programs: Sequence[
         "init": ((GUEST / "init").read_bytes(), 0o755),
         "agent": (agent.read_bytes(), 0o755),
         "bin/busybox": (BUSYBOX.read_bytes(), 0o755),
-        "etc/fstab": (FSTAB.encode(), 0o644),
+        "etc/fstab": ((GUEST / "fstab").read_bytes(), 0o644),
         "etc/modules": ("".join(f"{m.name} {MODULE_PARAMETERS.get(m.name.split('.ko')[0], '')}\n"
                                 for m in modules).encode(), 0o644),
         **{f"lib/modules/{m.name}": (m.read_bytes(), 0o644) for m in modules},
